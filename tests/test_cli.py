@@ -1,0 +1,104 @@
+"""The CLI through its real entry points (the ``toolchain`` console script and ``python -m toolchain``)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "toolchain"
+COMMANDS = ["train", "export", "simulate", "energy", "run", "inspect", "targets"]
+
+
+def toolchain(*args: str, cwd: Path = ROOT, module: bool = False) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "toolchain"] if module or not SCRIPT.exists() else [str(SCRIPT)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+
+
+@pytest.mark.parametrize("module", [False, True])
+def test_help_lists_every_subcommand(module):
+    result = toolchain("--help", module=module)
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_subcommand_has_help(command):
+    result = toolchain(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: toolchain" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["export", "simulate", "energy", "inspect", "targets"])
+def test_unimplemented_commands_fail_clearly(command):
+    result = toolchain(command, "anything")
+    assert result.returncode == 2
+    assert f"`toolchain {command}` is not available in this version yet" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_recipe_gives_the_named_error(tmp_path):
+    recipe = tmp_path / "bad" / "recipe.toml"
+    recipe.parent.mkdir()
+    recipe.write_text("[neuron]\nvoltage_decay = 2.0\n")
+    result = toolchain("train", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"toolchain: error: {recipe}: [neuron].voltage_decay: expected a number in [0, 1], got 2.0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no/such/recipe.toml"], "recipe not found"),
+        (["train", "models/digits-demo", "--epochs", "0"], "[train].epochs: expected a number in [1, inf)"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args, message):
+    result = toolchain(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_option_values_are_rejected_by_the_parser():
+    result = toolchain("train", "models/digits-demo", "--device", "tpu")
+    assert result.returncode == 2
+    assert "invalid choice: 'tpu'" in result.stderr
+
+
+def test_train_writes_the_run_folder_and_json(tmp_path):
+    out = tmp_path / "run"
+    report = tmp_path / "result.json"
+    result = toolchain(
+        "train",
+        "models/digits-demo",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+        str(report),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} >= {"model.pt", "recipe.toml", "metrics.json", "checkpoint.pt"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["test_accuracy"] > 0.5  # two epochs on digits already beat chance (0.1) by far
+    assert [layer["name"] for layer in metrics["layers"]] == ["dense1", "output"]
+    assert metrics["layers"][0]["neurons"] == 128
+    assert metrics["spikes_per_sample"] == pytest.approx(
+        sum(x["spikes_per_sample"] for x in metrics["layers"])
+    )
+    assert len(metrics["epochs"]) == 2
+    assert json.loads(report.read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert "test accuracy" in result.stdout

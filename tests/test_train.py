@@ -1,0 +1,52 @@
+"""Training: it learns, it is reproducible, a resumed run ends exactly where an uninterrupted one does."""
+
+import pytest
+import torch
+
+from toolchain.config import load_recipe, with_overrides
+from toolchain.data import ArraySplit, load_dataset
+from toolchain.errors import ToolchainError
+from toolchain.train import TrainingDivergedError, fit, load_trained
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _recipe(**overrides):
+    return with_overrides(load_recipe("models/digits-demo"), **overrides)
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, digits):
+    straight = fit(_recipe(**{"train.epochs": 2}), digits, tmp_path / "straight", progress=False)
+    fit(_recipe(**{"train.epochs": 1}), digits, tmp_path / "resumed", progress=False)
+    resumed = fit(_recipe(**{"train.epochs": 2}), digits, tmp_path / "resumed", resume=True, progress=False)
+    assert len(resumed.history) == 2
+    assert resumed.history[0].loss == straight.history[0].loss
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.evaluation == straight.evaluation
+
+
+def test_load_trained_gives_back_the_model(tmp_path, digits):
+    result = fit(_recipe(**{"train.epochs": 1}), digits, tmp_path, progress=False)
+    recipe, model = load_trained(tmp_path, digits.num_inputs, digits.num_classes)
+    assert recipe.name == "digits-demo"
+    for a, b in zip(result.model.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_divergence_is_a_clear_error(digits):
+    broken = ArraySplit(digits.train.x[:64].copy(), digits.train.y[:64].copy())
+    broken.x[0, 0] = float("inf")  # an inf input current makes v = inf, and the reset inf * 0 = NaN
+    dataset = type(digits)(digits.name, broken, digits.test, digits.classes, digits.sample_shape)
+    with pytest.raises(TrainingDivergedError, match=r"training diverged at epoch 1: parameter .* is nan"):
+        fit(_recipe(**{"train.epochs": 1}), dataset, progress=False)
+
+
+def test_a_corrupt_model_file_is_named(tmp_path, digits):
+    fit(_recipe(**{"train.epochs": 1}), digits, tmp_path, progress=False)
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ToolchainError, match=r"model\.pt: not a model of recipe"):
+        load_trained(tmp_path, digits.num_inputs, digits.num_classes)

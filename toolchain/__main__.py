@@ -1,0 +1,7 @@
+"""``python -m toolchain`` is the ``toolchain`` command."""
+
+import sys
+
+from toolchain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,187 @@
+"""Recipes: one TOML file per model (``models/<name>/recipe.toml``) parsed into typed dataclasses.
+
+A recipe says what to train and where it goes: dataset, input encoding, time steps, architecture,
+neuron parameters, training settings, export formats and hardware target. Every key is validated on
+load; an unknown key, a wrong type or an impossible value raises :class:`RecipeError` naming the
+file and the key (``models/x/recipe.toml: [neuron].voltage_decay: expected a number in [0, 1], got
+1.5``). ``docs/recipes.md`` lists every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from toolchain.errors import RecipeError
+from toolchain.schema import bounded, choice, from_mapping, to_mapping
+
+
+@dataclass
+class DataConfig:
+    """``[data]``: which dataset, and its loader's own options (``[data.options]``)."""
+
+    dataset: str = "digits"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EncodingConfig:
+    """``[encoding]``: how a sample becomes input over time.
+
+    ``direct`` repeats the analog input every step, ``rate`` draws Bernoulli spikes with p = value,
+    ``latency`` fires each input once (earlier for larger values), ``spikes`` takes data that is
+    already a spike train ``[T, ...]``.
+    """
+
+    scheme: str = choice("direct", "rate", "latency", "spikes", default="direct")
+    time_steps: int = bounded(8, ge=1, le=100_000)
+
+
+@dataclass
+class NeuronConfig:
+    """``[neuron]``: CUBA-LIF parameters (see :mod:`toolchain.snn.dynamics`) and the surrogate.
+
+    Decays are the fractions of current / voltage lost per time step, in [0, 1]: a
+    ``current_decay`` of 1 makes the current equal to the input (a plain LIF).
+    ``numeric = "fixed_point"`` trains on Loihi's integer grid (not available yet).
+    """
+
+    model: str = choice("cuba", default="cuba")
+    threshold: float = bounded(1.0, gt=0)
+    current_decay: float = bounded(1.0, ge=0, le=1)
+    voltage_decay: float = bounded(0.1, ge=0, le=1)
+    surrogate: str = choice("sigmoid", "fast_sigmoid", "triangle", default="fast_sigmoid")
+    surrogate_scale: float = bounded(10.0, gt=0)
+    numeric: str = choice("float", default="float")
+
+
+@dataclass
+class ModelConfig:
+    """``[model]``: the architecture. ``mlp``: inputs -> ``hidden`` spiking layers -> classes."""
+
+    architecture: str = choice("mlp", default="mlp")
+    hidden: list[int] = bounded(default_factory=lambda: [128], ge=1)
+    readout: str = choice("spike_count", default="spike_count")
+
+
+@dataclass
+class TrainConfig:
+    """``[train]``: optimisation settings. ``learning_rate`` is per step of the optimizer."""
+
+    epochs: int = bounded(10, ge=1)
+    batch_size: int = bounded(64, ge=1)
+    learning_rate: float = bounded(1e-3, gt=0, le=10)
+    optimizer: str = choice("adam", "sgd", default="adam")
+    weight_decay: float = bounded(0.0, ge=0)
+    seed: int = 0
+    device: str = choice("cpu", "cuda", "auto", default="cpu")
+
+
+@dataclass
+class ExportConfig:
+    """``[export]``: the formats ``toolchain export`` / ``run`` write."""
+
+    formats: list[str] = choice("netx", "nir", "onnx", default_factory=lambda: ["netx", "nir", "onnx"])
+
+
+@dataclass
+class TargetConfig:
+    """``[target]``: the hardware profile (``deploy/targets/<name>.toml``) for energy estimates."""
+
+    name: str = "loihi"
+
+
+@dataclass
+class Recipe:
+    """A whole recipe. ``name`` defaults to the recipe's folder name."""
+
+    name: str
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+
+def parse_recipe(table: dict[str, Any], source: str = "<recipe>", default_name: str = "recipe") -> Recipe:
+    """Build a :class:`Recipe` from a parsed TOML table; ``source`` names the file in errors."""
+    table = dict(table)
+    table.setdefault("name", default_name)
+    try:
+        recipe = from_mapping(Recipe, table)
+        _check_dataset(recipe)
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: {exc}") from None
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate ``path`` (a ``recipe.toml``, or a folder containing one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "recipe.toml"
+    if not path.is_file():
+        raise RecipeError(
+            f"{path}: recipe not found (expected a TOML file such as models/<name>/recipe.toml)"
+        )
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    return parse_recipe(table, str(path), default_name=path.parent.name or "recipe")
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe (every default filled in) as TOML."""
+    Path(path).write_text(dump_recipe(recipe), encoding="utf-8")
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return tomli_w.dumps(recipe.to_dict())
+
+
+def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
+    """A copy of ``recipe`` with dotted-key overrides (``train.epochs=3``) validated like the file."""
+    table = recipe.to_dict()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = table
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_recipe(table, f"recipe {recipe.name!r} with overrides", recipe.name)
+
+
+def _check_dataset(recipe: Recipe) -> None:
+    from toolchain.data import dataset_options  # the data stage validates its own options
+
+    dataset_options(recipe.data.dataset, recipe.data.options)
+
+
+__all__ = [
+    "DataConfig",
+    "EncodingConfig",
+    "ExportConfig",
+    "ModelConfig",
+    "NeuronConfig",
+    "Recipe",
+    "TargetConfig",
+    "TrainConfig",
+    "dump_recipe",
+    "load_recipe",
+    "parse_recipe",
+    "save_recipe",
+    "with_overrides",
+]

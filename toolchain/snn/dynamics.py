@@ -1,0 +1,132 @@
+"""Neuron dynamics: the ONE place where the CUBA-LIF equations and Loihi's fixed-point rules live.
+
+Everything that steps a neuron (training's float and fixed-point modes, the reference simulator,
+export checks, activity counts for energy) calls these pure functions on tensors. They hold no
+state: state goes in and comes out, so the same function serves a torch module, a batched
+simulator and a unit test.
+
+Float CUBA-LIF, one time step (Lava's ``floating_pt`` LIF and lava-dl's CUBA neuron)::
+
+    u[t] = u[t-1] * (1 - du) + x[t]              # synaptic current
+    v[t] = v[t-1] * (1 - dv) + u[t] + bias       # membrane voltage
+    s[t] = v[t] > threshold                      # spike
+    v[t] = 0 where s[t]                          # hard reset to zero
+
+Loihi fixed point (``lava.proc.lif.models.AbstractPyLifModelFixed``, lava-nc 0.10.0), with integer
+decays ``du_lava, dv`` in 0..4095 (12 bits), the current offset ``ds_offset = 1`` that Lava adds to
+``du_lava`` (netx writes ``du_lava = iDecay - 1``, so the effective decay is ``iDecay``), and
+24-bit state::
+
+    u = trunc(u * (4096 - (du_lava + 1)) / 4096) + (a_in << 6)   # then wrapped into 24 bits
+    v = trunc(v * (4096 - dv) / 4096) + u + (bias_mant << bias_exp)   # then clipped to 24 bits
+    s = v > (vth_mant << 6);  v = 0 where s
+
+``trunc`` rounds toward zero: Lava computes ``sign(p) * (|p| >> 12)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+#: Loihi's decay registers are 12-bit fractions of this unity
+DECAY_UNITY = 4096
+DECAY_SHIFT = 12
+#: synaptic input and thresholds are MSB-aligned by this many bits
+ACTIVATION_SHIFT = 6
+THRESHOLD_SHIFT = 6
+#: u and v are 24-bit registers
+STATE_BITS = 24
+STATE_LIMIT = 2 ** (STATE_BITS - 1)
+#: Lava adds this 1-bit offset to the current decay (``ds_offset``); the voltage offset is 0
+CURRENT_DECAY_OFFSET = 1
+
+SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CubaState:
+    """State of a population of CUBA neurons: synaptic current ``u`` and voltage ``v``, same shape."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+
+    @staticmethod
+    def zeros_like(x: torch.Tensor) -> CubaState:
+        return CubaState(torch.zeros_like(x), torch.zeros_like(x))
+
+
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    """The spike function without a surrogate: 1 where ``x > 0`` (strict, as Lava's ``v > vth``)."""
+    return (x > 0).to(x.dtype)
+
+
+def cuba_step(
+    state: CubaState,
+    x: torch.Tensor,
+    current_decay: float | torch.Tensor,
+    voltage_decay: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    bias: float | torch.Tensor = 0.0,
+    spike_fn: SpikeFn = heaviside,
+) -> tuple[torch.Tensor, CubaState]:
+    """One float step of CUBA-LIF; returns ``(spikes, new_state)``.
+
+    ``current_decay``/``voltage_decay`` are the fractions lost per step (0 keeps everything, 1 keeps
+    nothing); ``spike_fn`` maps ``v - threshold`` to spikes (a surrogate in training). The reset is
+    ``v * (1 - s)``, which equals Lava's ``v[s] = 0`` for binary spikes and lets gradients through.
+    """
+    u = state.u * (1.0 - current_decay) + x
+    v = state.v * (1.0 - voltage_decay) + u + bias
+    spikes = spike_fn(v - threshold)
+    v = v * (1.0 - spikes)
+    return spikes, CubaState(u, v)
+
+
+def loihi_decay(value: torch.Tensor, decay: int | torch.Tensor) -> torch.Tensor:
+    """``value * (4096 - decay) / 4096`` rounded toward zero, on integer tensors (Lava's decay)."""
+    product = value.to(torch.int64) * (DECAY_UNITY - torch.as_tensor(decay, dtype=torch.int64))
+    return torch.div(product, DECAY_UNITY, rounding_mode="trunc")
+
+
+def wrap_current(u: torch.Tensor) -> torch.Tensor:
+    """Lava's 24-bit wrap of the current: ``u - 2^24`` above ``2^23``, ``u + 2^24`` at or below ``-2^23``."""
+    u = torch.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, u)
+    return torch.where(u <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u)
+
+
+def clip_voltage(v: torch.Tensor) -> torch.Tensor:
+    """Lava's saturation of the voltage to ``[-(2^23 - 1), 2^23 - 1]``."""
+    return v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+
+
+def cuba_step_fixed(
+    state: CubaState,
+    a_in: torch.Tensor,
+    du_lava: int | torch.Tensor,
+    dv: int | torch.Tensor,
+    vth_mant: int | torch.Tensor,
+    bias_mant: int | torch.Tensor = 0,
+    bias_exp: int | torch.Tensor = 0,
+) -> tuple[torch.Tensor, CubaState]:
+    """One bit-accurate step of Lava's fixed-point LIF on ``int64`` tensors; returns ``(spikes, state)``.
+
+    ``a_in`` is the integer synaptic input (the weighted sum of the previous layer's spikes with
+    integer weights); ``du_lava`` is the register value Lava holds (``iDecay - 1``), ``dv`` the voltage
+    decay; ``vth_mant`` the threshold mantissa. Spikes are returned as ``int64`` zeros and ones.
+    """
+    u = loihi_decay(state.u, torch.as_tensor(du_lava) + CURRENT_DECAY_OFFSET)
+    u = wrap_current(u + (a_in.to(torch.int64) << ACTIVATION_SHIFT))
+    v = clip_voltage(loihi_decay(state.v, dv) + u + effective_bias(bias_mant, bias_exp))
+    spikes = v > (torch.as_tensor(vth_mant, dtype=torch.int64) << THRESHOLD_SHIFT)
+    v = torch.where(spikes, torch.zeros_like(v), v)
+    return spikes.to(torch.int64), CubaState(u, v)
+
+
+def effective_bias(bias_mant: int | torch.Tensor, bias_exp: int | torch.Tensor) -> torch.Tensor:
+    """``bias_mant << bias_exp``, or ``>> -bias_exp`` for a negative exponent (Lava's ``scale_bias``)."""
+    mant = torch.as_tensor(bias_mant, dtype=torch.int64)
+    exp = torch.as_tensor(bias_exp, dtype=torch.int64)
+    return torch.where(exp >= 0, mant << exp.clamp(min=0), mant >> (-exp).clamp(min=0))

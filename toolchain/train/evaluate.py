@@ -1,0 +1,87 @@
+"""Accuracy and spiking activity of a model on a data split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from toolchain.config import EncodingConfig
+from toolchain.data import ArraySplit, as_float
+from toolchain.data.encoding import encode
+from toolchain.snn.models import SpikingMLP
+
+
+@dataclass
+class LayerActivity:
+    """Spikes of one layer, averaged over the evaluated samples."""
+
+    name: str
+    neurons: int
+    spikes_per_sample: float
+
+
+@dataclass
+class Evaluation:
+    """Test-set figures: accuracy in [0, 1] and spikes per sample (all layers and per layer)."""
+
+    samples: int
+    accuracy: float
+    spikes_per_sample: float
+    layers: list[LayerActivity]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def batches(
+    split: ArraySplit, batch_size: int, order: np.ndarray | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` float32/int64 tensors of ``batch_size`` samples, in ``order`` if given."""
+    indices = np.arange(len(split)) if order is None else order
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start : start + batch_size]
+        x = torch.from_numpy(as_float(np.asarray(split.x[idx])))
+        y = torch.from_numpy(np.asarray(split.y[idx], dtype=np.int64))
+        yield x, y
+
+
+def encode_batch(
+    x: torch.Tensor, encoding: EncodingConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A float batch ``[B, ...]`` as the network's time-major input ``[T, B, ...]``."""
+    return encode(encoding.scheme, x, encoding.time_steps, generator=generator)
+
+
+@torch.no_grad()
+def evaluate(
+    model: SpikingMLP,
+    split: ArraySplit,
+    encoding: EncodingConfig,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> Evaluation:
+    """Accuracy and spikes per sample of ``model`` on ``split`` (rate encoding drawn from ``seed``)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    correct = 0
+    totals = {name: 0.0 for name in model.layer_names}
+    for x, y in batches(split, batch_size):
+        out = model(encode_batch(x, encoding, generator).to(device))
+        correct += int((out.logits.argmax(dim=1).cpu() == y).sum())
+        for name, counts in out.spike_counts_per_sample().items():
+            totals[name] += float(counts.sum())
+    n = max(len(split), 1)
+    layers = [
+        LayerActivity(name, size, totals[name] / n)
+        for name, size in zip(model.layer_names, model.layer_sizes, strict=True)
+    ]
+    return Evaluation(
+        samples=len(split),
+        accuracy=correct / n,
+        spikes_per_sample=sum(layer.spikes_per_sample for layer in layers),
+        layers=layers,
+    )
