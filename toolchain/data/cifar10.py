@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -46,7 +45,8 @@ from tqdm import tqdm
 
 from toolchain.data.archive import unpacked
 from toolchain.data.base import ArraySplit, Dataset, cache_dir
-from toolchain.errors import DataError
+from toolchain.errors import DataError, ToolchainError
+from toolchain.io import atomic_write
 from toolchain.schema import bounded, choice
 
 SOURCES = ("auto", "batches", "images", "exact-subset")
@@ -485,22 +485,11 @@ def _load_cached(path: Path, count: int) -> np.ndarray | None:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` to a temporary file renamed into place (never half-written)."""
+    """Write ``array`` as ``.npy`` atomically; a cache that cannot be written is only a warning."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".npy", dir=path.parent)
-    except OSError as exc:
-        warnings.warn(f"{path}: cannot cache decoded images ({exc})", stacklevel=3)
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, path)
-    except OSError as exc:
-        warnings.warn(f"{path}: cannot cache decoded images ({exc})", stacklevel=3)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, lambda f: np.save(f, array))
+    except ToolchainError as exc:
+        warnings.warn(f"cannot cache decoded images: {exc}", stacklevel=3)
 
 
 def _decode_images(files: list[str], description: str) -> np.ndarray:
