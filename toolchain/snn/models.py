@@ -10,7 +10,8 @@ from torch import nn
 
 from toolchain.config import ModelConfig, NeuronConfig
 from toolchain.errors import RecipeError
-from toolchain.snn.layers import CubaLIF, TimeDistributed
+from toolchain.snn.layers import TimeDistributed
+from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
 
 
