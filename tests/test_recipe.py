@@ -107,3 +107,16 @@ def test_docs_list_every_recipe_key():
                 assert f"`{key}`" in text, f"docs/recipes.md does not document {key}"
         else:
             assert f"`{f.name}`" in text
+
+
+def test_set_assignments_are_toml_values_and_validated():
+    from toolchain.config import parse_assignments
+
+    parsed = parse_assignments(["neuron.numeric=fixed_point", "model.hidden=[256, 64]", "train.epochs=3"])
+    assert parsed == {"neuron.numeric": "fixed_point", "model.hidden": [256, 64], "train.epochs": 3}
+    recipe = with_overrides(load_recipe(MODELS / "digits-demo"), **parsed)
+    assert (recipe.neuron.numeric, recipe.model.hidden, recipe.train.epochs) == ("fixed_point", [256, 64], 3)
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        parse_assignments(["epochs"])
+    with pytest.raises(RecipeError, match=r"\[neuron\]\.numeric: expected one of 'float', 'fixed_point'"):
+        with_overrides(recipe, **parse_assignments(["neuron.numeric=double"]))

@@ -76,9 +76,24 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<recipe name>)")
     parser.add_argument("--epochs", type=int, default=None, help="override [train].epochs")
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="override [train].batch_size (per process under torchrun: a step takes this many "
+        "samples on each of the N processes)",
+    )
+    parser.add_argument(
         "--device", choices=["cpu", "cuda", "auto"], default=None, help="override [train].device"
     )
     parser.add_argument("--seed", type=int, default=None, help="override [train].seed")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe key, VALUE in TOML syntax (e.g. --set neuron.numeric='\"fixed_point\"' "
+        "or --set neuron.numeric=fixed_point, --set model.hidden=[256,256]); repeatable",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON"
@@ -87,29 +102,68 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from toolchain.config import load_recipe, with_overrides
-    from toolchain.data import load_dataset
-    from toolchain.io import write_json
-    from toolchain.train import fit
+    """``train`` / ``run``; under ``torchrun`` (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` set) one
+    rank of a DistributedDataParallel run, where rank 0 alone prints and writes files.
 
-    recipe = with_overrides(
-        load_recipe(args.recipe),
-        **{"train.epochs": args.epochs, "train.device": args.device, "train.seed": args.seed},
-    )
-    out = args.out if args.out is not None else Path("runs") / recipe.name
-    dataset = load_dataset(recipe.data.dataset, args.data_dir, recipe.data.options)
-    print(
-        f"recipe {recipe.name}: {recipe.data.dataset} "
-        f"({len(dataset.train)} train / {len(dataset.test)} test), "
-        f"{recipe.encoding.scheme} encoding, T = {recipe.encoding.time_steps} steps",
-        file=sys.stderr,
-    )
-    result = fit(recipe, dataset, out, resume=args.resume, progress=not args.no_progress)
-    metrics = result.metrics(recipe)
-    _print_summary(metrics, out)
-    if args.json is not None:
-        write_json(args.json, {**metrics, "run_dir": str(out)})
-    return 0
+    Errors every rank raises together (a bad recipe, diverged training, a peer's failure) are
+    printed by rank 0 only; an error of one rank is printed by that rank, as ``rank R: ...``.
+    """
+    import os
+
+    from toolchain.config import load_recipe, parse_assignments, with_overrides
+    from toolchain.data import load_dataset
+    from toolchain.errors import RecipeError
+    from toolchain.io import write_json
+    from toolchain.train import TrainingDivergedError, fit
+    from toolchain.train import distributed as ddp
+
+    ctx: ddp.DistributedContext | None = None
+    try:
+        recipe = with_overrides(
+            load_recipe(args.recipe),
+            **{
+                "train.epochs": args.epochs,
+                "train.batch_size": args.batch_size,
+                "train.device": args.device,
+                "train.seed": args.seed,
+                **parse_assignments(args.set),
+            },
+        )
+        ctx = ddp.init_from_env(recipe.train.device)
+        main = ddp.is_main(ctx)
+        out = args.out if args.out is not None else Path("runs") / recipe.name
+        with ddp.agreed(ctx, "while loading the dataset"):
+            dataset = load_dataset(recipe.data.dataset, args.data_dir, recipe.data.options)
+        if main:
+            print(
+                f"recipe {recipe.name}: {recipe.data.dataset} "
+                f"({len(dataset.train)} train / {len(dataset.test)} test), "
+                f"{recipe.encoding.scheme} encoding, T = {recipe.encoding.time_steps} steps",
+                file=sys.stderr,
+            )
+        if main and ctx is not None:
+            batch = recipe.train.batch_size
+            print(
+                f"distributed: {ctx.world_size} processes ({ctx.backend}, {ctx.device.type}), "
+                f"{batch} samples per process and step ({batch * ctx.world_size} per step)",
+                file=sys.stderr,
+            )
+        result = fit(recipe, dataset, out, resume=args.resume, progress=not args.no_progress, distributed=ctx)
+        if main:
+            metrics = result.metrics(recipe)
+            _print_summary(metrics, out)
+            if args.json is not None:
+                write_json(args.json, {**metrics, "run_dir": str(out)})
+        return 0
+    except ToolchainError as exc:
+        rank = str(ctx.rank) if ctx is not None else os.environ.get("RANK", "0")
+        if rank == "0":
+            raise
+        if isinstance(exc, RecipeError | TrainingDivergedError | ddp.PeerFailedError):
+            return EXIT_USAGE  # rank 0 says the same
+        raise ToolchainError(f"rank {rank}: {exc}") from None
+    finally:
+        ddp.cleanup(ctx)
 
 
 def _print_summary(metrics: dict[str, Any], out: Path) -> None:

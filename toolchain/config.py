@@ -47,7 +47,11 @@ class NeuronConfig:
 
     Decays are the fractions of current / voltage lost per time step, in [0, 1]: a
     ``current_decay`` of 1 makes the current equal to the input (a plain LIF).
-    ``numeric = "fixed_point"`` trains on Loihi's integer grid (not available yet).
+    ``reset``: ``zero`` (Loihi) or ``subtract`` (the soft reset of snnTorch/SpikingJelly; no Loihi
+    equivalent). ``numeric = "fixed_point"`` trains on Loihi's integer arithmetic (weights on the 8-bit grid,
+    decays k/4096, threshold x 64; see :mod:`toolchain.snn.loihi`). ``synapse_delay`` is the
+    steps a spike takes to reach the next layer's current: 1 as in Lava (its Dense process delivers
+    a step later), 0 for the convention of most training frameworks.
     """
 
     model: str = choice("cuba", default="cuba")
@@ -56,16 +60,47 @@ class NeuronConfig:
     voltage_decay: float = bounded(0.1, ge=0, le=1)
     surrogate: str = choice("sigmoid", "fast_sigmoid", "triangle", default="fast_sigmoid")
     surrogate_scale: float = bounded(10.0, gt=0)
-    numeric: str = choice("float", default="float")
+    reset: str = choice("zero", "subtract", default="zero")
+    numeric: str = choice("float", "fixed_point", default="float")
+    synapse_delay: int = bounded(1, ge=0, le=1)
 
 
 @dataclass
 class ModelConfig:
-    """``[model]``: the architecture. ``mlp``: inputs -> ``hidden`` spiking layers -> classes."""
+    """``[model]``: the architecture (``docs/models.md``).
 
-    architecture: str = choice("mlp", default="mlp")
+    ``mlp``: inputs -> ``hidden`` dense spiking layers -> one spiking neuron per class.
+    ``conv1d`` (samples ``(features, frames)``) and ``vgg`` (images ``(C, H, W)``): one convolution
+    layer per entry of ``channels`` (``kernel_size``, ``stride``, ``padding``), a ``pool`` of
+    ``pool_size`` after each conv layer listed in ``pool_after`` (1-based), then ``hidden`` dense
+    layers and the output layer. ``batch_norm`` applies to every dense/conv layer (the output too),
+    ``dropout`` to every one but the output.
+    The conv keys are ignored by ``mlp``.
+    """
+
+    architecture: str = choice("mlp", "conv1d", "vgg", default="mlp")
     hidden: list[int] = bounded(default_factory=lambda: [128], ge=1)
+    channels: list[int] = bounded(default_factory=lambda: [16, 32], ge=1)
+    kernel_size: int = bounded(3, ge=1)
+    stride: int = bounded(1, ge=1)
+    padding: str = choice("same", "valid", default="same")
+    pool_after: list[int] = bounded(default_factory=lambda: [1, 2], ge=1)
+    pool: str = choice("sum", "avg", default="sum")
+    pool_size: int = bounded(2, ge=2)
+    batch_norm: bool = False
+    dropout: float = bounded(0.0, ge=0, lt=1)
     readout: str = choice("spike_count", default="spike_count")
+
+    def __post_init__(self) -> None:
+        if self.architecture == "mlp":
+            return
+        if any(b <= a for a, b in zip(self.pool_after, self.pool_after[1:], strict=False)):
+            raise ValueError(f"pool_after: expected increasing layer numbers, got {self.pool_after}")
+        if self.pool_after and self.pool_after[-1] > len(self.channels):
+            raise ValueError(
+                f"pool_after: names conv layer {self.pool_after[-1]}, but channels = {self.channels} "
+                f"has {len(self.channels)} layers"
+            )
 
 
 @dataclass
@@ -164,6 +199,25 @@ def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
     return parse_recipe(table, f"recipe {recipe.name!r} with overrides", recipe.name)
 
 
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """``["neuron.numeric=fixed_point", "model.hidden=[256, 256]"]`` as dotted-key overrides.
+
+    A value is read as TOML (numbers, booleans, lists, quoted strings); a bare word that is not
+    valid TOML is taken as a string. Raises :class:`RecipeError` for an item without ``=``.
+    """
+    overrides: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        overrides[key.strip()] = value
+    return overrides
+
+
 def _check_dataset(recipe: Recipe) -> None:
     from toolchain.data import dataset_options  # the data stage validates its own options
 
@@ -181,6 +235,7 @@ __all__ = [
     "TrainConfig",
     "dump_recipe",
     "load_recipe",
+    "parse_assignments",
     "parse_recipe",
     "save_recipe",
     "with_overrides",

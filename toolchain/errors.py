@@ -26,3 +26,11 @@ class LavaUnavailableError(ToolchainError):
 
 class NotImplementedYetError(ToolchainError):
     """A CLI command or option that a later milestone will provide."""
+
+
+class QuantizationError(ToolchainError):
+    """A value cannot be represented on the target's fixed-point grid (overflow, out of register range)."""
+
+
+class UnsupportedDynamicsError(ToolchainError):
+    """Neuron dynamics that have no exact equivalent in the target model (refused, never approximated)."""

@@ -63,6 +63,37 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)
 
 
+def cuba_subthreshold(
+    state: CubaState,
+    x: torch.Tensor,
+    current_decay: float | torch.Tensor,
+    voltage_decay: float | torch.Tensor,
+    bias: float | torch.Tensor = 0.0,
+) -> CubaState:
+    """The float leaky integration of one step, before any spike: ``u``, ``v`` pre-reset."""
+    u = state.u * (1.0 - current_decay) + x
+    v = state.v * (1.0 - voltage_decay) + u + bias
+    return CubaState(u, v)
+
+
+def spike_and_reset(
+    state: CubaState,
+    threshold: float | torch.Tensor,
+    spike_fn: SpikeFn = heaviside,
+    reset: str = "zero",
+) -> tuple[torch.Tensor, CubaState]:
+    """Spike where ``v > threshold`` (through ``spike_fn``), then reset the voltages that spiked.
+
+    ``reset="zero"`` (Loihi): ``v * (1 - s)``, which equals Lava's ``v[s] = 0`` for binary spikes
+    and lets gradients through. ``reset="subtract"`` (the "soft" reset of snnTorch/SpikingJelly):
+    ``v - threshold * s``; Loihi's CUBA neuron has no such reset.
+    """
+    spikes = spike_fn(state.v - threshold)
+    if reset == "subtract":
+        return spikes, CubaState(state.u, state.v - threshold * spikes)
+    return spikes, CubaState(state.u, state.v * (1.0 - spikes))
+
+
 def cuba_step(
     state: CubaState,
     x: torch.Tensor,
@@ -71,18 +102,16 @@ def cuba_step(
     threshold: float | torch.Tensor,
     bias: float | torch.Tensor = 0.0,
     spike_fn: SpikeFn = heaviside,
+    reset: str = "zero",
 ) -> tuple[torch.Tensor, CubaState]:
     """One float step of CUBA-LIF; returns ``(spikes, new_state)``.
 
     ``current_decay``/``voltage_decay`` are the fractions lost per step (0 keeps everything, 1 keeps
-    nothing); ``spike_fn`` maps ``v - threshold`` to spikes (a surrogate in training). The reset is
-    ``v * (1 - s)``, which equals Lava's ``v[s] = 0`` for binary spikes and lets gradients through.
+    nothing); ``spike_fn`` maps ``v - threshold`` to spikes (a surrogate in training); ``reset`` as
+    in :func:`spike_and_reset`.
     """
-    u = state.u * (1.0 - current_decay) + x
-    v = state.v * (1.0 - voltage_decay) + u + bias
-    spikes = spike_fn(v - threshold)
-    v = v * (1.0 - spikes)
-    return spikes, CubaState(u, v)
+    pre_reset = cuba_subthreshold(state, x, current_decay, voltage_decay, bias)
+    return spike_and_reset(pre_reset, threshold, spike_fn, reset)
 
 
 def loihi_decay(value: torch.Tensor, decay: int | torch.Tensor) -> torch.Tensor:
@@ -102,6 +131,39 @@ def clip_voltage(v: torch.Tensor) -> torch.Tensor:
     return v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
 
 
+def effective_bias(bias_mant: int | torch.Tensor, bias_exp: int | torch.Tensor) -> torch.Tensor:
+    """``bias_mant << bias_exp``, or ``>> -bias_exp`` for a negative exponent (Lava's ``scale_bias``)."""
+    mant = torch.as_tensor(bias_mant, dtype=torch.int64)
+    exp = torch.as_tensor(bias_exp, dtype=torch.int64)
+    return torch.where(exp >= 0, mant << exp.clamp(min=0), mant >> (-exp).clamp(min=0))
+
+
+def cuba_subthreshold_fixed(
+    state: CubaState,
+    a_in: torch.Tensor,
+    du_lava: int | torch.Tensor,
+    dv: int | torch.Tensor,
+    bias_mant: int | torch.Tensor = 0,
+    bias_exp: int | torch.Tensor = 0,
+) -> CubaState:
+    """Lava's bit-accurate leaky integration of one step on ``int64`` tensors, before any spike.
+
+    ``a_in`` is the integer synaptic input (the weighted sum of the previous layer's spikes with
+    integer weights); ``du_lava`` is the register value Lava holds (``iDecay - 1``), ``dv`` the
+    voltage decay.
+    """
+    u = loihi_decay(state.u, torch.as_tensor(du_lava) + CURRENT_DECAY_OFFSET)
+    u = wrap_current(u + (a_in.to(torch.int64) << ACTIVATION_SHIFT))
+    v = clip_voltage(loihi_decay(state.v, dv) + u + effective_bias(bias_mant, bias_exp))
+    return CubaState(u, v)
+
+
+def spike_and_reset_fixed(state: CubaState, vth_mant: int | torch.Tensor) -> tuple[torch.Tensor, CubaState]:
+    """Spike iff ``v > vth_mant << 6`` (strict), reset those voltages to 0; spikes as ``int64`` 0/1."""
+    spikes = state.v > (torch.as_tensor(vth_mant, dtype=torch.int64) << THRESHOLD_SHIFT)
+    return spikes.to(torch.int64), CubaState(state.u, torch.where(spikes, torch.zeros_like(state.v), state.v))
+
+
 def cuba_step_fixed(
     state: CubaState,
     a_in: torch.Tensor,
@@ -111,22 +173,48 @@ def cuba_step_fixed(
     bias_mant: int | torch.Tensor = 0,
     bias_exp: int | torch.Tensor = 0,
 ) -> tuple[torch.Tensor, CubaState]:
-    """One bit-accurate step of Lava's fixed-point LIF on ``int64`` tensors; returns ``(spikes, state)``.
+    """One bit-accurate step of Lava's fixed-point LIF on ``int64`` tensors; returns ``(spikes, state)``."""
+    pre_reset = cuba_subthreshold_fixed(state, a_in, du_lava, dv, bias_mant, bias_exp)
+    return spike_and_reset_fixed(pre_reset, vth_mant)
 
-    ``a_in`` is the integer synaptic input (the weighted sum of the previous layer's spikes with
-    integer weights); ``du_lava`` is the register value Lava holds (``iDecay - 1``), ``dv`` the voltage
-    decay; ``vth_mant`` the threshold mantissa. Spikes are returned as ``int64`` zeros and ones.
+
+#: the float value of one unit of Lava's state: u and v are integers scaled by 2^12 relative to
+#: the float model (weights carry 2^6, the activation shift another 2^6)
+STATE_SCALE = 2 ** (ACTIVATION_SHIFT + 6)
+
+
+def cuba_step_quantized(
+    state: CubaState,
+    x: torch.Tensor,
+    du_lava: int,
+    dv: int,
+    vth_mant: int,
+    spike_fn: SpikeFn = heaviside,
+    input_scale: int = 2**6,
+) -> tuple[torch.Tensor, CubaState]:
+    """One quantization-aware step: Lava's fixed-point values, the float model's gradients.
+
+    ``state`` holds float tensors whose values are Lava's integer state divided by
+    :data:`STATE_SCALE` (exact in float32 below 2^24); ``x`` is the synaptic input in float units,
+    which must lie on the ``1 / input_scale`` grid (weights on Loihi's grid times binary spikes do).
+    The values of the returned spikes and state are exactly those of :func:`cuba_step_fixed`; the
+    gradients are those of the float step with the same effective decays
+    (``(du_lava + 1) / 4096``, ``dv / 4096``) and threshold ``vth_mant / 64``: a straight-through
+    estimator around the integer rounding.
     """
-    u = loihi_decay(state.u, torch.as_tensor(du_lava) + CURRENT_DECAY_OFFSET)
-    u = wrap_current(u + (a_in.to(torch.int64) << ACTIVATION_SHIFT))
-    v = clip_voltage(loihi_decay(state.v, dv) + u + effective_bias(bias_mant, bias_exp))
-    spikes = v > (torch.as_tensor(vth_mant, dtype=torch.int64) << THRESHOLD_SHIFT)
-    v = torch.where(spikes, torch.zeros_like(v), v)
-    return spikes.to(torch.int64), CubaState(u, v)
+    current_decay = (du_lava + CURRENT_DECAY_OFFSET) / DECAY_UNITY
+    smooth = cuba_subthreshold(state, x, current_decay, dv / DECAY_UNITY)
+    with torch.no_grad():
+        a_in = torch.round(x * input_scale).to(torch.int64)
+        exact = cuba_subthreshold_fixed(CubaState(_to_int(state.u), _to_int(state.v)), a_in, du_lava, dv)
+    pre_reset = CubaState(_straight_through(smooth.u, exact.u), _straight_through(smooth.v, exact.v))
+    return spike_and_reset(pre_reset, vth_mant / 2**THRESHOLD_SHIFT, spike_fn)
 
 
-def effective_bias(bias_mant: int | torch.Tensor, bias_exp: int | torch.Tensor) -> torch.Tensor:
-    """``bias_mant << bias_exp``, or ``>> -bias_exp`` for a negative exponent (Lava's ``scale_bias``)."""
-    mant = torch.as_tensor(bias_mant, dtype=torch.int64)
-    exp = torch.as_tensor(bias_exp, dtype=torch.int64)
-    return torch.where(exp >= 0, mant << exp.clamp(min=0), mant >> (-exp).clamp(min=0))
+def _to_int(value: torch.Tensor) -> torch.Tensor:
+    return torch.round(value * STATE_SCALE).to(torch.int64)
+
+
+def _straight_through(smooth: torch.Tensor, exact_int: torch.Tensor) -> torch.Tensor:
+    """The value of ``exact_int / STATE_SCALE`` with the gradient of ``smooth``."""
+    return smooth + (exact_int.to(smooth.dtype) / STATE_SCALE - smooth).detach()

@@ -1,16 +1,23 @@
-"""Spiking networks built from a recipe's ``[model]`` and ``[neuron]`` tables."""
+"""Spiking networks built from a recipe's ``[model]`` and ``[neuron]`` tables.
+
+:class:`SpikingNetwork` runs an ordered list of blocks (:mod:`toolchain.snn.blocks`) planned by
+:func:`toolchain.snn.architectures.plan_layers`: every dense or conv layer feeds a population of
+CUBA-LIF neurons (:class:`toolchain.snn.neurons.CubaLIF`), pooling and flatten are structural. The
+readout is the spike count of the output layer summed over time.
+"""
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from toolchain.config import ModelConfig, NeuronConfig
-from toolchain.errors import RecipeError
-from toolchain.snn.layers import TimeDistributed
+from toolchain.snn.architectures import LayerSpec, plan_layers
+from toolchain.snn.blocks import Block, SynapticBlock, build_blocks, shape_input
+from toolchain.snn.dynamics import SpikeFn
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
 
@@ -20,8 +27,9 @@ class SNNOutput:
     """What a forward pass returns.
 
     ``logits`` ``[B, classes]``: the readout (spike counts of the output layer, summed over time).
-    ``spikes``: every spiking layer's spikes ``[T, B, neurons]`` by layer name, still attached to the
-    graph so that activity regularizers can use them.
+    ``spikes``: every spiking layer's spikes ``[T, B, *layer shape]`` by layer name (``conv1``:
+    ``[T, B, C, H, W]``, ``dense1``: ``[T, B, neurons]``), before dropout, still attached to the graph
+    so that activity regularizers can use them.
     """
 
     logits: torch.Tensor
@@ -32,40 +40,98 @@ class SNNOutput:
         return {name: s.detach().flatten(2).sum(dim=(0, 2)) for name, s in self.spikes.items()}
 
 
-class SpikingMLP(nn.Module):
-    """``inputs -> Dense -> CUBA -> ... -> Dense -> CUBA (classes)``; the readout counts output spikes.
+class SpikingNetwork(nn.Module):
+    """An SNN from layer specs: ``[T, B, *input_shape]`` -> :class:`SNNOutput`.
 
-    Dense layers have no bias: Loihi adds a neuron's bias to its voltage, not to its current, so a
-    bias belongs to the neuron (not yet trainable here).
+    ``blocks`` lists every layer in order (each with ``name``, ``kind``, shapes and parameters);
+    ``layer_names`` and ``layer_sizes`` list the spiking layers and their neurons (flattened count).
+    Synapses have no bias: Loihi adds a neuron's bias to its voltage, so a bias belongs to the
+    neuron (batch norm's folds into one at export).
     """
 
-    def __init__(self, num_inputs: int, hidden: list[int], num_classes: int, neuron: NeuronConfig) -> None:
+    def __init__(self, specs: Sequence[LayerSpec], neuron: NeuronConfig) -> None:
         super().__init__()
+        if not specs or specs[-1].kind != "dense":
+            raise ValueError("a spiking network ends with a dense output layer")
         spike_fn = spike_function(neuron.surrogate, neuron.surrogate_scale)
-        sizes = [num_inputs, *hidden, num_classes]
-        self.synapses = nn.ModuleList()
-        self.neurons = nn.ModuleList()
-        self.layer_names: list[str] = []
-        for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            self.synapses.append(TimeDistributed(nn.Linear(fan_in, fan_out, bias=False)))
-            self.neurons.append(
-                CubaLIF(neuron.current_decay, neuron.voltage_decay, neuron.threshold, spike_fn)
-            )
-            self.layer_names.append("output" if index == len(sizes) - 2 else f"dense{index + 1}")
-        self.layer_sizes = sizes[1:]
+        self.blocks = build_blocks(list(specs), lambda: neuron_population(neuron, spike_fn))
+        self.input_shape: tuple[int, ...] = specs[0].in_shape
+        self.num_classes: int = specs[-1].out_shape[0]
+        self.layer_names: list[str] = [spec.name for spec in specs if spec.synaptic]
+        self.layer_sizes: list[int] = [spec.neurons for spec in specs if spec.synaptic]
+
+    def synaptic_blocks(self) -> list[SynapticBlock]:
+        """The blocks with neurons, in order (their names are :attr:`layer_names`)."""
+        return [block for block in self.blocks if isinstance(block, SynapticBlock)]
+
+    def block(self, name: str) -> Block:
+        """The block called ``name`` (``KeyError`` if there is none)."""
+        for block in self.blocks:
+            if block.name == name:
+                return block
+        raise KeyError(name)
 
     def forward(self, x: torch.Tensor) -> SNNOutput:
-        """``x``: ``[T, B, ...]`` input current (encoded); flattened per step."""
-        h = x.flatten(2)
+        """``x``: input current or spikes ``[T, B, *input_shape]`` (encoded), or any ``[T, B, ...]``
+        with the same number of elements per sample when either shape is flat."""
+        h = shape_input(x, self.input_shape, time_major=True)
         spikes: dict[str, torch.Tensor] = {}
-        for name, synapse, neuron in zip(self.layer_names, self.synapses, self.neurons, strict=True):
-            h = neuron(synapse(h))
-            spikes[name] = h
+        for block in self.blocks:
+            h = block(h)
+            if isinstance(block, SynapticBlock):
+                spikes[block.name] = h
+                h = block.drop(h)
         return SNNOutput(logits=h.sum(dim=0), spikes=spikes)
 
 
-def build_model(model: ModelConfig, neuron: NeuronConfig, num_inputs: int, num_classes: int) -> SpikingMLP:
-    """The network a recipe describes, for ``num_inputs`` features and ``num_classes`` outputs."""
-    if model.architecture == "mlp":
-        return SpikingMLP(num_inputs, list(model.hidden), num_classes, neuron)
-    raise RecipeError(f"[model].architecture: unknown architecture {model.architecture!r}")
+def neuron_population(neuron: NeuronConfig, spike_fn: SpikeFn) -> CubaLIF:
+    """One layer's CUBA-LIF population from ``[neuron]``: the one place a network makes neurons."""
+    return CubaLIF(
+        neuron.current_decay,
+        neuron.voltage_decay,
+        neuron.threshold,
+        spike_fn,
+        delay_steps=neuron.synapse_delay,
+        reset=neuron.reset,
+    )
+
+
+#: the name the training code used for the (then only) MLP; every architecture is a SpikingNetwork
+SpikingMLP = SpikingNetwork
+
+
+def network_input_shape(sample_shape: Sequence[int] | int, scheme: str = "direct") -> tuple[int, ...]:
+    """The shape of one time step of the network's input for a dataset's ``sample_shape``.
+
+    The sample's own shape, except with encoding ``spikes``, whose samples are spike trains
+    ``(T, ...)``: then one step is ``sample_shape[1:]``. An int ``n`` means one step of ``n`` inputs,
+    ``(n,)``, whatever the scheme.
+    """
+    if isinstance(sample_shape, int):
+        return (sample_shape,)
+    shape = tuple(int(s) for s in sample_shape)
+    return shape[1:] if scheme == "spikes" else shape
+
+
+def build_model(
+    model: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int] | int, num_classes: int
+) -> SpikingNetwork:
+    """The SNN a recipe describes, for inputs shaped ``input_shape`` per step and ``num_classes``.
+
+    ``input_shape`` is one step of the encoded input (:func:`network_input_shape`), e.g. ``(64,)``,
+    ``(1, 28, 28)``, ``(3, 32, 32)``, ``(features, frames)``; an int ``n`` means ``(n,)``. Raises
+    :class:`~toolchain.errors.RecipeError` naming the ``[model]`` key when the architecture does not
+    fit the shape.
+    """
+    shape = network_input_shape(input_shape)
+    return SpikingNetwork(plan_layers(model, shape, num_classes), neuron)
+
+
+__all__ = [
+    "SNNOutput",
+    "SpikingMLP",
+    "SpikingNetwork",
+    "build_model",
+    "network_input_shape",
+    "neuron_population",
+]

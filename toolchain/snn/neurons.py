@@ -10,7 +10,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from toolchain.snn.dynamics import CubaState, cuba_step
+from toolchain.snn.dynamics import CubaState, cuba_step, cuba_step_quantized
+from toolchain.snn.fused import cuba_sequence
+from toolchain.snn.loihi import CubaRegisters, synaptic_input_grid
+from toolchain.snn.surrogate import SurrogateSpike
 
 
 class CubaLIF(nn.Module):
@@ -18,7 +21,12 @@ class CubaLIF(nn.Module):
 
     State starts at zero for every call (every sample), so samples never leak into each other.
     ``current_decay``, ``voltage_decay`` are fractions lost per step; ``threshold`` is in the same
-    units as the input current.
+    units as the input current; ``reset`` is ``"zero"`` (Loihi) or ``"subtract"``.
+    ``delay_steps`` delays the input current (Lava's Dense delivers a spike's current one step
+    later). After :meth:`use_fixed_point` the population computes Loihi's integer arithmetic
+    exactly (straight-through gradients): see :func:`toolchain.snn.dynamics.cuba_step_quantized`.
+    In float mode with a surrogate spike function the whole sequence runs as one autograd node
+    (:func:`toolchain.snn.fused.cuba_sequence`: the same values and gradients, several times faster).
     """
 
     def __init__(
@@ -27,30 +35,73 @@ class CubaLIF(nn.Module):
         voltage_decay: float,
         threshold: float,
         spike_fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        delay_steps: int = 0,
+        reset: str = "zero",
     ) -> None:
         super().__init__()
         self.current_decay = current_decay
         self.voltage_decay = voltage_decay
         self.threshold = threshold
         self.spike_fn = spike_fn
+        self.delay_steps = delay_steps
+        self.reset = reset
+        self.registers: CubaRegisters | None = None
+
+    def use_fixed_point(self, registers: CubaRegisters) -> None:
+        """Compute with Loihi's registers from now on (their float values replace the float ones)."""
+        self.registers = registers
+        self.current_decay = registers.current_decay
+        self.voltage_decay = registers.voltage_decay
+        self.threshold = registers.threshold
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        current = delay(current, self.delay_steps)
         state = CubaState.zeros_like(current[0])
         spikes = []
-        for x_t in current:
-            s_t, state = cuba_step(
-                state,
-                x_t,
+        if self.registers is None and isinstance(self.spike_fn, SurrogateSpike):
+            return cuba_sequence(
+                current,
                 self.current_decay,
                 self.voltage_decay,
                 self.threshold,
-                spike_fn=self.spike_fn,
+                self.spike_fn.name,
+                self.spike_fn.scale,
+                self.reset,
             )
-            spikes.append(s_t)
+        if self.registers is None:
+            for x_t in current:
+                s_t, state = cuba_step(
+                    state,
+                    x_t,
+                    self.current_decay,
+                    self.voltage_decay,
+                    self.threshold,
+                    spike_fn=self.spike_fn,
+                    reset=self.reset,
+                )
+                spikes.append(s_t)
+        else:
+            regs = self.registers
+            for x_t in synaptic_input_grid(current):
+                s_t, state = cuba_step_quantized(
+                    state, x_t, regs.du_lava, regs.v_decay, regs.vth_mant, spike_fn=self.spike_fn
+                )
+                spikes.append(s_t)
         return torch.stack(spikes)
 
     def extra_repr(self) -> str:
+        numeric = "float" if self.registers is None else f"fixed point {self.registers}"
         return (
             f"current_decay={self.current_decay}, voltage_decay={self.voltage_decay}, "
-            f"threshold={self.threshold}"
+            f"threshold={self.threshold}, reset={self.reset}, delay_steps={self.delay_steps}, {numeric}"
         )
+
+
+def delay(sequence: torch.Tensor, steps: int) -> torch.Tensor:
+    """``sequence`` ``[T, ...]`` shifted ``steps`` later in time, zeros first, same length."""
+    if steps == 0:
+        return sequence
+    if steps >= len(sequence):
+        return torch.zeros_like(sequence)
+    return torch.cat([torch.zeros_like(sequence[:steps]), sequence[:-steps]])

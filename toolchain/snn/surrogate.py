@@ -14,6 +14,7 @@ Derivatives, with ``x = v - threshold``:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,17 +58,27 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad_output * ctx.derivative(x, ctx.scale), None, None
 
 
-def spike_function(name: str, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The spike function with surrogate ``name``: forward ``x > 0``, backward its derivative."""
+@dataclass(frozen=True)
+class SurrogateSpike:
+    """The spike function with surrogate ``name`` and ``scale``: forward ``x > 0``, backward its derivative.
+
+    A named value rather than a closure, so that fused kernels (:mod:`toolchain.snn.fused`) can
+    recognise it and compute the same derivative themselves.
+    """
+
+    name: str
+    scale: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _SurrogateSpike.apply(x, SURROGATES[self.name], self.scale)
+
+
+def spike_function(name: str, scale: float) -> SurrogateSpike:
+    """The spike function with surrogate ``name`` (validated; errors name the recipe key)."""
     if name not in SURROGATES:
         raise RecipeError(
             f"[neuron].surrogate: unknown surrogate {name!r}; expected one of: {', '.join(SURROGATES)}"
         )
     if not scale > 0:
         raise RecipeError(f"[neuron].surrogate_scale: expected a number > 0, got {scale!r}")
-    derivative = SURROGATES[name]
-
-    def spike(x: torch.Tensor) -> torch.Tensor:
-        return _SurrogateSpike.apply(x, derivative, scale)
-
-    return spike
+    return SurrogateSpike(name, float(scale))

@@ -12,6 +12,7 @@ from toolchain.config import EncodingConfig
 from toolchain.data import ArraySplit, as_float
 from toolchain.data.encoding import encode
 from toolchain.snn.models import SpikingMLP
+from toolchain.train.distributed import DistributedContext, rank_seed, reduce_or_fail, shard
 
 
 @dataclass
@@ -42,10 +43,14 @@ def batches(
     """``(x, y)`` float32/int64 tensors of ``batch_size`` samples, in ``order`` if given."""
     indices = np.arange(len(split)) if order is None else order
     for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
-        x = torch.from_numpy(as_float(np.asarray(split.x[idx])))
-        y = torch.from_numpy(np.asarray(split.y[idx], dtype=np.int64))
-        yield x, y
+        yield load_batch(split, indices[start : start + batch_size])
+
+
+def load_batch(split: ArraySplit, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``indices`` of ``split`` as ``(x, y)`` float32/int64 tensors (empty if ``indices`` is)."""
+    x = torch.from_numpy(as_float(np.asarray(split.x[indices])))
+    y = torch.from_numpy(np.asarray(split.y[indices], dtype=np.int64))
+    return x, y
 
 
 def encode_batch(
@@ -63,25 +68,40 @@ def evaluate(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    distributed: DistributedContext | None = None,
 ) -> Evaluation:
-    """Accuracy and spikes per sample of ``model`` on ``split`` (rate encoding drawn from ``seed``)."""
+    """Accuracy and spikes per sample of ``model`` on ``split`` (rate encoding drawn from ``seed``).
+
+    Under DDP (``distributed``) each rank evaluates its :func:`~toolchain.train.distributed.shard`
+    of the split (samples ``rank, rank + W, ...``) and the counts are all-reduced, so every rank
+    returns the figures of the whole split. Rank 0 draws rate-encoded spikes from ``seed`` as a
+    single process does; rank ``r > 0`` from a seed derived from ``seed`` and ``r``.
+    """
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
+    rank = 0 if distributed is None else distributed.rank
+    generator = torch.Generator().manual_seed(seed if rank == 0 else rank_seed(seed, rank))
+    names = list(model.layer_names)
     correct = 0
-    totals = {name: 0.0 for name in model.layer_names}
-    for x, y in batches(split, batch_size):
-        out = model(encode_batch(x, encoding, generator).to(device))
-        correct += int((out.logits.argmax(dim=1).cpu() == y).sum())
-        for name, counts in out.spike_counts_per_sample().items():
-            totals[name] += float(counts.sum())
+    totals = {name: 0.0 for name in names}
+    error: Exception | None = None
+    try:
+        for x, y in batches(split, batch_size, shard(np.arange(len(split)), distributed)):
+            out = model(encode_batch(x, encoding, generator).to(device))
+            correct += int((out.logits.argmax(dim=1).cpu() == y).sum())
+            for name, counts in out.spike_counts_per_sample().items():
+                totals[name] += float(counts.sum())
+    except Exception as exc:  # re-raised by reduce_or_fail once the other ranks know
+        error = exc
+    reduced = reduce_or_fail([correct, *totals.values()], distributed, error, "in the evaluation")
+    correct_total, spike_totals = reduced[0], dict(zip(names, reduced[1:], strict=True))
     n = max(len(split), 1)
     layers = [
-        LayerActivity(name, size, totals[name] / n)
-        for name, size in zip(model.layer_names, model.layer_sizes, strict=True)
+        LayerActivity(name, size, spike_totals[name] / n)
+        for name, size in zip(names, model.layer_sizes, strict=True)
     ]
     return Evaluation(
         samples=len(split),
-        accuracy=correct / n,
+        accuracy=int(correct_total) / n,
         spikes_per_sample=sum(layer.spikes_per_sample for layer in layers),
         layers=layers,
     )

@@ -5,6 +5,10 @@ A run folder holds ``model.pt`` (the trained weights), ``recipe.toml`` (the reso
 training, ``checkpoint.pt``. Every file is written atomically. Randomness (initialisation, the
 shuffle and rate encoding of each epoch) derives from the recipe's seed and the epoch number, so a
 resumed run ends exactly where an uninterrupted one would.
+
+Under ``torchrun`` (see :mod:`toolchain.train.distributed` and ``docs/training.md``) :func:`fit`
+trains with DistributedDataParallel: ``[train].batch_size`` samples per rank and step, the epoch's
+figures and the evaluation all-reduced over the ranks, and only rank 0 writing and printing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,21 @@ from toolchain.config import Recipe, load_recipe, save_recipe
 from toolchain.data import Dataset
 from toolchain.errors import ToolchainError
 from toolchain.io import check_writable_dir, save_torch, write_json
-from toolchain.snn.models import SpikingMLP, build_model
-from toolchain.train.evaluate import Evaluation, batches, encode_batch, evaluate
+from toolchain.snn.loihi import RoundingReport
+from toolchain.snn.models import SpikingMLP, build_model, network_input_shape
+from toolchain.snn.numerics import apply_numerics
+from toolchain.train.distributed import (
+    DistributedContext,
+    agreed,
+    broadcast_buffers,
+    broadcast_object,
+    global_batches,
+    is_main,
+    rank_seed,
+    reduce_or_fail,
+    world_size,
+)
+from toolchain.train.evaluate import Evaluation, encode_batch, evaluate, load_batch
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -51,10 +69,18 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
+    """The trained (plain, unwrapped) model, its test evaluation and per-epoch history.
+
+    ``processes`` is the number of data-parallel processes that trained it (1 without DDP).
+    """
+
     model: SpikingMLP
     evaluation: Evaluation
     history: list[EpochRecord] = field(default_factory=list)
     out_dir: Path | None = None
+    processes: int = 1
+    #: in fixed-point mode, how rounding the neuron parameters onto Loihi's registers changed them
+    rounding: list[RoundingReport] = field(default_factory=list)
 
     def metrics(self, recipe: Recipe) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -66,6 +92,9 @@ class TrainResult:
             "spikes_per_sample": self.evaluation.spikes_per_sample,
             "layers": [asdict(layer) for layer in self.evaluation.layers],
             "epochs": [asdict(record) for record in self.history],
+            "processes": self.processes,
+            "numeric": recipe.neuron.numeric,
+            "quantization": [report.to_dict() for report in self.rounding],
         }
 
 
@@ -84,52 +113,93 @@ def fit(
     *,
     resume: bool = False,
     progress: bool = True,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
-    """Train ``recipe``'s model on ``dataset``; write the run folder when ``out_dir`` is given."""
-    out = check_writable_dir(out_dir) if out_dir is not None else None
+    """Train ``recipe``'s model on ``dataset``; write the run folder when ``out_dir`` is given.
+
+    With ``distributed`` (from :func:`toolchain.train.distributed.init_from_env`, one process per
+    rank) the model trains under DistributedDataParallel on ``distributed.device``: each rank takes
+    ``[train].batch_size`` samples of every global batch, rank 0 alone reads the checkpoint, writes
+    the run folder and prints, and every rank returns the same result (figures over all ranks).
+    """
+    main = is_main(distributed)
+    out = Path(out_dir) if out_dir is not None else None
     cfg = recipe.train
-    device = resolve_device(cfg.device)
+    state: dict[str, Any] | None = None
+    with agreed(distributed, "while preparing the run folder"):
+        if out is not None and main:
+            check_writable_dir(out)
+            save_recipe(recipe, out / RECIPE_FILE)
+            if resume and (out / CHECKPOINT_FILE).is_file():
+                state = _read_checkpoint(out / CHECKPOINT_FILE)
+    state = broadcast_object(state, distributed)
+    device = distributed.device if distributed is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(recipe.model, recipe.neuron, dataset.num_inputs, dataset.num_classes).to(device)
+    input_shape = network_input_shape(dataset.sample_shape, recipe.encoding.scheme)
+    model = build_model(recipe.model, recipe.neuron, input_shape, dataset.num_classes)
+    rounding = apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
+    model = model.to(device)
     optimizer = _optimizer(model, recipe)
     history: list[EpochRecord] = []
-    if out is not None:
-        save_recipe(recipe, out / RECIPE_FILE)
-        if resume and (out / CHECKPOINT_FILE).is_file():
-            history = _restore(out / CHECKPOINT_FILE, model, optimizer)
+    if state is not None and out is not None:
+        with agreed(distributed, "while restoring the checkpoint"):
+            history = _restore(out / CHECKPOINT_FILE, state, model, optimizer)
+        if main:
             _log(f"resuming {out} after epoch {len(history)} of {cfg.epochs}")
+            before = state.get("processes", 1)
+            if before != world_size(distributed):
+                _log(
+                    f"warning: the checkpoint was written by {before} process(es), this run has "
+                    f"{world_size(distributed)}: a step now takes a different number of samples, so "
+                    "the run will not end where an uninterrupted one would"
+                )
+    net = _data_parallel(model, distributed)
 
     for epoch in range(len(history) + 1, cfg.epochs + 1):
-        record = _train_epoch(model, optimizer, recipe, dataset, epoch, device, progress)
+        record = _train_epoch(net, optimizer, recipe, dataset, epoch, device, progress and main, distributed)
         history.append(record)
-        _log(
-            f"epoch {epoch}/{cfg.epochs}: loss {record.loss:.4f}, "
-            f"train accuracy {record.train_accuracy:.4f}, "
-            f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
-        )
-        if out is not None:
-            save_torch(
-                out / CHECKPOINT_FILE,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "history": [asdict(r) for r in history],
-                },
+        if main:
+            _log(
+                f"epoch {epoch}/{cfg.epochs}: loss {record.loss:.4f}, "
+                f"train accuracy {record.train_accuracy:.4f}, "
+                f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
             )
+        with agreed(distributed, f"while saving the checkpoint of epoch {epoch}"):
+            if out is not None and main:
+                save_torch(
+                    out / CHECKPOINT_FILE,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "history": [asdict(r) for r in history],
+                        "processes": world_size(distributed),
+                    },
+                )
 
-    evaluation = evaluate(model, dataset.test, recipe.encoding, device=device, seed=cfg.seed)
-    result = TrainResult(model, evaluation, history, out)
-    if out is not None:
-        save_torch(out / MODEL_FILE, model.state_dict())
-        write_json(out / METRICS_FILE, result.metrics(recipe))
+    broadcast_buffers(model, distributed)  # evaluate (and save) rank 0's batch-norm statistics
+    evaluation = evaluate(
+        model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
+    )
+    result = TrainResult(model, evaluation, history, out, world_size(distributed), rounding)
+    with agreed(distributed, "while writing the run folder"):
+        if out is not None and main:
+            save_torch(out / MODEL_FILE, model.state_dict())  # the plain module's: no "module." prefix
+            write_json(out / METRICS_FILE, result.metrics(recipe))
     return result
 
 
-def load_trained(run_dir: str | Path, num_inputs: int, num_classes: int) -> tuple[Recipe, SpikingMLP]:
-    """The recipe and trained model of a run folder (weights loaded with ``weights_only=True``)."""
+def load_trained(
+    run_dir: str | Path, sample_shape: tuple[int, ...] | int, num_classes: int
+) -> tuple[Recipe, SpikingMLP]:
+    """The recipe and trained model of a run folder (weights loaded with ``weights_only=True``).
+
+    ``sample_shape`` is the dataset's ``Dataset.sample_shape`` (an int ``n``: flat samples of ``n``).
+    """
     run = Path(run_dir)
     recipe = load_recipe(run / RECIPE_FILE)
-    model = build_model(recipe.model, recipe.neuron, num_inputs, num_classes)
+    input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
+    model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
+    apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
     path = run / MODEL_FILE
     if not path.is_file():
         raise ToolchainError(f"{path}: no trained model in this run folder")
@@ -150,9 +220,34 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> list[EpochRecord]:
+def _data_parallel(model: SpikingMLP, ctx: DistributedContext | None) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel under DDP (it broadcasts rank 0's weights)."""
+    if ctx is None:
+        return model
+    ddp = nn.parallel.DistributedDataParallel
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    # no buffer sync in the forward pass: that would be a collective which a rank that failed
+    # before its forward never joins (the networks here have no buffers anyway)
+    sync_flag = (
+        "forward_sync_buffers" if "forward_sync_buffers" in signature(ddp).parameters else "broadcast_buffers"
+    )
+    return ddp(model, device_ids=device_ids, **{sync_flag: False})
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise ToolchainError(f"{path}: cannot resume from this checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise ToolchainError(f"{path}: cannot resume from this checkpoint (not a checkpoint dictionary)")
+    return state
+
+
+def _restore(
+    path: Path, state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> list[EpochRecord]:
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         return [EpochRecord(**r) for r in state["history"]]
@@ -165,18 +260,27 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def _train_epoch(
-    model: SpikingMLP,
+    net: nn.Module,
     optimizer: torch.optim.Optimizer,
     recipe: Recipe,
     dataset: Dataset,
     epoch: int,
     device: torch.device,
     progress: bool,
+    ctx: DistributedContext | None = None,
 ) -> EpochRecord:
+    """One epoch over ``dataset.train``; under DDP the figures are the totals over all ranks."""
     cfg = recipe.train
-    model.train()
+    world = world_size(ctx)
+    net.train()
     generator = _epoch_generator(cfg.seed, epoch)
-    order = torch.randperm(len(dataset.train), generator=generator).numpy()
+    order = torch.randperm(len(dataset.train), generator=generator).numpy()  # the same on every rank
+    rank = 0 if ctx is None else ctx.rank
+    if rank > 0:  # rank 0 goes on drawing rate spikes like a single process
+        generator = torch.Generator().manual_seed(rank_seed(cfg.seed, epoch, rank))
+    # dropout draws from torch's global generator: seeded per epoch (so that a resumed run ends
+    # where an uninterrupted one does) and per rank (each rank its own masks)
+    torch.manual_seed(rank_seed(cfg.seed, epoch, rank))
     loss_sum = correct = seen = 0.0
     spikes = 0.0
     start = time.perf_counter()
@@ -189,26 +293,39 @@ def _train_epoch(
         file=sys.stderr,
     )
     with bar:
-        for x, y in batches(dataset.train, cfg.batch_size, order):
-            inputs = encode_batch(x, recipe.encoding, generator).to(device)
-            y = y.to(device)
-            out = model(inputs)
-            loss = nn.functional.cross_entropy(out.logits, y)
-            loss_value = float(loss.detach())
-            _check_finite(loss_value, "loss", epoch, cfg.learning_rate)
+        for indices, global_count in global_batches(order, cfg.batch_size, ctx):
+            error: Exception | None = None
+            try:
+                x, y = load_batch(dataset.train, indices)
+                inputs = encode_batch(x, recipe.encoding, generator).to(device)
+                y = y.to(device)
+                out = net(inputs)
+                loss = _loss(out.logits, y, global_count, world)
+                step = [
+                    float(loss.detach()) * global_count / world,  # this rank's summed loss
+                    float((out.logits.argmax(1) == y).sum()),
+                    float(sum(c.sum() for c in out.spike_counts_per_sample().values())),
+                    float(len(y)),
+                ]
+            except Exception as exc:  # re-raised by reduce_or_fail once the other ranks know
+                error, step = exc, [0.0] * 4
+            # one all-reduce per step, before backward: a rank that failed stops every rank here
+            step_loss, step_correct, step_spikes, batch = reduce_or_fail(
+                step, ctx, error, f"at epoch {epoch}"
+            )
+            _check_finite(step_loss, "loss", epoch, cfg.learning_rate)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            batch = len(y)
-            loss_sum += loss_value * batch
-            correct += float((out.logits.argmax(1) == y).sum())
-            spikes += float(sum(c.sum() for c in out.spike_counts_per_sample().values()))
+            loss_sum += step_loss
+            correct += step_correct
+            spikes += step_spikes
             seen += batch
-            bar.update(batch)
+            bar.update(int(batch))
             bar.set_postfix(
                 loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", spk=f"{spikes / seen:.0f}"
             )
-    for name, parameter in model.named_parameters():
+    for name, parameter in _unwrap(net).named_parameters():  # identical on every rank under DDP
         if not bool(torch.isfinite(parameter).all()):
             _check_finite(math.nan, f"parameter {name}", epoch, cfg.learning_rate)
     return EpochRecord(
@@ -218,6 +335,18 @@ def _train_epoch(
         spikes_per_sample=spikes / seen,
         seconds=time.perf_counter() - start,
     )
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, global_count: int, world: int) -> torch.Tensor:
+    """Cross-entropy of this rank's samples, scaled so that the mean over the ranks (what DDP
+    averages) is the mean loss of the global batch of ``global_count`` samples."""
+    if world == 1:
+        return nn.functional.cross_entropy(logits, y)
+    return nn.functional.cross_entropy(logits, y, reduction="sum") * (world / global_count)
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
 def _check_finite(value: float, what: str, epoch: int, learning_rate: float) -> None:

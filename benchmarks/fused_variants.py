@@ -1,0 +1,199 @@
+"""Ways to run one CUBA-LIF population over time on the CPU, measured side by side.
+
+One hidden layer of the reference network: input current ``[T, B, N] = [100, 64, 256]`` (float32),
+the toolchain's reference parameters (``train_speed.Setup``); "train" is forward + backward of
+``(spikes * g).sum()`` for a fixed random ``g``, "inference" the forward under ``torch.no_grad()``.
+
+- ``autograd``: :class:`toolchain.snn.neurons.CubaLIF` stepping ``cuba_step`` under autograd (its
+  spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
+- ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped;
+- ``fused, backward chunk = k``: the same with the backward's factors computed ``k`` steps at a
+  time (shipped: 2 steps of this shape, the most that stays within torch's intra-op grain;
+  ``k = T``: all steps at once, "plain vectorized torch");
+- ``torch.jit.script``: tried on the dynamics (prints why it does not apply);
+- ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop compiled by
+  inductor, compile time and run time.
+
+Run from the repository root::
+
+    benchmarks/.venv/bin/python benchmarks/fused_variants.py [--threads 1] [--compile] [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_speed
+
+from toolchain.snn import dynamics, fused
+from toolchain.snn.neurons import CubaLIF
+from toolchain.snn.surrogate import spike_function
+
+SHAPE = (100, 64, 256)
+
+
+@dataclass
+class Variant:
+    """One way to run the population: a callable to time, and the backward chunk it runs with."""
+
+    name: str
+    mode: str  # "train" or "inference"
+    run: Callable[[], object]
+    chunk_elements: int
+    wall_ms: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+
+    def cell(self) -> str:
+        best = min(range(len(self.wall_ms)), key=self.wall_ms.__getitem__)
+        median = statistics.median(self.wall_ms)
+        return f"{self.wall_ms[best]:.1f} ({median:.1f}), load {self.loads[best]:.2f}"
+
+
+def measure(variants: list[Variant], repeats: int) -> None:
+    """A warm-up call of each, then ``repeats`` rounds timing every variant once, interleaved."""
+    shipped = fused.CHUNK_ELEMENTS
+    try:
+        for round_ in range(-1, repeats):
+            for variant in variants:
+                fused.CHUNK_ELEMENTS = variant.chunk_elements
+                start = time.perf_counter()
+                variant.run()
+                if round_ >= 0:
+                    variant.wall_ms.append((time.perf_counter() - start) * 1000.0)
+                    variant.loads.append(os.getloadavg()[0])
+    finally:
+        fused.CHUNK_ELEMENTS = shipped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes)")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    setup = train_speed.Setup()
+    params = (setup.current_decay, setup.voltage_decay, setup.threshold)
+    generator = torch.Generator().manual_seed(0)
+    current = torch.randn(*SHAPE, generator=generator) * 0.5
+    grad = torch.randn(*SHAPE, generator=generator)
+    leaf = current.clone().requires_grad_(True)
+    reference = CubaLIF(
+        *params, train_speed._plain_function(spike_function("sigmoid", setup.surrogate_scale))
+    )
+
+    def fused_call(x: torch.Tensor) -> torch.Tensor:
+        return fused.cuba_sequence(x, *params, "sigmoid", setup.surrogate_scale)
+
+    def train(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            leaf.grad = None
+            forward(leaf).backward(grad)
+
+        return step
+
+    def infer(forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            with torch.no_grad():
+                forward(current)
+
+        return step
+
+    step_elements = SHAPE[1] * SHAPE[2]
+    shipped = fused.CHUNK_ELEMENTS
+    shipped_steps = max(1, shipped // step_elements)
+    variants = [
+        Variant("autograd (CubaLIF)", "train", train(reference), shipped),
+        Variant("autograd (CubaLIF)", "inference", infer(reference), shipped),
+        Variant(f"fused as shipped (backward chunk = {shipped_steps})", "train", train(fused_call), shipped),
+        Variant("fused", "inference", infer(fused_call), shipped),
+    ]
+    for steps in (1, 8, SHAPE[0]):
+        label = "all at once" if steps == SHAPE[0] else f"{steps}"
+        variants.append(
+            Variant(f"fused, backward chunk = {label}", "train", train(fused_call), steps * step_elements)
+        )
+    measure(variants, args.repeats)
+    inference = {v.name: v for v in variants if v.mode == "inference"}
+    rows: list[tuple[str, str, str, str]] = []
+    for variant in variants:
+        if variant.mode != "train":
+            continue
+        key = variant.name if variant.name in inference else "fused"
+        other = inference[key].cell() if variant.name.startswith(("autograd", "fused as")) else "as fused"
+        rows.append((variant.name, variant.cell(), other, ""))
+
+    try:
+        torch.jit.script(dynamics.cuba_subthreshold)
+        jit_note = "scripted (not measured)"
+    except Exception as error:  # TorchScript raises several types here
+        jit_note = f"not applicable: {type(error).__name__}: {str(error).splitlines()[0]}"
+    rows.append(("torch.jit.script of the dynamics", "-", "-", jit_note))
+
+    if args.compile:
+        # measure a cold compile: without inductor's on-disk caches of earlier runs
+        os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
+        import torch._inductor.config as inductor_config
+
+        inductor_config.force_disable_caches = True
+        forward_loop = fused._forward_loop
+
+        def loop(x: torch.Tensor) -> torch.Tensor:
+            spikes, _ = forward_loop(x, *params, "zero", keep_voltage=True)
+            return spikes
+
+        compiled = torch.compile(loop, fullgraph=True, dynamic=False)
+        start = time.perf_counter()
+        compiled(current)
+        compile_s = time.perf_counter() - start
+        same = torch.equal(compiled(current), loop(current))
+        eager = Variant("eager", "inference", lambda: loop(current), shipped)
+        inductor = Variant("compiled", "inference", lambda: compiled(current), shipped)
+        measure([eager, inductor], args.repeats)
+        rows.append(
+            (
+                "torch.compile (inductor) of the forward loop",
+                "-",
+                inductor.cell(),
+                f"compile {compile_s:.0f} s (no cache); same spikes: {same}; the same loop eager: "
+                f"{eager.cell()}",
+            )
+        )
+
+    command = "benchmarks/.venv/bin/python benchmarks/fused_variants.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    lines = [
+        f"Command: `{command.strip()}`; one population `[T, B, N] = {list(SHAPE)}` float32, "
+        f"torch.get_num_threads() = {torch.get_num_threads()}; milliseconds per call: best of "
+        f"{args.repeats} interleaved rounds after a warm-up (median in brackets), and the 1-minute "
+        "load average at the best.",
+        "",
+        "| variant | train: forward + backward, ms | inference (forward), ms | note |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.write_docs:
+        section = f"fused_variants-threads{torch.get_num_threads()}"
+        train_speed.write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+        print(f"\nwrote {train_speed.DOCS.relative_to(train_speed.REPO)} ({section})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Where a training step of the reference SNN spends its time, per framework (torch.profiler).
+
+Same workload and networks as ``train_speed.py``. Profiles ``--batches`` training steps after a
+warm-up, on one thread by default so that the profiler's CPU times add up to the wall time, and
+splits the step into
+
+- matmul: the synapses' ``aten::mm``/``addmm``/``bmm`` and convolutions (slayer's dense synapse
+  is a ``conv3d``), forward and backward;
+- other ops: every other ``aten::`` operator, i.e. the neuron dynamics, the loss, Adam: the
+  elementwise kernels and the dispatcher's per-call cost;
+- autograd nodes: the autograd engine's per-node work and the ``*Backward`` nodes themselves;
+- Python: the rest of the wall time, outside any operator (the interpreter running the time loop,
+  module calls, the custom autograd functions' Python code);
+
+plus the number of operator calls per step (``aten::`` calls), which is what a per-step Python
+loop multiplies. Run from the repository root::
+
+    benchmarks/.venv/bin/python benchmarks/profile_train.py                 # print the table
+    benchmarks/.venv/bin/python benchmarks/profile_train.py --write-docs    # and update docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_speed
+
+BEGIN = "<!-- profile_train:begin -->"
+END = "<!-- profile_train:end -->"
+MATMUL_OPS = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::mkldnn_convolution",
+    "aten::slow_conv3d_forward",
+    "aten::convolution_backward",
+}
+
+
+def split(events: list, wall_ms: float, batches: int) -> dict[str, float]:
+    """Milliseconds per step in each category, and operator calls per step."""
+    matmul = other = nodes = 0.0
+    calls = 0
+    for event in events:
+        self_ms = event.self_cpu_time_total / 1000.0
+        if event.key in MATMUL_OPS:
+            matmul += self_ms
+        elif event.key.startswith("aten::"):
+            other += self_ms
+        elif event.key.startswith("autograd::") or "Backward" in event.key:
+            nodes += self_ms
+        if event.key.startswith("aten::"):
+            calls += event.count
+    python = max(0.0, wall_ms - matmul - other - nodes)
+    return {
+        "total": wall_ms / batches,
+        "matmul": matmul / batches,
+        "other": other / batches,
+        "nodes": nodes / batches,
+        "python": python / batches,
+        "calls": calls / batches,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--frameworks", nargs="+", choices=list(train_speed.BUILDERS), default=list(train_speed.BUILDERS)
+    )
+    parser.add_argument("--batches", type=int, default=3, help="profiled training steps")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    setup = train_speed.Setup()
+    torch.manual_seed(setup.seed)
+    inputs = (torch.rand(setup.steps, setup.batch, setup.sizes[0]) < setup.rate).float()
+    labels = torch.randint(0, setup.sizes[-1], (setup.batch,))
+    weights = train_speed.initial_weights(setup)
+
+    rows = []
+    loads = []
+    for key in args.frameworks:
+        try:
+            runner = train_speed.BUILDERS[key](setup, weights, inputs)
+        except ImportError as error:
+            print(f"skipped {key}: {error}", file=sys.stderr)
+            continue
+        runner.optimizer = torch.optim.Adam(runner.module.parameters(), lr=setup.learning_rate)
+        for _ in range(2):
+            train_speed.train_step(runner, labels)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            for _ in range(args.batches):
+                train_speed.train_step(runner, labels)
+            wall_ms = (time.perf_counter() - start) * 1000.0
+        loads.append(os.getloadavg()[0])
+        rows.append((runner.name, split(list(prof.key_averages()), wall_ms, args.batches)))
+
+    command = "benchmarks/.venv/bin/python benchmarks/profile_train.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    lines = [
+        f"Command: `{command.strip()}`; torch.get_num_threads() = {torch.get_num_threads()}, "
+        f"{args.batches} profiled training steps each, 1-minute load average "
+        f"{min(loads):.2f} to {max(loads):.2f}. Times are per training step (batch {setup.batch}, "
+        f"T = {setup.steps}), measured under the profiler (which adds to every operator call).",
+        "",
+        "| framework | ms per step | matmul | other ops | autograd nodes | Python (outside ops) "
+        "| operator calls per step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+
+        def share(part: float, r: dict[str, float] = r) -> str:
+            return f"{part:.0f} ms ({100 * part / r['total']:.0f} %)"
+
+        lines.append(
+            f"| {name} | {r['total']:.0f} | {share(r['matmul'])} | {share(r['other'])} "
+            f"| {share(r['nodes'])} | {share(r['python'])} | {r['calls']:.0f} |"
+        )
+    report = "\n".join(lines)
+    print(report)
+    if args.write_docs:
+        train_speed.write_docs(report, BEGIN, END)
+        print(f"\nwrote {train_speed.DOCS.relative_to(train_speed.REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

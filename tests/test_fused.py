@@ -1,0 +1,144 @@
+"""The fused CUBA-LIF sequence against autograd through ``cuba_step``, stepped one step at a time.
+
+The reference is written out here (a loop of :func:`toolchain.snn.dynamics.cuba_step` with the
+surrogate spike function, under autograd), not taken from :class:`CubaLIF`, which itself runs
+:func:`cuba_sequence` in float mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from toolchain.errors import RecipeError
+from toolchain.snn import fused
+from toolchain.snn.dynamics import CubaState, cuba_step
+from toolchain.snn.fused import cuba_sequence
+from toolchain.snn.surrogate import SURROGATES, spike_function
+
+DECAYS = [0.0, 0.1, 0.5, 1.0]
+
+
+def _step_by_step(current, du, dv, threshold, name, scale, reset="zero"):
+    """Spikes ``[T, ...]``: ``cuba_step`` over time under autograd (what ``CubaLIF`` did before fusing)."""
+    spike_fn = spike_function(name, scale)
+    state = CubaState.zeros_like(current[0])
+    spikes = []
+    for x_t in current:
+        s_t, state = cuba_step(state, x_t, du, dv, threshold, spike_fn=spike_fn, reset=reset)
+        spikes.append(s_t)
+    return torch.stack(spikes)
+
+
+def _reference(current, du, dv, threshold, name, scale, reset="zero"):
+    """Spikes and the input (whose .grad autograd fills) through the step-by-step loop."""
+    x = current.detach().clone().requires_grad_(True)
+    return _step_by_step(x, du, dv, threshold, name, scale, reset), x
+
+
+def _fused(current, du, dv, threshold, name, scale, reset="zero"):
+    x = current.detach().clone().requires_grad_(True)
+    return cuba_sequence(x, du, dv, threshold, name, scale, reset), x
+
+
+def _compare(current, du, dv, threshold, name, scale, weights, reset="zero"):
+    ref_spikes, ref_x = _reference(current, du, dv, threshold, name, scale, reset)
+    out_spikes, out_x = _fused(current, du, dv, threshold, name, scale, reset)
+    assert torch.equal(out_spikes, ref_spikes)
+    (ref_spikes * weights).sum().backward()
+    (out_spikes * weights).sum().backward()
+    assert torch.allclose(out_x.grad, ref_x.grad, rtol=1e-10, atol=1e-12), (
+        (out_x.grad - ref_x.grad).abs().max()
+    )
+    return ref_spikes.detach()
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("name", list(SURROGATES))
+def test_same_spikes_and_gradients_as_autograd(name, reset):
+    generator = torch.Generator().manual_seed(0)
+    current = torch.randn(12, 3, 5, generator=generator, dtype=torch.float64) * 0.8
+    weights = torch.randn(12, 3, 5, generator=generator, dtype=torch.float64)
+    total_spikes = 0.0
+    for du, dv in itertools.product(DECAYS, DECAYS):
+        spikes = _compare(current, du, dv, 1.0, name, 2.0, weights, reset)
+        total_spikes += float(spikes.sum())
+    assert total_spikes > 0  # the reset path was exercised
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+def test_without_spikes(name):
+    # a threshold far above the input: no spike, the gradient is only the surrogate tail through time
+    generator = torch.Generator().manual_seed(1)
+    current = torch.rand(10, 2, 4, generator=generator, dtype=torch.float64) * 0.1
+    weights = torch.randn(10, 2, 4, generator=generator, dtype=torch.float64)
+    spikes = _compare(current, 0.2, 0.3, 5.0, name, 1.5, weights)
+    assert float(spikes.sum()) == 0
+
+
+def test_loss_on_spike_counts_through_a_network():
+    # gradients reaching the current through later layers, as in training (CE on spike counts)
+    generator = torch.Generator().manual_seed(2)
+    current = torch.randn(20, 4, 6, generator=generator, dtype=torch.float64)
+    w = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    grads = []
+    for layer in ("reference", "fused"):
+        x = current.clone().requires_grad_(True)
+        if layer == "reference":
+            hidden = _step_by_step(x, 0.3, 0.1, 0.5, "fast_sigmoid", 5.0)
+            out = _step_by_step(hidden @ w, 0.3, 0.1, 0.5, "fast_sigmoid", 5.0)
+        else:
+            hidden = cuba_sequence(x, 0.3, 0.1, 0.5, "fast_sigmoid", 5.0)
+            out = cuba_sequence(hidden @ w, 0.3, 0.1, 0.5, "fast_sigmoid", 5.0)
+        loss = torch.nn.functional.cross_entropy(out.sum(0), torch.tensor([0, 1, 2, 0]))
+        loss.backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+    assert grads[0].abs().sum() > 0
+
+
+def test_per_neuron_decays_and_threshold():
+    generator = torch.Generator().manual_seed(3)
+    current = torch.randn(8, 2, 3, generator=generator, dtype=torch.float64)
+    du = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    dv = torch.tensor([1.0, 0.25, 0.0], dtype=torch.float64)
+    threshold = torch.tensor([0.5, 1.0, 0.2], dtype=torch.float64)
+    for reset in ("zero", "subtract"):
+        _compare(current, du, dv, threshold, "sigmoid", 4.0, torch.ones_like(current), reset)
+
+
+def test_float32_spikes_are_bitwise_and_no_grad_path():
+    generator = torch.Generator().manual_seed(4)
+    current = torch.randn(30, 8, 16, generator=generator)
+    ref = _step_by_step(current, 0.2, 0.1, 1.0, "triangle", 1.0)
+    with torch.no_grad():
+        fused = cuba_sequence(current.requires_grad_(True), 0.2, 0.1, 1.0, "triangle", 1.0)
+    assert not fused.requires_grad
+    assert torch.equal(fused, ref)
+
+
+def test_bad_arguments():
+    current = torch.zeros(3, 2, 1)
+    with pytest.raises(RecipeError, match="unknown surrogate"):
+        cuba_sequence(current, 0.1, 0.1, 1.0, "relu", 1.0)
+    with pytest.raises(RecipeError, match="surrogate_scale"):
+        cuba_sequence(current, 0.1, 0.1, 1.0, "sigmoid", 0.0)
+    with pytest.raises(RecipeError, match="reset"):
+        cuba_sequence(current, 0.1, 0.1, 1.0, "sigmoid", 1.0, "none")
+    with pytest.raises(ValueError, match="constant"):
+        cuba_sequence(current, torch.tensor(0.1, requires_grad=True), 0.1, 1.0, "sigmoid", 1.0)
+    empty = torch.zeros(0, 2, 1, requires_grad=True)
+    assert cuba_sequence(empty, 0.1, 0.1, 1.0, "sigmoid", 1.0).shape == (0, 2, 1)
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 3, 5])
+def test_backward_chunks_do_not_change_the_gradient(monkeypatch, chunk_steps):
+    # the backward walks time in chunks; 13 steps in chunks of 1, 3 (uneven) and 5 steps
+    generator = torch.Generator().manual_seed(5)
+    current = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
+    weights = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
+    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk_steps * 8)
+    for reset in ("zero", "subtract"):
+        _compare(current, 0.3, 0.2, 0.8, "fast_sigmoid", 3.0, weights, reset)

@@ -1,0 +1,225 @@
+"""A CUBA-LIF population over a whole sequence as one autograd node: forward loop, hand-written BPTT.
+
+:class:`~toolchain.snn.neurons.CubaLIF` steps :func:`~toolchain.snn.dynamics.cuba_step` under
+autograd, which records about ten graph nodes per time step and replays them one by one backward.
+:func:`cuba_sequence` computes the same spikes and the same gradient with one node per population:
+
+- forward: the time loop of the dynamics' own pure functions
+  (:func:`~toolchain.snn.dynamics.cuba_subthreshold` then
+  :func:`~toolchain.snn.dynamics.spike_and_reset`, what ``cuba_step`` composes; no second copy of
+  the equations) without autograd, saving only the pre-reset voltages ``v'[t]`` (one
+  ``[T, B, ...]`` tensor; spikes and surrogate derivatives are recomputed from it);
+- backward: the exact reverse-time recursion (backpropagation through time) of those equations with
+  the surrogate derivative of :data:`~toolchain.snn.surrogate.SURROGATES`, including the gradient
+  through the reset, as autograd through the step-by-step module computes it.
+
+The recursion, with ``a = 1 - current_decay``, ``b = 1 - voltage_decay``, ``x = v' - threshold``,
+``s = x > 0``, ``σ' = surrogate'(x)``, ``gs[t]`` the gradient arriving at the spikes ``s[t]``, and
+``gv'[t]``, ``gu[t]`` the gradients of the loss with respect to ``v'[t]`` and ``u[t]``::
+
+    forward:  u[t] = a u[t-1] + in[t]        v'[t] = b v[t-1] + u[t]
+              v[t] = v'[t] (1 - s[t])        (reset "zero")
+              v[t] = v'[t] - threshold s[t]  (reset "subtract")
+
+    gv'[t] = b gv'[t+1] r[t] + gs[t] σ'[t]
+    gu[t]  = a gu[t+1] + gv'[t]              (= d loss / d in[t]; gv'[T] = gu[T] = 0)
+
+    r[t] = (1 - s[t]) - v'[t] σ'[t]          (reset "zero")
+    r[t] = 1 - threshold σ'[t]               (reset "subtract")
+
+``r[t] = dv[t]/dv'[t]``: directly, and through the spike (the ``σ'`` term; detaching the reset, a
+common trick, would drop it and change the gradient). Everything that does not depend on the
+recursion (``s``, ``σ'``, ``r``, ``gs σ'``) is computed a chunk of steps at a time, so each step of
+the backward is two tensor operations.
+
+Decays and threshold are constants (Python numbers, or tensors broadcastable to one step's shape
+``[B, ...]`` without gradient), as in :class:`~toolchain.snn.neurons.CubaLIF`; the bias is 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from toolchain.errors import RecipeError
+from toolchain.snn.dynamics import CubaState, cuba_subthreshold, heaviside, spike_and_reset
+from toolchain.snn.surrogate import SURROGATES, DerivativeFn
+
+Constant = float | torch.Tensor
+RESETS = ("zero", "subtract")
+#: most elements per chunk of the backward pass: torch's intra-op grain (an element-wise operator
+#: on more elements runs as a parallel region), so that every operator of the backward runs on
+#: the calling thread. A parallel region waits for all its threads; when other processes hold
+#: the other cores that wait costs milliseconds per operator (measured with
+#: benchmarks/fused_variants.py --threads 2 on the shared 2-core machine, docs/benchmarks.md)
+CHUNK_ELEMENTS = 32768
+
+
+def cuba_sequence(
+    current: torch.Tensor,
+    current_decay: Constant,
+    voltage_decay: Constant,
+    threshold: Constant,
+    surrogate_name: str,
+    surrogate_scale: float,
+    reset: str = "zero",
+) -> torch.Tensor:
+    """Spikes ``[T, B, ...]`` of a CUBA-LIF population driven by ``current`` ``[T, B, ...]``.
+
+    The same values as :class:`~toolchain.snn.neurons.CubaLIF` with
+    ``spike_function(surrogate_name, surrogate_scale)`` and ``reset`` (state zero at ``t = 0``,
+    no bias, no delay), and the same gradient with respect to ``current``; no gradient flows to
+    the decays or the threshold. When no gradient is needed (``torch.no_grad()``, or ``current``
+    does not require grad) it runs the forward loop only and saves nothing.
+    """
+    if surrogate_name not in SURROGATES:
+        raise RecipeError(
+            f"[neuron].surrogate: unknown surrogate {surrogate_name!r}; "
+            f"expected one of: {', '.join(SURROGATES)}"
+        )
+    if not surrogate_scale > 0:
+        raise RecipeError(f"[neuron].surrogate_scale: expected a number > 0, got {surrogate_scale!r}")
+    if reset not in RESETS:
+        raise RecipeError(f"[neuron].reset: expected one of: {', '.join(RESETS)}; got {reset!r}")
+    for name, value in (
+        ("current_decay", current_decay),
+        ("voltage_decay", voltage_decay),
+        ("threshold", threshold),
+    ):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            raise ValueError(f"cuba_sequence: {name} is a constant here; it must not require grad")
+    if current.dim() < 2:
+        raise ValueError(f"cuba_sequence: expected current [T, B, ...], got shape {tuple(current.shape)}")
+    if not (torch.is_grad_enabled() and current.requires_grad):
+        spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
+        return spikes
+    return _CubaSequence.apply(
+        current, current_decay, voltage_decay, threshold, SURROGATES[surrogate_name], surrogate_scale, reset
+    )
+
+
+def _forward_loop(
+    current: torch.Tensor,
+    current_decay: Constant,
+    voltage_decay: Constant,
+    threshold: Constant,
+    reset: str,
+    keep_voltage: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step the dynamics over time; returns spikes and, if ``keep_voltage``, pre-reset voltages.
+
+    Each step is :func:`~toolchain.snn.dynamics.cuba_subthreshold` then
+    :func:`~toolchain.snn.dynamics.spike_and_reset`, exactly what
+    :func:`~toolchain.snn.dynamics.cuba_step` composes, so spikes and states are bit for bit those
+    of the step-by-step module.
+    """
+    spikes = torch.empty_like(current)
+    voltages = torch.empty_like(current) if keep_voltage else None
+    if current.shape[0] == 0:
+        return spikes, voltages
+    state = CubaState.zeros_like(current[0])
+    for t, x_t in enumerate(current):
+        pre_reset = cuba_subthreshold(state, x_t, current_decay, voltage_decay)
+        s_t, state = spike_and_reset(pre_reset, threshold, heaviside, reset)
+        # copied while still in cache: cheaper than one torch.stack at the end
+        spikes[t].copy_(s_t)
+        if voltages is not None:
+            voltages[t].copy_(pre_reset.v)
+    return spikes, voltages
+
+
+class _CubaSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        current: torch.Tensor,
+        current_decay: Constant,
+        voltage_decay: Constant,
+        threshold: Constant,
+        derivative: DerivativeFn,
+        scale: float,
+        reset: str,
+    ) -> torch.Tensor:
+        spikes, v_pre = _forward_loop(
+            current, current_decay, voltage_decay, threshold, reset, keep_voltage=True
+        )
+        ctx.save_for_backward(v_pre)
+        ctx.constants = (current_decay, voltage_decay, threshold, derivative, scale, reset)
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_spikes: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (v_pre,) = ctx.saved_tensors
+        grad_current = _backward_through_time(grad_spikes, v_pre, *ctx.constants)
+        return grad_current, None, None, None, None, None, None
+
+
+def _backward_through_time(
+    grad_spikes: torch.Tensor,
+    v_pre: torch.Tensor,
+    current_decay: Constant,
+    voltage_decay: Constant,
+    threshold: Constant,
+    derivative: DerivativeFn,
+    scale: float,
+    reset: str,
+) -> torch.Tensor:
+    """The reverse-time recursion of the module docstring; returns ``d loss / d current``.
+
+    Time is walked backward in chunks of at most :data:`CHUNK_ELEMENTS` elements (at least one
+    step): the factors of a chunk (``σ'``, ``r``, ``gs σ'``) are computed at once, then its steps
+    are two operations each.
+    """
+    steps = v_pre.shape[0]
+    grad_current = torch.empty_like(v_pre)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, v_pre.numel() // max(1, steps)))
+    keep_voltage = 1.0 - voltage_decay
+    keep_current = 1.0 - current_decay
+    grad_v: torch.Tensor | None = None  # gv'[t + 1]
+    grad_u: torch.Tensor | None = None  # gu[t + 1]
+    for end in range(steps, 0, -chunk):
+        start = max(0, end - chunk)
+        v = v_pre[start:end]
+        x = v - threshold
+        slope = derivative(x, scale)
+        carry = _carry(x, v, slope, threshold, keep_voltage, reset)
+        injected = grad_spikes[start:end] * slope
+        for t in range(end - start - 1, -1, -1):
+            out = grad_current[start + t]
+            if grad_v is None or grad_u is None:
+                grad_v = injected[t]
+                grad_u = out.copy_(grad_v)
+                continue
+            grad_v = torch.addcmul(injected[t], grad_v, carry[t])
+            if isinstance(keep_current, torch.Tensor):
+                grad_u = torch.addcmul(grad_v, grad_u, keep_current, out=out)
+            else:
+                grad_u = torch.add(grad_v, grad_u, alpha=keep_current, out=out)
+    return grad_current
+
+
+def _carry(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    slope: torch.Tensor,
+    threshold: Constant,
+    keep_voltage: Constant,
+    reset: str,
+) -> torch.Tensor:
+    """``b r[t]`` for a chunk: ``b ((1 - s) - v' σ')`` (reset zero) or ``b (1 - threshold σ')``.
+
+    ``1 - s`` is computed as ``x <= 0`` straight into a float tensor (``torch.le`` with ``out``),
+    a quarter of the time of ``1 - heaviside(x)``; the two differ only where ``x`` is NaN, where
+    ``v' σ'`` is NaN too.
+    """
+    if reset == "zero":
+        not_spiking = torch.le(x, 0, out=torch.empty_like(x))
+        if isinstance(keep_voltage, torch.Tensor):
+            return (not_spiking - v * slope) * keep_voltage
+        return torch.addcmul(not_spiking.mul_(keep_voltage), v, slope, value=-keep_voltage)
+    if isinstance(keep_voltage, torch.Tensor) or isinstance(threshold, torch.Tensor):
+        return (1.0 - threshold * slope) * keep_voltage
+    return torch.mul(slope, -keep_voltage * threshold).add_(keep_voltage)
