@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAVA := lava-nc==0.10.0 lava-dl==0.6.0
 
-.PHONY: install demo test lint format lock clean
+.PHONY: install demo test lint format lock clean bench-train
 
 install: $(STAMP)
 
@@ -37,6 +37,13 @@ format: install
 lock: install
 	@{ sed -n '1,3p' requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -viE '^(lava-|neuro-toolchain)' \
 	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+# Training speed against snnTorch, SpikingJelly and lava-dl (own venv in benchmarks/.venv, ~2 min
+# to build; minutes to run). BENCH_ARGS=--write-docs updates docs/benchmarks.md.
+bench-train:
+	bash benchmarks/setup_venv.sh
+	benchmarks/.venv/bin/python benchmarks/train_speed.py --threads 1 $(BENCH_ARGS)
+	benchmarks/.venv/bin/python benchmarks/train_speed.py --threads 2 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -14,9 +14,13 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
 - ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop compiled by
   inductor, compile time and run time.
 
+``--busy N`` starts ``N`` processes that only loop (for at most 10 minutes, stopped at the end)
+while the variants are timed: the other work that shares a machine, made reproducible.
+
 Run from the repository root::
 
-    benchmarks/.venv/bin/python benchmarks/fused_variants.py [--threads 1] [--compile] [--write-docs]
+    benchmarks/.venv/bin/python benchmarks/fused_variants.py --threads 1 --compile --write-docs
+    benchmarks/.venv/bin/python benchmarks/fused_variants.py --threads 2 [--busy 2] --write-docs
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +45,8 @@ from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
 
 SHAPE = (100, 64, 256)
+#: what ``--busy`` runs in each extra process: one core busy, for at most 10 minutes
+BUSY_LOOP = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
 
 
 @dataclass
@@ -80,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes)")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="run this many busy-looping processes meanwhile (other work on the machine, reproducibly)",
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -126,7 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants.append(
             Variant(f"fused, backward chunk = {label}", "train", train(fused_call), steps * step_elements)
         )
-    measure(variants, args.repeats)
+    busy = [
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL)
+        for _ in range(args.busy)
+    ]
+    try:
+        measure(variants, args.repeats)
+    finally:
+        for process in busy:
+            process.terminate()
+            process.wait()
     inference = {v.name: v for v in variants if v.mode == "inference"}
     rows: list[tuple[str, str, str, str]] = []
     for variant in variants:
@@ -178,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lines = [
         f"Command: `{command.strip()}`; one population `[T, B, N] = {list(SHAPE)}` float32, "
-        f"torch.get_num_threads() = {torch.get_num_threads()}; milliseconds per call: best of "
+        f"torch.get_num_threads() = {torch.get_num_threads()}"
+        + (f", {args.busy} busy-looping processes running meanwhile" if args.busy else "")
+        + "; milliseconds per call: best of "
         f"{args.repeats} interleaved rounds after a warm-up (median in brackets), and the 1-minute "
         "load average at the best.",
         "",
@@ -189,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = "\n".join(lines)
     print(report)
     if args.write_docs:
-        section = f"fused_variants-threads{torch.get_num_threads()}"
+        section = f"fused_variants-threads{torch.get_num_threads()}" + (
+            f"-busy{args.busy}" if args.busy else ""
+        )
         train_speed.write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
         print(f"\nwrote {train_speed.DOCS.relative_to(train_speed.REPO)} ({section})")
     return 0

@@ -211,9 +211,9 @@ def _carry(
 ) -> torch.Tensor:
     """``b r[t]`` for a chunk: ``b ((1 - s) - v' σ')`` (reset zero) or ``b (1 - threshold σ')``.
 
-    ``1 - s`` is computed as ``x <= 0`` straight into a float tensor (``torch.le`` with ``out``),
-    a quarter of the time of ``1 - heaviside(x)``; the two differ only where ``x`` is NaN, where
-    ``v' σ'`` is NaN too.
+    ``1 - s`` is computed as ``x <= 0`` straight into a float tensor (``torch.le`` with ``out``:
+    no bool tensor, cast or subtraction as in ``1 - heaviside(x)``); the two differ only where
+    ``x`` is NaN, where ``v' σ'`` is NaN too.
     """
     if reset == "zero":
         not_spiking = torch.le(x, 0, out=torch.empty_like(x))
