@@ -50,3 +50,53 @@ def test_a_corrupt_model_file_is_named(tmp_path, digits):
     (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ToolchainError, match=r"model\.pt: not a model of recipe"):
         load_trained(tmp_path, digits.num_inputs, digits.num_classes)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
+    """Kill a training process at an arbitrary moment after its first checkpoint; --resume finishes it
+    with exactly the weights and metrics of an uninterrupted run (checkpoints are written atomically)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [
+        sys.executable,
+        "-m",
+        "toolchain",
+        "train",
+        "models/digits-demo",
+        "--epochs",
+        "25",
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*args, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # somewhere in a later epoch, possibly while a checkpoint is being written
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (killed / "model.pt").exists()
+
+    resumed = subprocess.run(
+        [*args, "--out", str(killed), "--resume"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    b = torch.load(killed / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    again = json.loads((killed / "metrics.json").read_text())
+    assert again["test_accuracy"] == straight["test_accuracy"]
+    assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in straight["epochs"]]
