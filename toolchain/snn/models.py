@@ -96,10 +96,6 @@ def neuron_population(neuron: NeuronConfig, spike_fn: SpikeFn) -> CubaLIF:
     )
 
 
-#: the name the training code used for the (then only) MLP; every architecture is a SpikingNetwork
-SpikingMLP = SpikingNetwork
-
-
 def network_input_shape(sample_shape: Sequence[int] | int, scheme: str = "direct") -> tuple[int, ...]:
     """The shape of one time step of the network's input for a dataset's ``sample_shape``.
 
@@ -129,7 +125,6 @@ def build_model(
 
 __all__ = [
     "SNNOutput",
-    "SpikingMLP",
     "SpikingNetwork",
     "build_model",
     "network_input_shape",

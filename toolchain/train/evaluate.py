@@ -11,7 +11,7 @@ import torch
 from toolchain.config import EncodingConfig
 from toolchain.data import ArraySplit, as_float
 from toolchain.data.encoding import encode
-from toolchain.snn.models import SpikingMLP
+from toolchain.snn.models import SpikingNetwork
 from toolchain.train.distributed import DistributedContext, rank_seed, reduce_or_fail, shard
 
 
@@ -62,7 +62,7 @@ def encode_batch(
 
 @torch.no_grad()
 def evaluate(
-    model: SpikingMLP,
+    model: SpikingNetwork,
     split: ArraySplit,
     encoding: EncodingConfig,
     batch_size: int = 256,

@@ -31,7 +31,7 @@ from toolchain.data import Dataset
 from toolchain.errors import ToolchainError
 from toolchain.io import check_writable_dir, save_torch, write_json
 from toolchain.snn.loihi import RoundingReport
-from toolchain.snn.models import SpikingMLP, build_model, network_input_shape
+from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
 from toolchain.train.distributed import (
     DistributedContext,
@@ -74,7 +74,7 @@ class TrainResult:
     ``processes`` is the number of data-parallel processes that trained it (1 without DDP).
     """
 
-    model: SpikingMLP
+    model: SpikingNetwork
     evaluation: Evaluation
     history: list[EpochRecord] = field(default_factory=list)
     out_dir: Path | None = None
@@ -190,7 +190,7 @@ def fit(
 
 def load_trained(
     run_dir: str | Path, sample_shape: tuple[int, ...] | int, num_classes: int
-) -> tuple[Recipe, SpikingMLP]:
+) -> tuple[Recipe, SpikingNetwork]:
     """The recipe and trained model of a run folder (weights loaded with ``weights_only=True``).
 
     ``sample_shape`` is the dataset's ``Dataset.sample_shape`` (an int ``n``: flat samples of ``n``).
@@ -220,7 +220,7 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def _data_parallel(model: SpikingMLP, ctx: DistributedContext | None) -> nn.Module:
+def _data_parallel(model: SpikingNetwork, ctx: DistributedContext | None) -> nn.Module:
     """``model`` wrapped in DistributedDataParallel under DDP (it broadcasts rank 0's weights)."""
     if ctx is None:
         return model
