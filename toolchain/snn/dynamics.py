@@ -59,8 +59,12 @@ class CubaState:
 
 
 def heaviside(x: torch.Tensor) -> torch.Tensor:
-    """The spike function without a surrogate: 1 where ``x > 0`` (strict, as Lava's ``v > vth``)."""
-    return (x > 0).to(x.dtype)
+    """The spike function without a surrogate: 1 where ``x > 0`` (strict, as Lava's ``v > vth``).
+
+    Written straight into a tensor of ``x``'s dtype, without a boolean tensor and a cast (several
+    times faster per step on the CPU; same values, NaN gives 0).
+    """
+    return torch.gt(x, 0, out=torch.empty_like(x))
 
 
 def cuba_subthreshold(
