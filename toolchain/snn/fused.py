@@ -45,7 +45,7 @@ from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
 from toolchain.snn.dynamics import CubaState, cuba_subthreshold, heaviside, spike_and_reset
-from toolchain.snn.surrogate import SURROGATES, DerivativeFn
+from toolchain.snn.surrogate import SURROGATES, DerivativeFn, spike_function
 
 Constant = float | torch.Tensor
 RESETS = ("zero", "subtract")
@@ -74,13 +74,7 @@ def cuba_sequence(
     the decays or the threshold. When no gradient is needed (``torch.no_grad()``, or ``current``
     does not require grad) it runs the forward loop only and saves nothing.
     """
-    if surrogate_name not in SURROGATES:
-        raise RecipeError(
-            f"[neuron].surrogate: unknown surrogate {surrogate_name!r}; "
-            f"expected one of: {', '.join(SURROGATES)}"
-        )
-    if not surrogate_scale > 0:
-        raise RecipeError(f"[neuron].surrogate_scale: expected a number > 0, got {surrogate_scale!r}")
+    spike = spike_function(surrogate_name, surrogate_scale)  # validates both, naming the recipe keys
     if reset not in RESETS:
         raise RecipeError(f"[neuron].reset: expected one of: {', '.join(RESETS)}; got {reset!r}")
     for name, value in (
@@ -96,7 +90,7 @@ def cuba_sequence(
         spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
         return spikes
     return _CubaSequence.apply(
-        current, current_decay, voltage_decay, threshold, SURROGATES[surrogate_name], surrogate_scale, reset
+        current, current_decay, voltage_decay, threshold, SURROGATES[spike.name], spike.scale, reset
     )
 
 

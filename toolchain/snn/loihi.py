@@ -114,8 +114,8 @@ def weight_grid(weight: torch.Tensor) -> torch.Tensor:
     the gradient passes unchanged. Values beyond the range are clamped (a training-time projection;
     the exporter refuses weights off the grid instead).
     """
-    half = WEIGHT_SCALE // 2
-    on_grid = torch.clamp(torch.round(weight * half), WEIGHT_MIN // 2, WEIGHT_MAX // 2) / half
+    steps = torch.clamp(_grid_steps(weight), WEIGHT_MIN // 2, WEIGHT_MAX // 2)
+    on_grid = steps * 2 / WEIGHT_SCALE
     return weight + (on_grid - weight).detach()
 
 
@@ -127,7 +127,7 @@ def weights_to_int(weight: torch.Tensor, layer: str) -> torch.Tensor:
     """
     if not bool(torch.isfinite(weight).all()):
         raise QuantizationError(f"layer {layer!r}: weights contain NaN or infinite values")
-    scaled = torch.round(weight.detach().double() * (WEIGHT_SCALE // 2)) * 2
+    scaled = _grid_steps(weight.detach().double()) * 2
     if float(scaled.min()) < WEIGHT_MIN or float(scaled.max()) > WEIGHT_MAX:
         low, high = float(weight.min()), float(weight.max())
         raise QuantizationError(
@@ -137,6 +137,11 @@ def weights_to_int(weight: torch.Tensor, layer: str) -> torch.Tensor:
             "fixed-point mode"
         )
     return scaled.to(torch.int64)
+
+
+def _grid_steps(weight: torch.Tensor) -> torch.Tensor:
+    """The nearest multiple of the grid step ``2/64``, in steps: ``round(w * 32)``."""
+    return torch.round(weight * (WEIGHT_SCALE // 2))
 
 
 def graded_input(x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from toolchain.errors import RecipeError
+from toolchain.snn.dynamics import heaviside
 
 DerivativeFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -50,7 +51,7 @@ class _SurrogateSpike(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.derivative = derivative
         ctx.scale = scale
-        return (x > 0).to(x.dtype)
+        return heaviside(x)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
