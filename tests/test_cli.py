@@ -36,7 +36,7 @@ def test_each_subcommand_has_help(command):
     assert "usage: toolchain" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["export", "simulate", "energy", "inspect", "targets"])
+@pytest.mark.parametrize("command", ["export", "simulate", "energy", "inspect", "targets", "sweep"])
 def test_unimplemented_commands_fail_clearly(command):
     result = toolchain(command, "anything")
     assert result.returncode == 2

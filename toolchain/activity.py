@@ -1,0 +1,99 @@
+"""Measured activity of a network over a set of inferences: what simulators record, energy consumes.
+
+A simulator (the reference simulator, Lava, the training evaluation) returns :class:`Activity`;
+the energy model (:mod:`toolchain.energy`) turns it into joules and seconds. Every count is *per
+sample* (one inference of ``time_steps`` steps), averaged over ``samples`` inferences.
+
+Definitions (the same for every backend, so that they can be compared):
+
+- ``spikes_per_sample``: output spikes of the layer's neurons.
+- ``synops_per_sample``: synaptic operations *into* the layer: every input event (a spike, or a
+  non-zero graded payload) times the number of non-zero weights it reaches.
+- ``active_updates_per_sample``: neuron updates at steps where the neuron had non-zero input or
+  non-zero state (``a_in != 0`` or ``u != 0`` or ``v != 0`` before the update);
+  ``idle_updates_per_sample = neurons * time_steps - active``.
+- ``input_events_per_sample``: events the layer received (spikes or non-zero graded values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerCounts:
+    """One synaptic layer's activity per sample (see the module docstring for the definitions).
+
+    ``synapses`` is the number of non-zero weights into the layer; ``fan_in`` the largest number
+    of synapses into one neuron, ``fan_out`` the largest number out of one input.
+    """
+
+    name: str
+    kind: str
+    neurons: int
+    synapses: int
+    fan_in: int
+    fan_out: int
+    spikes_per_sample: float
+    synops_per_sample: float
+    active_updates_per_sample: float
+    idle_updates_per_sample: float
+    input_events_per_sample: float
+    graded_input: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Activity of a whole network, per sample, from one backend (``source``)."""
+
+    network: str
+    source: str
+    samples: int
+    time_steps: int
+    layers: tuple[LayerCounts, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spikes_per_sample(self) -> float:
+        return sum(layer.spikes_per_sample for layer in self.layers)
+
+    @property
+    def synops_per_sample(self) -> float:
+        return sum(layer.synops_per_sample for layer in self.layers)
+
+    def layer(self, name: str) -> LayerCounts:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "source": self.source,
+            "samples": self.samples,
+            "time_steps": self.time_steps,
+            "spikes_per_sample": self.spikes_per_sample,
+            "synops_per_sample": self.synops_per_sample,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "metadata": dict(self.metadata),
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Activity:
+        """The inverse of :meth:`to_dict` (e.g. the ``activity`` of ``toolchain simulate --json``)."""
+        return Activity(
+            network=str(data["network"]),
+            source=str(data["source"]),
+            samples=int(data["samples"]),
+            time_steps=int(data["time_steps"]),
+            layers=tuple(LayerCounts(**layer) for layer in data["layers"]),
+            metadata=dict(data.get("metadata", {})),
+        )
+
+
+__all__ = ["Activity", "LayerCounts"]
