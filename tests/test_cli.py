@@ -36,11 +36,36 @@ def test_each_subcommand_has_help(command):
     assert "usage: toolchain" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["export", "simulate", "energy", "inspect", "targets", "sweep"])
-def test_unimplemented_commands_fail_clearly(command):
-    result = toolchain(command, "anything")
-    assert result.returncode == 2
-    assert f"`toolchain {command}` is not available in this version yet" in result.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "missing/recipe.toml"], "missing/recipe.toml: recipe not found"),
+        (["run", "missing/recipe.toml"], "missing/recipe.toml: recipe not found"),
+        (["run", "models/digits-demo", "--lava-samples", "-1"], "--lava-samples -1: expected 0 or more"),
+        (
+            ["export", "missing-run", "--format", "netx", "--out", "x.net"],
+            "missing-run: run folder does not exist",
+        ),
+        (["export", "models", "--format", "bogus", "--out", "x.net"], "--format 'bogus': expected one of"),
+        (["simulate", "missing.net"], "missing.net: no such file"),
+        (["simulate", "README.md"], "README.md: not an HDF5 file"),
+        (["simulate", "missing.net", "--backend", "bogus"], "argument --backend: invalid choice: 'bogus'"),
+        (["simulate", "missing.net", "--samples", "0"], "argument --samples: expected a positive integer"),
+        (["energy", "missing.net"], "missing.net: no such file or run folder"),
+        (["energy", "missing.net", "--target", "bogus"], "unknown target 'bogus'"),
+        (["inspect", "missing.onnx"], "missing.onnx: no such file"),
+        (["inspect", "README.md"], "README.md: unknown format"),
+        (["targets", "--bogus"], "unrecognized arguments: --bogus"),
+        (["sweep", "missing/recipe.toml", "--grid", "train.seed=0,1", "--out", "sweep"], "recipe not found"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_every_command_answers_bad_arguments_with_one_line(args, message, tmp_path):
+    result = toolchain(*args, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
     assert "Traceback" not in result.stderr
 
 

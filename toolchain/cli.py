@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from toolchain import __version__
 from toolchain.commands import COMMANDS
@@ -20,8 +21,15 @@ from toolchain.errors import ToolchainError
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``toolchain CMD: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="toolchain",
         description="Train sparse spiking neural networks, export them for Loihi, simulate them "
         "bit-accurately and estimate their energy on neuromorphic chips.",

@@ -117,6 +117,88 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """``[distill]``: knowledge distillation from a teacher (``docs/training.md``); off by default.
+
+    ``teacher``: ``none`` (no distillation), ``ann`` (the model's ANN twin, trained first in the
+    same run for ``teacher_epochs``), ``run`` (the ``teacher.pt`` of an earlier run folder
+    ``teacher_path``), ``onnx`` (an ONNX file ``teacher_path`` run with onnxruntime). The loss is
+    ``(1 - alpha) * CE + alpha * KD``; ``loss``: ``kl`` (``temperature^2`` times the KL divergence
+    of the softened distributions) or ``mse`` (of the logits).
+    """
+
+    teacher: str = choice("none", "ann", "run", "onnx", default="none")
+    teacher_path: str = ""
+    loss: str = choice("kl", "mse", default="kl")
+    alpha: float = bounded(0.5, ge=0, le=1)
+    temperature: float = bounded(4.0, gt=0)
+    teacher_epochs: int = bounded(10, ge=1)
+    teacher_learning_rate: float = bounded(1e-3, gt=0, le=10)
+    cache_teacher_logits: bool = True
+
+    def __post_init__(self) -> None:
+        if self.teacher in ("run", "onnx") and not self.teacher_path:
+            raise ValueError(f"teacher = {self.teacher!r} needs teacher_path (a run folder or an ONNX file)")
+
+
+@dataclass
+class RegularizationConfig:
+    """``[regularization]``: penalties on spiking activity and on the logits; off by default.
+
+    ``activation`` (``none``, ``l1``, ``l2``) of each layer's firing rates (spike counts per neuron
+    and time step) times ``activation_weight``; ``layer_weights`` scales single layers by name
+    (default 1 for every hidden spiking layer, 0 for the output layer); ``logits_weight`` (lambda)
+    times the mean squared logit. See :mod:`toolchain.train.losses`.
+    """
+
+    activation: str = choice("none", "l1", "l2", default="none")
+    activation_weight: float = bounded(0.0, ge=0)
+    layer_weights: dict[str, float] = field(default_factory=dict)
+    logits_weight: float = bounded(0.0, ge=0)
+
+    def __post_init__(self) -> None:
+        for name, weight in self.layer_weights.items():
+            if not weight >= 0:
+                raise ValueError(f"layer_weights.{name}: expected a number >= 0, got {weight}")
+        if self.activation == "none" and self.activation_weight > 0:
+            raise ValueError(
+                f"activation_weight = {self.activation_weight} has no effect with activation = 'none' "
+                "(set activation to 'l1' or 'l2')"
+            )
+
+
+@dataclass
+class TTFSConfig:
+    """``[ttfs]``: time-to-first-spike coding (``docs/ttfs.md``); off by default.
+
+    ``enabled = true`` trains the surrogate DNN of Park & Yoon (2021) instead of the rate-coded SNN:
+    the ANN twin of ``[model]`` with every hidden ReLU replaced by a temporal kernel of trainable
+    time constant (init ``time_constant``) and delay (init ``time_delay``), window
+    ``time_window`` steps; ``encode_input`` codes the input pixels by an input kernel too.
+    ``relax_epochs`` (E): a layer uses the kernel with probability ``min(1, epoch / E)`` per
+    training step, otherwise ReLU (0: always the kernel). ``kernel_reg`` (lambda) times
+    ``sum (tau - tau_0)^2 + (t_d - t_d0)^2`` from epoch ``kernel_reg_from_epoch``;
+    ``bn_reg`` times the expected spikes per sample modelled from the batch norms' gamma and beta
+    from epoch ``bn_reg_from_epoch`` (needs ``[model].batch_norm``). Training rounds spike times
+    to the nearest step (straight-through), from epoch ``ceil_from_epoch`` on (0: never) takes their
+    ceiling as inference does (straight-through).
+    """
+
+    enabled: bool = False
+    time_constant: float = bounded(2.0, gt=0)
+    time_delay: float = bounded(0.0, ge=-1000, le=1000)
+    time_window: int = bounded(8, ge=1, le=10_000)
+    epsilon: float = bounded(1e-30, gt=0, lt=1)
+    encode_input: bool = True
+    relax_epochs: int = bounded(0, ge=0)
+    kernel_reg: float = bounded(0.0, ge=0)
+    kernel_reg_from_epoch: int = bounded(1, ge=1)
+    bn_reg: float = bounded(0.0, ge=0)
+    bn_reg_from_epoch: int = bounded(1, ge=1)
+    ceil_from_epoch: int = bounded(0, ge=0)
+
+
+@dataclass
 class ExportConfig:
     """``[export]``: the formats ``toolchain export`` / ``run`` write."""
 
@@ -141,6 +223,9 @@ class Recipe:
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    ttfs: TTFSConfig = field(default_factory=TTFSConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
 
@@ -226,11 +311,14 @@ def _check_dataset(recipe: Recipe) -> None:
 
 __all__ = [
     "DataConfig",
+    "DistillConfig",
     "EncodingConfig",
     "ExportConfig",
     "ModelConfig",
     "NeuronConfig",
     "Recipe",
+    "RegularizationConfig",
+    "TTFSConfig",
     "TargetConfig",
     "TrainConfig",
     "dump_recipe",

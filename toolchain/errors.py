@@ -34,3 +34,11 @@ class QuantizationError(ToolchainError):
 
 class UnsupportedDynamicsError(ToolchainError):
     """Neuron dynamics that have no exact equivalent in the target model (refused, never approximated)."""
+
+
+class SimulationError(ToolchainError):
+    """A network cannot be simulated as asked (inputs of the wrong shape or range, a backend refusal)."""
+
+
+class FormatError(ToolchainError):
+    """A model file (netx, NIR, ONNX) is missing, corrupt, or holds what the reader cannot represent."""

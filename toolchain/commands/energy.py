@@ -5,13 +5,206 @@ estimate energy and latency per inference on a neuromorphic target from measured
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from toolchain.commands.common import register_planned
+from toolchain.errors import ToolchainError
+
+NETX_SUFFIXES = (".net", ".h5", ".hdf5")
+NIR_SUFFIXES = (".nir",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    register_planned(
-        sub,
+    parser = sub.add_parser(
         "energy",
-        "estimate energy and latency per inference on a neuromorphic target from measured activity",
+        help="estimate energy and latency per inference on a neuromorphic target from measured activity",
+        description="Estimate the energy and latency of one inference on a neuromorphic target "
+        "(deploy/targets/*.toml, `toolchain targets`) from the network's measured activity, with "
+        "the ANN twin on each conventional baseline beside it. Several models share one report.",
     )
+    parser.add_argument(
+        "models",
+        nargs="+",
+        type=Path,
+        metavar="MODEL_OR_RUN",
+        help="a netx (.net/.h5) or NIR (.nir) file, or a training run folder (quantized on the fly)",
+    )
+    parser.add_argument(
+        "--target", default="loihi", help="target name (`toolchain targets`) or a .toml path (default: loihi)"
+    )
+    parser.add_argument(
+        "--activity",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SIM.json",
+        help="activity counts: the JSON of `toolchain simulate --json` (key `activity`) or an "
+        "Activity object; one per MODEL_OR_RUN, in order (default: simulate a run folder's test samples)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=100,
+        help="test samples simulated when no --activity is given (default 100)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset folder for run folders (default: $TOOLCHAIN_DATA)",
+    )
+    parser.add_argument("--label", action="append", default=[], help="a name per model for the report")
+    parser.add_argument("--static", action="store_true", help="add the profile's static power x latency")
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="add the profile's per-time-step overhead (management, I/O, sync)",
+    )
+    parser.add_argument(
+        "--order",
+        choices=["spatial", "c"],
+        default="spatial",
+        help="placement order of feature maps: position by position with all channels (default), "
+        "or channel by channel (C order)",
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="DIR", help="write Markdown, HTML, PNG here"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="write the estimate(s) as JSON"
+    )
+    parser.set_defaults(handler=cmd_energy)
+
+
+def cmd_energy(args: argparse.Namespace) -> int:
+    from toolchain.energy.model import estimate
+    from toolchain.energy.report import dumps, format_j, format_s, write_report
+    from toolchain.energy.targets import load_target
+    from toolchain.io import write_text
+
+    if args.activity and len(args.activity) != len(args.models):
+        raise ToolchainError(
+            f"--activity: {len(args.activity)} given for {len(args.models)} models; give one per MODEL_OR_RUN"
+        )
+    if args.label and len(args.label) != len(args.models):
+        raise ToolchainError(
+            f"--label: {len(args.label)} given for {len(args.models)} models; give one per model"
+        )
+    if args.samples < 1:
+        raise ToolchainError(f"--samples: expected a positive number, got {args.samples}")
+    target = load_target(args.target)
+    estimates = []
+    for i, model in enumerate(args.models):
+        network, run = load_network(model, args.data_dir)
+        if args.activity:
+            activity = read_activity(args.activity[i])
+        elif run is not None:
+            activity = measure_activity(network, run, args.samples)
+        else:
+            raise ToolchainError(
+                f"{model}: no activity: give --activity SIM.json (`toolchain simulate --json`), "
+                "or a run folder whose test samples can be simulated"
+            )
+        label = args.label[i] if args.label else model.stem if model.is_file() else model.name
+        estimates.append(
+            estimate(
+                network,
+                activity,
+                target,
+                static=args.static,
+                overhead=args.overhead,
+                label=label,
+                order=args.order,
+            )
+        )
+    for e in estimates:
+        b = e.breakdown_j
+        print(
+            f"{e.label} on {e.target.name}: {format_j(e.energy_per_inference_j)} per inference "
+            f"(synaptic {format_j(b['synaptic'])}, neuron {format_j(b['neuron'])}, routing "
+            f"{format_j(b['routing'])}, static {format_j(b['static'])}, overhead {format_j(b['overhead'])}), "
+            f"latency {format_s(e.latency_per_inference_s)}, {e.placement.cores} cores; "
+            f"activity: {e.activity_source}, {e.samples} samples"
+        )
+    if args.json is not None:
+        write_text(args.json, dumps(estimates) + "\n")
+    if args.report is not None:
+        paths = write_report(estimates, args.report)
+        print(f"report: {paths['report.html']}")
+    return 0
+
+
+def load_network(path: Path, data_dir: Path | None) -> tuple[Any, Any]:
+    """``(ir.Network, LoadedRun | None)`` from a netx/NIR file or a run folder."""
+    if path.is_dir():
+        load_run = _import("toolchain.export.run_loader", "load_run", "run folders")
+        quantize_model = _import("toolchain.export.quantize", "quantize_model", "run folders")
+        run = load_run(path, data_dir)
+        network, _ = quantize_model(run.model, run.recipe, classes=run.dataset.classes, source=str(path))
+        return network, run
+    if not path.exists():
+        raise ToolchainError(f"{path}: no such file or run folder")
+    suffix = path.suffix.lower()
+    if suffix in NETX_SUFFIXES:
+        return _import("toolchain.export.netx", "read_netx", "netx files")(path), None
+    if suffix in NIR_SUFFIXES:
+        return _import("toolchain.export.nir", "read_nir", "NIR files")(path), None
+    raise ToolchainError(
+        f"{path}: unknown model file; expected a netx ({', '.join(NETX_SUFFIXES)}) or NIR (.nir) file, "
+        "or a run folder"
+    )
+
+
+def read_activity(path: Path):
+    """An :class:`~toolchain.activity.Activity` from ``toolchain simulate --json`` output or its own JSON."""
+    from toolchain.activity import Activity
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ToolchainError(f"{path}: cannot read activity ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "activity" in data:
+        data = data["activity"]
+    try:
+        return Activity.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToolchainError(
+            f"{path}: not an activity record (key `activity` of `toolchain simulate --json`): {exc}"
+        ) from None
+
+
+def measure_activity(network: Any, run: Any, samples: int):
+    """Run the reference simulator on the first ``samples`` test samples of a run's dataset."""
+    import numpy as np
+    import torch
+
+    from toolchain.data.base import as_float
+    from toolchain.data.encoding import encode
+
+    simulate = _import("toolchain.sim.reference", "simulate", "measuring activity")
+    split = run.dataset.test
+    count = min(samples, len(split))
+    x = as_float(np.asarray(split.x[:count]))
+    if network.input_encoding == "graded":
+        inputs = x
+    else:
+        generator = torch.Generator().manual_seed(0)
+        encoded = encode(
+            run.recipe.encoding.scheme, torch.from_numpy(x), network.time_steps, generator=generator
+        )
+        inputs = encoded.numpy()
+    print(f"simulating {count} test samples of {run.dataset.name} ...", file=sys.stderr)
+    return simulate(network, inputs).activity
+
+
+def _import(module: str, name: str, what: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ToolchainError(f"{what} need {module}.{name}, which this version does not have yet") from None

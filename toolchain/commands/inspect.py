@@ -5,13 +5,30 @@ print the layers, shapes, neuron parameters and quantization of a netx, NIR or O
 from __future__ import annotations
 
 import argparse
-
-from toolchain.commands.common import register_planned
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    register_planned(
-        sub,
+    parser = sub.add_parser(
         "inspect",
-        "print the layers, shapes, neuron parameters and quantization of a netx, NIR or ONNX file",
+        help="print the layers, shapes, neuron parameters and quantization of a netx, NIR or ONNX file",
+        description="Print the layers, shapes, neuron parameters and quantization of a netx, NIR or "
+        "ONNX file. The format is detected from the content (netx and NIR: HDF5 with a 'layer' or "
+        "'node' group; ONNX: protobuf).",
     )
+    parser.add_argument("file", type=Path, help="a netx (.net/.h5), NIR (.nir) or ONNX (.onnx) file")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="also write the description as JSON"
+    )
+    parser.set_defaults(handler=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from toolchain.export.inspect import describe, format_description
+    from toolchain.io import write_json
+
+    description = describe(args.file)
+    print(format_description(description))
+    if args.json is not None:
+        write_json(args.json, description)
+    return 0

@@ -1,13 +1,323 @@
-"""``toolchain simulate``: run an exported network in the bit-accurate reference simulator or in Lava."""
+"""``toolchain simulate``: run an exported network in the bit-accurate reference simulator or in Lava.
+
+``toolchain simulate FILE --backend reference|lava [--data-dir DIR] [--samples N] [--lava-samples M]
+[--compare] [--json OUT]``. FILE is a netx HDF5 file (``toolchain export --format netx``) or a NIR
+file (reference backend only). The dataset, its options and the encoding come from the file's
+metadata (``dataset``, ``encoding``; the data options from the run folder named by ``source`` when
+it holds a ``recipe.toml``). ``--compare`` runs the fixed-point torch model rebuilt from the file,
+the reference simulator and Lava (netx files) on the same inputs and reports, per layer, the spikes
+that differ in time or place. See ``docs/simulation.md``.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from toolchain.commands.common import register_planned
+from toolchain.errors import ToolchainError
+
+BACKENDS = ("reference", "lava")
+#: samples Lava runs under --compare when --samples is not given (it takes about a second per sample)
+LAVA_COMPARE_SAMPLES = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    register_planned(
-        sub, "simulate", "run an exported network in the bit-accurate reference simulator or in Lava"
+    parser = sub.add_parser(
+        "simulate",
+        help="run an exported network in the bit-accurate reference simulator or in Lava",
+        description="Run an exported network (netx, or NIR with the reference backend) on the test split "
+        "of the dataset its metadata names, and report accuracy, spikes and synaptic operations per "
+        "sample per layer, and speed. --compare checks the fixed-point torch model, the reference "
+        "simulator and Lava against each other spike for spike.",
     )
+    parser.add_argument(
+        "file", type=Path, help="a netx (.net/.h5) or NIR (.nir) file from `toolchain export`"
+    )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="reference", help="simulator (default: reference)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding one folder per dataset; default: $TOOLCHAIN_DATA, else ./data",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_positive,
+        default=None,
+        help="simulate the first N test samples (default: all)",
+    )
+    parser.add_argument(
+        "--lava-samples",
+        type=_positive,
+        default=None,
+        help=f"samples Lava runs (about a second each): default N with --backend lava, else "
+        f"min(N, {LAVA_COMPARE_SAMPLES}) under --compare",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the fixed-point torch model and (for netx files) Lava; report mismatched spikes",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive, default=256, help="reference simulator batch (default 256)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON"
+    )
+    parser.set_defaults(handler=cmd_simulate)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def file_format(path: Path) -> str:
+    """``"netx"`` or ``"nir"`` from the content (both are HDF5: netx has ``/layer``, NIR ``/node``)."""
+    import h5py
+
+    if not path.is_file():
+        raise ToolchainError(f"{path}: no such file (expected a netx or NIR file from `toolchain export`)")
+    try:
+        with h5py.File(path, "r") as handle:
+            keys = set(handle.keys())
+    except Exception as exc:  # h5py raises OSError; a damaged file may raise anything
+        raise ToolchainError(
+            f"{path}: not an HDF5 file (netx or NIR expected): {str(exc).splitlines()[0]}"
+        ) from None
+    if "layer" in keys:
+        return "netx"
+    if "node" in keys:
+        return "nir"
+    raise ToolchainError(f"{path}: HDF5 without /layer (netx) or /node (NIR); not an exported network")
+
+
+def read_network(path: Path) -> tuple[Any, str]:
+    """The deployment graph in ``path`` and its format."""
+    fmt = file_format(path)
+    if fmt == "netx":
+        from toolchain.export.netx import read_netx
+
+        return read_netx(path), fmt
+    from toolchain.export.nir import read_nir
+
+    return read_nir(path), fmt
+
+
+def load_test_split(network: Any, path: Path, data_dir: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The test split of the dataset ``network.metadata`` names, with the options of its run's recipe."""
+    from toolchain.config import load_recipe
+    from toolchain.data import load_dataset
+    from toolchain.errors import RecipeError
+
+    meta = network.metadata
+    dataset = meta.get("dataset")
+    if not isinstance(dataset, str) or not dataset:
+        raise ToolchainError(f"{path}: metadata names no dataset (key 'dataset'); cannot pick the test data")
+    options: dict[str, Any] = {}
+    options_from = "defaults"
+    source = meta.get("source")
+    if isinstance(source, str) and source and (Path(source) / "recipe.toml").is_file():
+        try:
+            recipe = load_recipe(Path(source) / "recipe.toml")
+        except RecipeError:
+            recipe = None
+        if recipe is not None and recipe.data.dataset == dataset:
+            options, options_from = dict(recipe.data.options), str(Path(source) / "recipe.toml")
+    return load_dataset(dataset, data_dir, options).test, {
+        "dataset": dataset,
+        "data_options_from": options_from,
+    }
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from toolchain.io import write_json
+    from toolchain.sim.inputs import encoding_of, network_inputs
+
+    network, fmt = read_network(args.file)
+    if args.backend == "lava" and fmt != "netx":
+        raise ToolchainError(f"{args.file}: the lava backend runs netx files; export with --format netx")
+    encoding = encoding_of(network, str(args.file))
+    split, data_info = load_test_split(network, args.file, args.data_dir)
+    inputs = network_inputs(network, split, encoding, samples=args.samples)
+    default_lava = inputs.samples if args.backend == "lava" else LAVA_COMPARE_SAMPLES
+    lava_samples = min(inputs.samples, args.lava_samples or default_lava)
+
+    results: dict[str, Any] = {}
+    if args.backend == "reference" or args.compare:
+        from toolchain.sim.reference import simulate
+
+        results["reference"] = simulate(
+            network, inputs.inputs, batch_size=args.batch_size, record_spikes=args.compare
+        )
+    if args.backend == "lava" or (args.compare and fmt == "netx"):
+        results["lava"] = _run_lava(args.file, network, inputs, lava_samples, record=args.compare)
+    comparison = None
+    not_compared: dict[str, str] = {}
+    if args.compare:
+        from toolchain.sim.compare import compare, simulate_torch
+
+        try:
+            results["torch"] = simulate_torch(network, inputs.inputs)
+        except ToolchainError as exc:  # e.g. a neuron bias: the torch model has none
+            not_compared["torch"] = str(exc)
+        others = {name: results[name] for name in ("torch", "lava") if name in results}
+        comparison = compare(results["reference"], others, inputs.labels)
+
+    main = results[args.backend]
+    report = _report(args, network, fmt, main, inputs, data_info, encoding)
+    if comparison is not None:
+        report["mismatched_spikes"] = comparison.mismatched_spikes
+        report["comparison"] = comparison.to_dict()
+        report["not_compared"] = not_compared
+        if network.metadata.get("numeric") == "float":
+            report["float_model"] = _float_model(network, inputs, args.data_dir)
+    print(_format(report))
+    if args.json is not None:
+        write_json(args.json, report)
+    return 1 if comparison is not None and not comparison.agree else 0
+
+
+def _float_model(network: Any, inputs: Any, data_dir: Path | None) -> dict[str, Any]:
+    """The accuracy of the float model the file was quantized from, on the same inputs, when the
+    metadata's ``source`` is its run folder (else the reason it is not reported)."""
+    import numpy as np
+    import torch
+
+    source = network.metadata.get("source")
+    if not isinstance(source, str) or not source or not Path(source).is_dir():
+        return {"accuracy": None, "note": "metadata names no run folder (source); float model not evaluated"}
+    from toolchain.export.run_loader import load_run
+
+    try:
+        run = load_run(source, data_dir)
+    except ToolchainError as exc:
+        return {"accuracy": None, "note": f"run folder not loadable: {exc}"}
+    x = inputs.torch_input(network).to(torch.float32)
+    predictions = []
+    with torch.no_grad():
+        for first in range(0, inputs.samples, 256):
+            logits = run.model(x[:, first : first + 256]).logits
+            predictions.append(logits.argmax(dim=1).numpy())
+    accuracy = float((np.concatenate(predictions) == inputs.labels).mean())
+    return {"accuracy": accuracy, "samples": inputs.samples, "run": source}
+
+
+def _run_lava(path: Path, network: Any, inputs: Any, samples: int, *, record: bool) -> Any:
+    import sys
+
+    import numpy as np
+
+    from toolchain.sim.lava_backend import simulate_lava
+
+    graded = network.input_encoding == "graded"
+    x = inputs.inputs[:samples] if graded else inputs.inputs[:, :samples]
+
+    def progress(done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rlava: {done}/{samples} samples", end="" if done < samples else "\n", file=sys.stderr)
+
+    return simulate_lava(path, np.asarray(x), network=network, record_spikes=record, progress=progress)
+
+
+def _report(
+    args: argparse.Namespace,
+    network: Any,
+    fmt: str,
+    result: Any,
+    inputs: Any,
+    data_info: dict[str, Any],
+    encoding: Any,
+) -> dict[str, Any]:
+    activity = result.activity
+    labels = inputs.labels[: result.samples]
+    timing = result.timing
+    report: dict[str, Any] = {
+        "file": str(args.file),
+        "format": fmt,
+        "network": network.name,
+        "backend": args.backend,
+        "samples": result.samples,
+        "time_steps": network.time_steps,
+        "encoding": {"scheme": encoding.scheme, "time_steps": encoding.time_steps},
+        **data_info,
+        "accuracy": result.accuracy(labels),
+        "spikes_per_sample": activity.spikes_per_sample,
+        "synops_per_sample": activity.synops_per_sample,
+        "layers": [
+            {
+                "name": layer.name,
+                "kind": layer.kind,
+                "neurons": layer.neurons,
+                "spikes_per_sample": layer.spikes_per_sample,
+                "synops_per_sample": layer.synops_per_sample,
+            }
+            for layer in activity.layers
+        ],
+        "sample_steps_per_second": timing.sample_steps_per_second if timing else None,
+        "timing": timing.to_dict() if timing else None,
+        "activity": activity.to_dict(),
+    }
+    if "lava_timing" in result.metadata:
+        report["timing"] = {**report["timing"], **result.metadata["lava_timing"]}
+    if args.backend == "lava":
+        report["activity_note"] = (
+            "Lava measures spikes only: synops and updates are 0; use the reference backend"
+        )
+    return report
+
+
+def _format(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['file']} ({report['format']}, {report['network']}): {report['backend']} backend, "
+        f"{report['samples']} {report['dataset']} test samples x {report['time_steps']} steps",
+        f"accuracy {report['accuracy']:.4f}, {report['spikes_per_sample']:.1f} spikes and "
+        f"{report['synops_per_sample']:.1f} synops per sample",
+    ]
+    comparison = report.get("comparison")
+    for layer in report["layers"]:
+        line = (
+            f"  {layer['name']:<12} {layer['neurons']:>7} neurons  {layer['spikes_per_sample']:>10.1f} spikes"
+            f"  {layer['synops_per_sample']:>12.1f} synops"
+        )
+        if comparison is not None:
+            per = next(entry for entry in comparison["layers"] if entry["name"] == layer["name"])
+            line += "  mismatched: " + ", ".join(
+                f"{key.removeprefix('mismatched_')} {value}" for key, value in per.items() if key != "name"
+            )
+        lines.append(line)
+    timing = report["timing"] or {}
+    if timing:
+        lines.append(
+            f"speed: {report['sample_steps_per_second']:.0f} sample-steps/s; "
+            f"start-up {timing['startup_s']:.2f} s, "
+            f"{timing['per_step_s'] * 1e6:.1f} us per step, {timing['per_sample_s'] * 1e3:.1f} ms per sample"
+        )
+    if comparison is not None:
+        samples = ", ".join(f"{name} {count}" for name, count in comparison["samples"].items())
+        verdict = "agree spike for spike" if comparison["agree"] else "DISAGREE"
+        lines.append(
+            f"compare ({samples} samples): {report['mismatched_spikes']} mismatched spikes: "
+            f"backends {verdict}"
+        )
+        accuracy = ", ".join(f"{name} {value:.4f}" for name, value in comparison["accuracy"].items())
+        lines.append(f"accuracy: {accuracy}")
+        for name, reason in report.get("not_compared", {}).items():
+            lines.append(f"not compared: {name}: {reason}")
+    float_model = report.get("float_model")
+    if float_model is not None:
+        value = float_model["accuracy"]
+        lines.append(
+            f"float model (before quantization): accuracy {value:.4f} on the same samples"
+            if value is not None
+            else f"float model: {float_model['note']}"
+        )
+    return "\n".join(lines)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolchain.commands.common import EXIT_USAGE
 from toolchain.errors import ToolchainError
+
+if TYPE_CHECKING:
+    from toolchain.config import Recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=cmd_train)
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser, *, resume_flag: bool = True) -> None:
+    """The recipe and training options ``train`` and ``run`` share (``run`` always resumes)."""
     parser.add_argument("recipe", type=Path, help="a recipe.toml, or the folder models/<name> holding one")
     parser.add_argument(
         "--data-dir",
@@ -52,11 +56,30 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="override any recipe key, VALUE in TOML syntax (e.g. --set neuron.numeric='\"fixed_point\"' "
         "or --set neuron.numeric=fixed_point, --set model.hidden=[256,256]); repeatable",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt if present")
+    if resume_flag:
+        parser.add_argument(
+            "--resume", action="store_true", help="continue from RUN/checkpoint.pt if present"
+        )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe of ``args.recipe`` with the command line's overrides applied."""
+    from toolchain.config import load_recipe, parse_assignments, with_overrides
+
+    return with_overrides(
+        load_recipe(args.recipe),
+        **{
+            "train.epochs": args.epochs,
+            "train.batch_size": args.batch_size,
+            "train.device": args.device,
+            "train.seed": args.seed,
+            **parse_assignments(args.set),
+        },
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -68,7 +91,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """
     import os
 
-    from toolchain.config import load_recipe, parse_assignments, with_overrides
     from toolchain.data import load_dataset
     from toolchain.errors import RecipeError
     from toolchain.io import write_json
@@ -77,16 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ctx: ddp.DistributedContext | None = None
     try:
-        recipe = with_overrides(
-            load_recipe(args.recipe),
-            **{
-                "train.epochs": args.epochs,
-                "train.batch_size": args.batch_size,
-                "train.device": args.device,
-                "train.seed": args.seed,
-                **parse_assignments(args.set),
-            },
-        )
+        recipe = resolve_recipe(args)
         ctx = ddp.init_from_env(recipe.train.device)
         main = ddp.is_main(ctx)
         out = args.out if args.out is not None else Path("runs") / recipe.name
@@ -106,7 +119,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{batch} samples per process and step ({batch * ctx.world_size} per step)",
                 file=sys.stderr,
             )
-        result = fit(recipe, dataset, out, resume=args.resume, progress=not args.no_progress, distributed=ctx)
+        options: dict[str, Any] = {"resume": args.resume, "progress": not args.no_progress}
+        options["distributed"] = ctx
+        if recipe.ttfs.enabled:  # time-to-first-spike coding: the surrogate DNN (docs/ttfs.md)
+            from toolchain.train.ttfs import fit_ttfs
+
+            result: Any = fit_ttfs(recipe, dataset, out, **options)
+        else:
+            result = fit(recipe, dataset, out, **options)
         if main:
             metrics = result.metrics(recipe)
             _print_summary(metrics, out)
@@ -133,5 +153,15 @@ def _print_summary(metrics: dict[str, Any], out: Path) -> None:
         print(
             f"  {layer['name']:<{width}}  {layer['neurons']:>6} neurons  "
             f"{layer['spikes_per_sample']:>9.1f} spikes/sample  {per_neuron:.3f} per neuron"
+        )
+    sim = metrics.get("ttfs", {}).get("simulator")
+    if sim is not None:  # a TTFS run: the event-driven SNN's figures (toolchain.sim.ttfs)
+        match = sim["agreement_with_surrogate"]
+        print(
+            f"TTFS SNN          accuracy {sim['test_accuracy']:.4f}, "
+            f"{sim['spikes_per_sample']:.1f} spikes/sample "
+            f"(+{sim['input_spikes_per_sample']:.1f} input), {sim['synops_per_sample']:.0f} synops/sample; "
+            f"vs surrogate: {match['spike_mismatches']} of {match['neurons']} spike times differ, "
+            f"predictions agree {match['prediction_agreement']:.4f}"
         )
     print(f"run folder        {out}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from toolchain.data.base import ArraySplit, Dataset, as_float, resolve_data_dir
+from toolchain.data.base import ArraySplit, Dataset, DatasetShape, as_float, resolve_data_dir
 from toolchain.errors import DataError, RecipeError
 from toolchain.schema import from_mapping
 
@@ -31,8 +31,10 @@ __all__ = [
     "DATASETS",
     "ArraySplit",
     "Dataset",
+    "DatasetShape",
     "as_float",
     "dataset_options",
+    "dataset_shape",
     "load_dataset",
     "resolve_data_dir",
 ]
@@ -50,6 +52,14 @@ def dataset_options(name: str, options: Mapping[str, Any] | None = None) -> Any:
     """Validate ``options`` (the recipe's ``[data.options]`` table) against dataset ``name``."""
     module = _module(name)
     return from_mapping(module.Options, dict(options or {}), "data.options")
+
+
+def dataset_shape(name: str, options: Mapping[str, Any] | None = None) -> DatasetShape:
+    """The sample shape and classes of dataset ``name`` with ``options``, without reading any data
+    (to build, export or inspect a recipe's network where its data set is not at hand)."""
+    module = _module(name)
+    parsed = dataset_options(name, options)
+    return module.shape(parsed, name) if _takes_name(module) else module.shape(parsed)
 
 
 def load_dataset(

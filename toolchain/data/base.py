@@ -41,6 +41,19 @@ class ArraySplit:
 
 
 @dataclass(frozen=True)
+class DatasetShape:
+    """What a dataset's samples look like, known from its options without reading any data:
+    ``sample_shape`` (as :attr:`Dataset.sample_shape`) and the class names."""
+
+    sample_shape: tuple[int, ...]
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A labelled dataset with a train and a test split.
 

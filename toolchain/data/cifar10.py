@@ -44,7 +44,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from toolchain.data.archive import unpacked
-from toolchain.data.base import ArraySplit, Dataset, cache_dir
+from toolchain.data.base import ArraySplit, Dataset, DatasetShape, cache_dir
 from toolchain.errors import DataError, ToolchainError
 from toolchain.io import atomic_write
 from toolchain.schema import bounded, choice
@@ -99,6 +99,11 @@ class Options:
     limit_train: int | None = bounded(None, gt=0)
     #: keep only the first N test images; all when unset
     limit_test: int | None = bounded(None, gt=0)
+
+
+def shape(options: Options) -> DatasetShape:
+    """``(3, 32, 32)`` images and the ten classes, without reading the files."""
+    return DatasetShape(SAMPLE_SHAPE, CLASSES)
 
 
 def load(data_root: Path, options: Options) -> Dataset:

@@ -84,7 +84,7 @@ from tqdm import tqdm
 
 from toolchain.data import audio_features as af
 from toolchain.data.archive import unpacked
-from toolchain.data.base import ArraySplit, Dataset, cache_dir
+from toolchain.data.base import ArraySplit, Dataset, DatasetShape, cache_dir
 from toolchain.errors import DataError
 from toolchain.schema import bounded, choice
 
@@ -186,6 +186,11 @@ class ClipSelection:
     classes: tuple[str, ...]
     folder: Path
     description: str
+
+
+def shape(options: Options) -> DatasetShape:
+    """``(features, frames)`` of a 1-s clip and the task's classes, without reading any audio."""
+    return DatasetShape((options.feature_count, af.num_frames(af.CLIP_SAMPLES)), options.classes)
 
 
 def load(data_root: Path, options: Options) -> Dataset:

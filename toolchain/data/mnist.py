@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.data.base import ArraySplit, Dataset
+from toolchain.data.base import ArraySplit, Dataset, DatasetShape
 from toolchain.errors import DataError
 from toolchain.schema import bounded
 
@@ -73,6 +73,13 @@ class Options:
     limit_train: int | None = bounded(None, gt=0)
     #: keep only the first N test images; all when unset
     limit_test: int | None = bounded(None, gt=0)
+
+
+def shape(options: Options, name: str) -> DatasetShape:
+    """``(1, 28, 28)`` images and the classes of ``name``, without reading the files."""
+    if name not in CLASSES:
+        raise DataError(f"the MNIST loader serves {', '.join(sorted(CLASSES))}, not {name!r}")
+    return DatasetShape((1, IMAGE_SIZE, IMAGE_SIZE), CLASSES[name])
 
 
 def load(data_root: Path, options: Options, name: str) -> Dataset:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.data.base import ArraySplit, Dataset
+from toolchain.data.base import ArraySplit, Dataset, DatasetShape
 from toolchain.schema import bounded
 
 
@@ -41,6 +41,12 @@ class Options:
     max_rate: float = bounded(0.5, gt=0.0, le=1.0)
     #: seed of the templates and of the samples
     seed: int = 0
+
+
+def shape(options: Options) -> DatasetShape:
+    """``(time_steps, num_inputs)`` rasters and the pattern classes, without drawing any."""
+    classes = tuple(f"pattern {c}" for c in range(options.num_classes))
+    return DatasetShape((options.time_steps, options.num_inputs), classes)
 
 
 def load(data_root: Path, options: Options) -> Dataset:

@@ -62,8 +62,12 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     """The spike function without a surrogate: 1 where ``x > 0`` (strict, as Lava's ``v > vth``).
 
     Written straight into a tensor of ``x``'s dtype, without a boolean tensor and a cast (several
-    times faster per step on the CPU; same values, NaN gives 0).
+    times faster per step on the CPU; same values, NaN gives 0). Under tracing (``torch.jit.trace``,
+    which ``torch.onnx.export`` uses) it is the comparison and a cast (ONNX ``Greater`` + ``Cast``:
+    the same values), as the ONNX exporter cannot translate an ``out=`` argument.
     """
+    if torch.jit.is_tracing():
+        return torch.gt(x, 0).to(x.dtype)
     return torch.gt(x, 0, out=torch.empty_like(x))
 
 

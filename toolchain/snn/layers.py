@@ -179,7 +179,9 @@ class _SumPool(Pool):
         """``[T, B, C, *spatial]`` -> ``[T, B, C, *spatial // kernel_size]``, sums of each window."""
         steps, batch, channels, *spatial = x.shape
         flat = x.reshape(steps * batch, channels, *spatial)
-        ones = torch.ones(channels, 1, *(self.kernel_size,) * self.dims, dtype=x.dtype, device=x.device)
+        # int(): a constant kernel shape under tracing (the ONNX exporter needs one)
+        kernel = (int(channels), 1, *(self.kernel_size,) * self.dims)
+        ones = torch.ones(kernel, dtype=x.dtype, device=x.device)
         conv = functional.conv2d if self.dims == 2 else functional.conv1d
         y = conv(flat, ones, stride=self.stride, groups=channels)
         return y.reshape(steps, batch, *y.shape[1:])

@@ -17,6 +17,7 @@ import math
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from inspect import signature
 from pathlib import Path
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from toolchain.config import Recipe, load_recipe, save_recipe
 from toolchain.data import Dataset
-from toolchain.errors import ToolchainError
+from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import check_writable_dir, save_torch, write_json
 from toolchain.snn.loihi import RoundingReport
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
@@ -45,6 +46,8 @@ from toolchain.train.distributed import (
     world_size,
 )
 from toolchain.train.evaluate import Evaluation, encode_batch, evaluate, load_batch
+from toolchain.train.losses import Objective
+from toolchain.train.teacher import TeacherInfo, TeacherLogits, load_teacher
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -65,6 +68,9 @@ class EpochRecord:
     train_accuracy: float
     spikes_per_sample: float
     seconds: float
+    #: with ``[distill]`` or ``[regularization]`` set: each loss term's mean per sample, unweighted
+    #: (``cross_entropy``, ``distillation_kl``/``_mse``, ``activation_l1``/``_l2``, ``logits_l2``)
+    loss_terms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,9 +87,17 @@ class TrainResult:
     processes: int = 1
     #: in fixed-point mode, how rounding the neuron parameters onto Loihi's registers changed them
     rounding: list[RoundingReport] = field(default_factory=list)
+    #: the loss terms' weights (empty for the plain cross-entropy) and the teacher, if any
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    teacher: TeacherInfo | None = None
 
     def metrics(self, recipe: Recipe) -> dict[str, Any]:
         """The content of ``metrics.json``."""
+        extra: dict[str, Any] = {}
+        if self.loss_weights:
+            extra["loss_weights"] = self.loss_weights
+        if self.teacher is not None:
+            extra["teacher"] = asdict(self.teacher)
         return {
             "recipe": recipe.name,
             "dataset": recipe.data.dataset,
@@ -91,11 +105,20 @@ class TrainResult:
             "test_samples": self.evaluation.samples,
             "spikes_per_sample": self.evaluation.spikes_per_sample,
             "layers": [asdict(layer) for layer in self.evaluation.layers],
-            "epochs": [asdict(record) for record in self.history],
+            "epochs": [_epoch_dict(record) for record in self.history],
             "processes": self.processes,
             "numeric": recipe.neuron.numeric,
             "quantization": [report.to_dict() for report in self.rounding],
+            **extra,
         }
+
+
+def _epoch_dict(record: EpochRecord) -> dict[str, Any]:
+    """An epoch's entry of ``metrics.json`` (``loss_terms`` only when the loss has more than CE)."""
+    entry = asdict(record)
+    if not entry["loss_terms"]:
+        del entry["loss_terms"]
+    return entry
 
 
 def resolve_device(name: str) -> torch.device:
@@ -114,8 +137,15 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     distributed: DistributedContext | None = None,
+    model_builder: Callable[[Recipe, tuple[int, ...], int], nn.Module] | None = None,
 ) -> TrainResult:
     """Train ``recipe``'s model on ``dataset``; write the run folder when ``out_dir`` is given.
+
+    ``model_builder(recipe, input_shape, num_classes)`` replaces the rate-coded SNN by another
+    training method's network (the TTFS surrogate DNN of :mod:`toolchain.train.ttfs`). Such a
+    model returns an object with ``logits`` and ``spike_counts_per_sample()`` as the SNN does, and
+    may define ``begin_epoch(epoch)`` (called at the start of each epoch) and
+    ``training_penalty(epoch) -> Tensor | None`` (added to each step's loss).
 
     With ``distributed`` (from :func:`toolchain.train.distributed.init_from_env`, one process per
     rank) the model trains under DistributedDataParallel on ``distributed.device``: each rank takes
@@ -136,8 +166,11 @@ def fit(
     device = distributed.device if distributed is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     input_shape = network_input_shape(dataset.sample_shape, recipe.encoding.scheme)
-    model = build_model(recipe.model, recipe.neuron, input_shape, dataset.num_classes)
-    rounding = apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
+    if model_builder is None:
+        model = build_model(recipe.model, recipe.neuron, input_shape, dataset.num_classes)
+        rounding = apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
+    else:  # another training method's network (TTFS), trained by the same loop
+        model, rounding = model_builder(recipe, input_shape, dataset.num_classes), []
     model = model.to(device)
     optimizer = _optimizer(model, recipe)
     history: list[EpochRecord] = []
@@ -153,14 +186,27 @@ def fit(
                     f"{world_size(distributed)}: a step now takes a different number of samples, so "
                     "the run will not end where an uninterrupted one would"
                 )
+    with agreed(distributed, "while preparing the loss"):
+        objective, teacher = build_objective(
+            recipe,
+            dataset,
+            model,
+            out if main else None,
+            resume=resume,
+            device=device,
+            log=_log if main else None,
+        )
     net = _data_parallel(model, distributed)
 
     for epoch in range(len(history) + 1, cfg.epochs + 1):
-        record = _train_epoch(net, optimizer, recipe, dataset, epoch, device, progress and main, distributed)
+        record = _train_epoch(
+            net, optimizer, recipe, dataset, epoch, device, progress and main, distributed, objective
+        )
         history.append(record)
         if main:
+            terms = "".join(f", {name} {value:.4f}" for name, value in record.loss_terms.items())
             _log(
-                f"epoch {epoch}/{cfg.epochs}: loss {record.loss:.4f}, "
+                f"epoch {epoch}/{cfg.epochs}: loss {record.loss:.4f}{terms}, "
                 f"train accuracy {record.train_accuracy:.4f}, "
                 f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
             )
@@ -181,11 +227,69 @@ def fit(
         model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
     )
     result = TrainResult(model, evaluation, history, out, world_size(distributed), rounding)
+    if objective is not None:
+        result.loss_weights = objective.weights()
+    result.teacher = teacher
     with agreed(distributed, "while writing the run folder"):
         if out is not None and main:
             save_torch(out / MODEL_FILE, model.state_dict())  # the plain module's: no "module." prefix
             write_json(out / METRICS_FILE, result.metrics(recipe))
     return result
+
+
+def build_objective(
+    recipe: Recipe,
+    dataset: Dataset,
+    model: SpikingNetwork,
+    out_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> tuple[Objective | None, TeacherInfo | None]:
+    """The loss of ``recipe``'s ``[distill]`` and ``[regularization]``, or ``None`` for the plain
+    cross-entropy (both off: the defaults). Loads or trains the teacher (saved in ``out_dir``) and
+    caches its logits of the training samples when ``[distill].cache_teacher_logits`` is true
+    (the data here are fixed arrays, the teacher sees the static samples in eval mode: its logits
+    per sample are fixed). Raises :class:`RecipeError` for a layer weight of an unknown layer."""
+    say = log if log is not None else (lambda _: None)
+    reg = recipe.regularization
+    kd = recipe.distill
+    if kd.teacher == "none" and reg.activation == "none" and reg.logits_weight == 0:
+        return None, None
+    objective = Objective(logits_weight=reg.logits_weight)
+    if reg.activation != "none":
+        names = list(model.layer_names)
+        unknown = sorted(set(reg.layer_weights) - set(names))
+        if unknown:
+            raise RecipeError(
+                f"[regularization].layer_weights.{unknown[0]}: no spiking layer of that name; "
+                f"the network has {', '.join(names)}"
+            )
+        defaults = {name: (0.0 if name == names[-1] else 1.0) for name in names}
+        objective.activation = reg.activation
+        objective.activation_weight = reg.activation_weight
+        objective.layer_weights = {**defaults, **reg.layer_weights}
+    info: TeacherInfo | None = None
+    if kd.teacher != "none":
+        teacher = load_teacher(recipe, dataset, out_dir, resume=resume, device=device, log=say)
+        logits = TeacherLogits(teacher.logits, dataset.train, cache=kd.cache_teacher_logits)
+        teacher.info.cached_logits = logits.cached
+        info = teacher.info
+        say(
+            f"distill: {kd.loss} loss, alpha {kd.alpha}, temperature {kd.temperature}; teacher test accuracy "
+            f"{info.test_accuracy:.4f}; "
+            + (
+                f"its logits of the {len(dataset.train)} training samples cached (fixed samples, eval mode)"
+                if logits.cached
+                else "its logits computed for every batch"
+            )
+        )
+        objective.distill = kd.loss
+        objective.alpha = kd.alpha
+        objective.temperature = kd.temperature
+        objective.teacher = logits
+    return objective, info
 
 
 def load_trained(
@@ -197,6 +301,10 @@ def load_trained(
     """
     run = Path(run_dir)
     recipe = load_recipe(run / RECIPE_FILE)
+    if recipe.ttfs.enabled:  # a TTFS run has no CUBA SNN to rebuild (toolchain.train.ttfs)
+        from toolchain.train.ttfs import refusal_message
+
+        raise ToolchainError(f"{run}: {refusal_message(recipe, 'rebuilding it as a CUBA SNN')}")
     input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
     model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
     apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
@@ -231,7 +339,10 @@ def _data_parallel(model: SpikingNetwork, ctx: DistributedContext | None) -> nn.
     sync_flag = (
         "forward_sync_buffers" if "forward_sync_buffers" in signature(ddp).parameters else "broadcast_buffers"
     )
-    return ddp(model, device_ids=device_ids, **{sync_flag: False})
+    # a model whose steps may leave parameters out of the loss (TTFS: a relaxed layer skips its
+    # kernel) says so; DDP then finds them each step instead of waiting for their gradients
+    unused = bool(getattr(model, "may_skip_parameters", False))
+    return ddp(model, device_ids=device_ids, find_unused_parameters=unused, **{sync_flag: False})
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -268,6 +379,7 @@ def _train_epoch(
     device: torch.device,
     progress: bool,
     ctx: DistributedContext | None = None,
+    objective: Objective | None = None,
 ) -> EpochRecord:
     """One epoch over ``dataset.train``; under DDP the figures are the totals over all ranks."""
     cfg = recipe.train
@@ -281,8 +393,14 @@ def _train_epoch(
     # dropout draws from torch's global generator: seeded per epoch (so that a resumed run ends
     # where an uninterrupted one does) and per rank (each rank its own masks)
     torch.manual_seed(rank_seed(cfg.seed, epoch, rank))
+    begin_epoch = getattr(_unwrap(net), "begin_epoch", None)
+    if callable(begin_epoch):  # a training method's per-epoch schedule (TTFS: relaxed activation)
+        begin_epoch(epoch)
+    penalty = getattr(_unwrap(net), "training_penalty", None)
     loss_sum = correct = seen = 0.0
     spikes = 0.0
+    term_names = objective.term_names if objective is not None else []
+    term_sums = [0.0] * len(term_names)
     start = time.perf_counter()
     bar = tqdm(
         total=len(order),
@@ -300,17 +418,26 @@ def _train_epoch(
                 inputs = encode_batch(x, recipe.encoding, generator).to(device)
                 y = y.to(device)
                 out = net(inputs)
-                loss = _loss(out.logits, y, global_count, world)
+                if objective is None:
+                    loss, terms = _loss(out.logits, y, global_count, world), {}
+                else:
+                    scale = 1.0 / len(y) if world == 1 else world / global_count
+                    loss, terms = objective(out.logits, out.spikes, y, indices, scale)
+                if callable(penalty):  # a training method's regularizers (TTFS), same on every rank
+                    extra = penalty(epoch)
+                    if extra is not None:
+                        loss = loss + extra
                 step = [
                     float(loss.detach()) * global_count / world,  # this rank's summed loss
                     float((out.logits.argmax(1) == y).sum()),
                     float(sum(c.sum() for c in out.spike_counts_per_sample().values())),
                     float(len(y)),
+                    *(terms[name] for name in term_names),  # this rank's sums of the terms
                 ]
             except Exception as exc:  # re-raised by reduce_or_fail once the other ranks know
-                error, step = exc, [0.0] * 4
+                error, step = exc, [0.0] * (4 + len(term_names))
             # one all-reduce per step, before backward: a rank that failed stops every rank here
-            step_loss, step_correct, step_spikes, batch = reduce_or_fail(
+            step_loss, step_correct, step_spikes, batch, *step_terms = reduce_or_fail(
                 step, ctx, error, f"at epoch {epoch}"
             )
             _check_finite(step_loss, "loss", epoch, cfg.learning_rate)
@@ -321,6 +448,7 @@ def _train_epoch(
             correct += step_correct
             spikes += step_spikes
             seen += batch
+            term_sums = [a + b for a, b in zip(term_sums, step_terms, strict=True)]
             bar.update(int(batch))
             bar.set_postfix(
                 loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", spk=f"{spikes / seen:.0f}"
@@ -334,6 +462,7 @@ def _train_epoch(
         train_accuracy=correct / seen,
         spikes_per_sample=spikes / seen,
         seconds=time.perf_counter() - start,
+        loss_terms={name: total / seen for name, total in zip(term_names, term_sums, strict=True)},
     )
 
 
@@ -361,4 +490,4 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-__all__ = ["EpochRecord", "TrainResult", "TrainingDivergedError", "fit", "load_trained"]
+__all__ = ["EpochRecord", "TrainResult", "TrainingDivergedError", "build_objective", "fit", "load_trained"]

@@ -1,0 +1,162 @@
+"""Simulation speed: the reference simulator against Lava on the same netx files, side by side.
+
+Two networks with random weights on Loihi's grid and random input spikes (the same file and the same
+spikes for both backends):
+
+- ``mlp``: 700-256-256-20 dense CUBA-LIF (Zenke's SHD layout), ``T = 100``, input spikes at
+  ``--rate``;
+- ``conv``: a small conv net on ``2 x 32 x 32`` input spikes (DVS-like): conv 8 (3x3, padding 1),
+  sum pool 2, conv 16 (3x3, padding 1), sum pool 2, dense 10, ``T = 100``; netx holds it with the
+  pooling lowered into the next layer (:func:`toolchain.export.lower.lower_pooling`).
+
+For each network the reference simulator runs ``--samples`` samples (batch 256) and Lava
+``--lava-samples`` (one fresh Lava network per sample, as :mod:`toolchain.sim.lava_backend` runs it);
+the spikes of every layer on Lava's samples are compared. Reported: sample-steps per second of the
+reference (stepping; its start-up is milliseconds), Lava's steady-state sample-steps per second
+(stepping only) and end to end (start-up, stepping and reading included), and both ratios.
+Both run with one torch thread; Lava's actor processes may use both cores.
+
+Run from the repository root with the project's environment (Lava included)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py            # print the table
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from toolchain import ir  # noqa: E402
+from toolchain.export.netx import read_netx, write_netx  # noqa: E402
+from toolchain.sim.compare import compare  # noqa: E402
+from toolchain.sim.reference import simulate  # noqa: E402
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], mean: float, std: float) -> np.ndarray:
+    """Random even integers in Loihi's [-256, 254]."""
+    return (np.clip(np.round(rng.normal(mean, std, shape) / 2), -128, 127) * 2).astype(np.int64)
+
+
+def mlp(rng: np.random.Generator, steps: int) -> ir.Network:
+    neurons = ir.CubaNeurons(i_decay=1024, v_decay=128, vth_mant=256)
+    sizes = (700, 256, 256, 20)
+    spreads = ((-2.0, 40.0), (-1.0, 40.0), (2.0, 30.0))
+    layers = tuple(
+        ir.Dense(name, _weights(rng, (sizes[i + 1], sizes[i]), *spreads[i]), neurons)
+        for i, name in enumerate(("dense1", "dense2", "output"))
+    )
+    return ir.Network("mlp-700-256-256-20", (700,), "spikes", steps, layers)
+
+
+def conv(rng: np.random.Generator, steps: int) -> ir.Network:
+    neurons = ir.CubaNeurons(i_decay=2048, v_decay=256, vth_mant=200)
+    layers = (
+        ir.Conv("conv1", _weights(rng, (8, 2, 3, 3), 0.0, 40.0), neurons, (2, 32, 32), (1, 1), (1, 1)),
+        ir.Pool("pool1", "sum", 2, (8, 32, 32)),
+        ir.Conv("conv2", _weights(rng, (16, 8, 3, 3), 0.0, 24.0), neurons, (8, 16, 16), (1, 1), (1, 1)),
+        ir.Pool("pool2", "sum", 2, (16, 16, 16)),
+        ir.Flatten("flatten", (16, 8, 8)),
+        ir.Dense("output", _weights(rng, (10, 1024), 0.0, 8.0), neurons),
+    )
+    return ir.Network("conv-2x32x32", (2, 32, 32), "spikes", steps, layers)
+
+
+def measure(
+    network: ir.Network, samples: int, lava_samples: int, rate: float, rng: np.random.Generator
+) -> dict:
+    from toolchain.sim.lava_backend import simulate_lava
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_netx(network, Path(folder) / f"{network.name}.net")
+        deployed = read_netx(path)  # what the file holds (pooling lowered): both backends run this
+        x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+        reference = simulate(deployed, x, batch_size=256, record_spikes=True)
+        lava = simulate_lava(path, x[:, :lava_samples], network=deployed, record_spikes=True)
+    comparison = compare(reference, {"lava": lava})
+    lava_timing = lava.metadata["lava_timing"]
+    lava_steps = lava_samples * network.time_steps
+    reference_rate = reference.timing.sample_steps_per_second
+    lava_steady = lava_steps / lava_timing["run_s"]
+    lava_total = lava_steps / (lava_timing["startup_s"] + lava_timing["run_s"] + lava_timing["read_s"])
+    return {
+        "network": network.name,
+        "time_steps": network.time_steps,
+        "reference_samples": samples,
+        "lava_samples": lava_samples,
+        "spikes_per_sample": reference.activity.spikes_per_sample,
+        "layer_spike_rates": {
+            layer.name: layer.spikes_per_sample / (layer.neurons * network.time_steps)
+            for layer in reference.activity.layers
+        },
+        "reference_sample_steps_per_second": reference_rate,
+        "reference_startup_s": reference.timing.startup_s,
+        "lava_steady_sample_steps_per_second": lava_steady,
+        "lava_end_to_end_sample_steps_per_second": lava_total,
+        "lava_timing": lava_timing,
+        "ratio_steady": reference_rate / lava_steady,
+        "ratio_end_to_end": reference_rate / lava_total,
+        "mismatched_spikes": comparison.mismatched_spikes,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| network | T | reference sample-steps/s | Lava steady sample-steps/s (per step) | "
+        "Lava end to end (start-up per sample) | ratio steady | ratio end to end | mismatched spikes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["lava_timing"]
+        lines.append(
+            f"| {r['network']} | {r['time_steps']} | {r['reference_sample_steps_per_second']:,.0f} "
+            f"({r['reference_samples']} samples) | {r['lava_steady_sample_steps_per_second']:,.0f} "
+            f"({t['per_step_s'] * 1e3:.2f} ms) | {r['lava_end_to_end_sample_steps_per_second']:,.0f} "
+            f"({t['startup_per_sample_s']:.2f} s) | {r['ratio_steady']:,.0f}x | "
+            f"{r['ratio_end_to_end']:,.0f}x | "
+            f"{r['mismatched_spikes']} ({r['lava_samples']} samples) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=512, help="reference simulator samples (default 512)")
+    parser.add_argument("--lava-samples", type=int, default=3, help="Lava samples (default 3)")
+    parser.add_argument("--time-steps", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=0.05, help="input spike probability per step")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    rows = [
+        measure(build(rng, args.time_steps), args.samples, args.lava_samples, args.rate, rng)
+        for build in (mlp, conv)
+    ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"1-min load {load:.1f}, torch {torch.__version__}"
+    )
+    print(table(rows))
+    for r in rows:
+        rates = ", ".join(f"{name} {rate:.3f}" for name, rate in r["layer_spike_rates"].items())
+        print(f"{r['network']}: spikes per neuron per step: {rates}")
+    if args.json:
+        args.json.write_text(json.dumps({"load_1min": load, "rows": rows}, indent=2) + "\n")
+    return 0 if all(r["mismatched_spikes"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Energy reports (Markdown, HTML, PNG, JSON) and the `energy` / `targets` commands end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.activity import Activity
+from toolchain.energy.model import estimate
+from toolchain.energy.report import PLOTS, format_j, write_report
+from toolchain.energy.targets import load_target
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_energy import toy_activity, toy_network
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "toolchain"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def toolchain(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment, check=False
+    )
+
+
+def sparse_activity() -> Activity:
+    base = toy_activity()
+    fc1, fc2 = base.layers
+    return replace(
+        base,
+        layers=(
+            replace(fc1, spikes_per_sample=1.0, active_updates_per_sample=5, idle_updates_per_sample=10),
+            replace(fc2, synops_per_sample=2, input_events_per_sample=1.0),
+        ),
+    )
+
+
+def test_format_j():
+    assert format_j(1.234e-6) == "1.23 µJ"
+    assert format_j(0.0) == "0 J"
+    assert format_j(4.5e-13) == "450 fJ"
+
+
+def test_report_of_two_runs(tmp_path):
+    loihi = load_target("loihi")
+    runs = [
+        estimate(toy_network(), toy_activity(), loihi, label="baseline"),
+        estimate(toy_network(), sparse_activity(), loihi, label="sparse"),
+    ]
+    paths = write_report(runs, tmp_path / "report")
+    for name in (*PLOTS, "report.md", "report.html", "report.json"):
+        assert paths[name].is_file() and paths[name].stat().st_size > 0, name
+    for name in PLOTS:
+        data = paths[name].read_bytes()
+        assert data.startswith(PNG_SIGNATURE), name
+        import matplotlib.image
+
+        image = matplotlib.image.imread(paths[name])
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    page = paths["report.html"].read_text()
+    assert page.count("<table>") >= 2 + 2 * 4  # summary, comparison; per run: layers, workload, twin, sources
+    for text in ("baseline", "sparse", "fc1", "fc2", "Davies", "horowitz-45nm-fp32", "activation sparsity"):
+        assert text in page
+    for name in PLOTS:
+        assert f'src="{name}"' in page
+    markdown = paths["report.md"].read_text()
+    assert "## Comparison" in markdown and "| fc1 | dense |" in markdown
+    data = json.loads(paths["report.json"].read_text())
+    assert [e["label"] for e in data["estimates"]] == ["baseline", "sparse"]
+    assert data["estimates"][1]["energy_per_inference_j"] < data["estimates"][0]["energy_per_inference_j"]
+
+
+def test_targets_command(tmp_path):
+    result = toolchain("targets", "--json", str(tmp_path / "targets.json"))
+    assert result.returncode == 0, result.stderr
+    assert "loihi " in result.stdout and "Davies" in result.stdout and "[UNVERIFIED]" in result.stdout
+    listed = json.loads((tmp_path / "targets.json").read_text())["targets"]
+    loihi = next(t for t in listed if t["name"] == "loihi")
+    assert loihi["values"]["energy.synop_pj"]["value"] == 23.6
+    assert "Table 2" in loihi["values"]["energy.synop_pj"]["source"]
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI's ``main`` in this process (the slow start of a subprocess paid once per file)."""
+    from toolchain.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_targets_command_names_a_bad_user_file(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nkind = "conventional"\n[energy]\nmac_pj = 1.0\n')
+    monkeypatch.setenv("TOOLCHAIN_TARGETS", str(tmp_path))
+    code, _, err = run_main(capsys, "targets")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"toolchain: error: {bad}: [energy].mac_pj: no citation; "
+        "give [energy].source or [energy.sources].mac_pj"
+    ]
+
+
+@pytest.fixture
+def model_files(tmp_path):
+    from toolchain.export.nir import write_nir
+
+    model = write_nir(toy_network(), tmp_path / "toy.nir")
+    activity = tmp_path / "sim.json"
+    activity.write_text(json.dumps({"accuracy": 0.5, "activity": toy_activity().to_dict()}))
+    sparse = tmp_path / "sparse.json"
+    sparse.write_text(json.dumps(sparse_activity().to_dict()))
+    return model, activity, sparse
+
+
+def test_energy_command_end_to_end(tmp_path, model_files):
+    model, activity, sparse = model_files
+    out = tmp_path / "energy.json"
+    result = toolchain(
+        "energy",
+        str(model),
+        str(model),
+        "--target",
+        "loihi",
+        "--activity",
+        str(activity),
+        "--activity",
+        str(sparse),
+        "--label",
+        "baseline",
+        "--label",
+        "sparse",
+        "--static",
+        "--json",
+        str(out),
+        "--report",
+        str(tmp_path / "report"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "baseline on loihi:" in result.stdout and "sparse on loihi:" in result.stdout
+    data = json.loads(out.read_text())["estimates"]
+    expected = estimate(toy_network(), toy_activity(), load_target("loihi"), static=True)
+    assert data[0]["energy_per_inference_j"] == pytest.approx(expected.energy_per_inference_j)
+    assert data[0]["breakdown_j"]["static"] > 0
+    assert data[0]["latency_per_inference_s"] == pytest.approx(expected.latency_per_inference_s)
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_energy_command_errors_are_one_line(tmp_path, model_files, capsys):
+    model, activity, _ = model_files
+    bad = tmp_path / "chip.toml"
+    bad.write_text(
+        (ROOT / "deploy/targets/loihi.toml").read_text().replace("synop_pj = 23.6", "synop_pj = -1")
+    )
+    cases = [
+        (
+            ["--target", str(bad), "--activity", str(activity)],
+            f"{bad}: [energy].synop_pj: expected a number >= 0",
+        ),
+        (["--target", "nowhere", "--activity", str(activity)], "unknown target 'nowhere'"),
+        (["--target", "cpu", "--activity", str(activity)], "is a conventional baseline"),
+        ([], "no activity: give --activity SIM.json"),
+    ]
+    for extra, message in cases:
+        code, _, err = run_main(capsys, "energy", str(model), *extra)
+        assert code == 2, (extra, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (extra, err)
+
+
+def test_energy_of_a_netx_file_with_measured_activity(tmp_path, capsys):
+    """netx file -> reference simulator's activity JSON -> estimate, all through real files."""
+    from toolchain.export.netx import write_netx
+    from toolchain.sim.reference import simulate
+
+    network = toy_network()
+    path = write_netx(network, tmp_path / "toy.net")
+    spikes = (np.random.default_rng(0).random((5, 16, 4)) < 0.6).astype(np.float32)
+    activity = simulate(network, spikes).activity
+    (tmp_path / "sim.json").write_text(json.dumps({"activity": activity.to_dict()}))
+    code, out, err = run_main(
+        capsys,
+        "energy",
+        str(path),
+        "--activity",
+        str(tmp_path / "sim.json"),
+        "--json",
+        str(tmp_path / "e.json"),
+    )
+    assert code == 0, err
+    assert "toy on loihi:" in out
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["energy_per_inference_j"] == pytest.approx(
+        estimate(network, activity, load_target("loihi")).energy_per_inference_j
+    )
+
+
+@pytest.mark.slow
+def test_energy_of_a_run_folder_simulates_its_test_samples(tmp_path, capsys):
+    """A training run folder: quantized on the fly, activity from the reference simulator."""
+    run = tmp_path / "run"
+    code, _, err = run_main(
+        capsys, "train", str(ROOT / "models/digits-demo"), "--out", str(run), "--epochs", "1", "--no-progress"
+    )
+    assert code == 0, err
+    code, out, err = run_main(
+        capsys, "energy", str(run), "--samples", "12", "--json", str(tmp_path / "e.json")
+    )
+    assert code == 0, err
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["activity_source"] == "reference" and data["samples"] == 12
+    assert data["workload"]["effective_macs"] > 0  # direct (graded) input: the first layer's ops are MACs
+    assert data["energy_per_inference_j"] > 0 and "run on loihi:" in out

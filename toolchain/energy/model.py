@@ -1,0 +1,309 @@
+"""Measured activity -> joules and seconds per inference on a neuromorphic target.
+
+For every synaptic layer ``L`` (counts per inference from :class:`toolchain.activity.Activity`;
+costs from the :class:`~toolchain.energy.targets.Target`; traffic from
+:func:`toolchain.energy.placement.place`)::
+
+    synaptic_L = synops_L x synop_pj
+    neuron_L   = active_updates_L x neuron_active_pj + idle_updates_L x neuron_idle_pj
+    routing_L  = source_spikes_L x (within_tile_per_spike x spike_within_tile_pj
+                                    + east_west_hops_per_spike x hop_east_west_pj
+                                    + north_south_hops_per_spike x hop_north_south_pj)
+
+``source_spikes_L`` are the spikes of the population feeding ``L`` (the previous synaptic layer's,
+or the input events for the first layer): routing is charged to the layer that receives.
+
+Optional terms, off unless asked for: ``static = static power_mw x latency`` (``[static]``) and
+``overhead = step_pj x time_steps`` (``[overhead]``: management, I/O, synchronisation).
+
+**Latency**: cores run in parallel and a time step ends when the slowest core is done, so
+``step = max over cores (synops_core x synop_ns + active_core x neuron_active_ns + idle_core x
+neuron_idle_ns) / time_steps`` with a core's counts its share of its layer's (the layer's counts
+spread evenly over its neurons: activity holds no per-neuron counts); ``latency = time_steps x
+(step + overhead step_ns)``. A target with a fixed ``[time].step_ns`` (real-time SpiNNaker) uses
+``time_steps x step_ns``. Routing time is not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolchain import ir
+from toolchain.activity import Activity
+from toolchain.energy.baselines import BaselineEstimate, ann_twin
+from toolchain.energy.placement import Placement, place
+from toolchain.energy.targets import Target, TargetError
+from toolchain.energy.workload import WorkloadMetrics, workload_metrics
+from toolchain.errors import ToolchainError
+
+PJ = 1e-12
+NS = 1e-9
+MW = 1e-3
+COMPONENTS = ("synaptic", "neuron", "routing", "static", "overhead")
+
+
+class ActivityMismatchError(ToolchainError):
+    """The activity counts were measured on a different network (layer names, sizes, time steps)."""
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """One synaptic layer's counts and energies per inference."""
+
+    name: str
+    kind: str
+    neurons: int
+    cores: int
+    neurons_per_core: int
+    spikes: float
+    synops: float
+    active_updates: float
+    idle_updates: float
+    source_spikes: float
+    messages: float
+    within_tile_messages: float
+    east_west_hops: float
+    north_south_hops: float
+    synaptic_j: float
+    neuron_j: float
+    routing_j: float
+    step_time_s: float
+
+    @property
+    def total_j(self) -> float:
+        return self.synaptic_j + self.neuron_j + self.routing_j
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_j": self.total_j}
+
+
+@dataclass(frozen=True)
+class EnergyEstimate:
+    """Energy and latency of one inference of ``network`` on ``target``, from measured activity."""
+
+    label: str
+    network: str
+    target: Target
+    activity_source: str
+    samples: int
+    time_steps: int
+    layers: tuple[LayerEnergy, ...]
+    breakdown_j: dict[str, float]
+    latency_per_inference_s: float
+    placement: Placement
+    workload: WorkloadMetrics
+    baselines: tuple[BaselineEstimate, ...]
+    options: dict[str, bool]
+    assumptions: tuple[str, ...] = field(default=())
+
+    @property
+    def energy_per_inference_j(self) -> float:
+        return sum(self.breakdown_j.values())
+
+    def citations(self) -> dict[str, str]:
+        """``table.key`` -> source, for every constant this estimate used."""
+        used = {key: src for key, src in self.target.sources.items()}
+        for baseline in self.baselines:
+            used[f"{baseline.target}: energy.mac_pj"] = baseline.source
+        return used
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "network": self.network,
+            "target": self.target.name,
+            "target_title": self.target.title,
+            "target_verified": self.target.verified,
+            "activity_source": self.activity_source,
+            "samples": self.samples,
+            "time_steps": self.time_steps,
+            "energy_per_inference_j": self.energy_per_inference_j,
+            "breakdown_j": dict(self.breakdown_j),
+            "latency_per_inference_s": self.latency_per_inference_s,
+            "options": dict(self.options),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "placement": self.placement.to_dict(),
+            "workload": self.workload.to_dict(),
+            "ann_twin": [baseline.to_dict() for baseline in self.baselines],
+            "assumptions": list(self.assumptions),
+            "citations": self.citations(),
+        }
+
+
+def estimate(
+    network: ir.Network,
+    activity: Activity,
+    target: Target,
+    *,
+    static: bool = False,
+    overhead: bool = False,
+    baselines: Sequence[Target] | None = None,
+    label: str | None = None,
+    order: str = "spatial",
+) -> EnergyEstimate:
+    """Energy and latency per inference of ``network`` with ``activity`` on ``target``.
+
+    ``static`` adds the profile's static power over the latency, ``overhead`` its per-time-step
+    overhead (each refused if the profile has none); ``baselines`` are the conventional targets
+    of the ANN twin (default: every conventional profile found); ``order`` the neuron order of the
+    placement (:func:`toolchain.energy.placement.place`).
+    """
+    if target.kind != "neuromorphic":
+        raise TargetError(
+            f"{target.path}: target {target.name!r} is a conventional baseline: it prices the ANN twin "
+            "(reported beside every estimate), not spiking activity; pick a neuromorphic target"
+        )
+    _check_activity(network, activity)
+    placement = place(network, target, order)
+    T = activity.time_steps
+    synop_pj, active_pj, idle_pj = target.synop_pj, target.neuron_active_pj, target.neuron_idle_pj
+    assert synop_pj is not None and active_pj is not None and idle_pj is not None  # required keys
+    fixed_step_ns = target.get("time.step_ns")
+
+    layers: list[LayerEnergy] = []
+    source_spikes = activity.layers[0].input_events_per_sample
+    for layer in network.synaptic_layers():
+        counts = activity.layer(layer.name)
+        where = placement.layer(layer.name)
+        traffic = placement.traffic_into(layer.name)
+        routing_pj = source_spikes * (
+            traffic.within_tile_per_spike * target.spike_within_tile_pj
+            + traffic.east_west_hops_per_spike * target.hop_east_west_pj
+            + traffic.north_south_hops_per_spike * target.hop_north_south_pj
+        )
+        share = where.neurons_per_core / where.neurons  # the fullest core's share of the layer
+        step_s = 0.0
+        if fixed_step_ns is None:
+            step_s = (
+                share
+                * (
+                    counts.synops_per_sample * target.require("time.synop_ns")
+                    + counts.active_updates_per_sample * target.require("time.neuron_active_ns")
+                    + counts.idle_updates_per_sample * target.require("time.neuron_idle_ns")
+                )
+                / T
+                * NS
+            )
+        layers.append(
+            LayerEnergy(
+                name=layer.name,
+                kind=layer.kind,
+                neurons=where.neurons,
+                cores=where.cores,
+                neurons_per_core=where.neurons_per_core,
+                spikes=counts.spikes_per_sample,
+                synops=counts.synops_per_sample,
+                active_updates=counts.active_updates_per_sample,
+                idle_updates=counts.idle_updates_per_sample,
+                source_spikes=source_spikes,
+                messages=source_spikes * traffic.messages_per_spike,
+                within_tile_messages=source_spikes * traffic.within_tile_per_spike,
+                east_west_hops=source_spikes * traffic.east_west_hops_per_spike,
+                north_south_hops=source_spikes * traffic.north_south_hops_per_spike,
+                synaptic_j=counts.synops_per_sample * synop_pj * PJ,
+                neuron_j=(
+                    counts.active_updates_per_sample * active_pj + counts.idle_updates_per_sample * idle_pj
+                )
+                * PJ,
+                routing_j=routing_pj * PJ,
+                step_time_s=step_s,
+            )
+        )
+        source_spikes = counts.spikes_per_sample
+
+    if fixed_step_ns is not None:
+        latency = T * fixed_step_ns * NS
+    else:
+        latency = T * max(layer.step_time_s for layer in layers)
+    if overhead:
+        latency += T * target.values.get("overhead.step_ns", 0.0) * NS
+    breakdown = {
+        "synaptic": sum(layer.synaptic_j for layer in layers),
+        "neuron": sum(layer.neuron_j for layer in layers),
+        "routing": sum(layer.routing_j for layer in layers),
+        "static": 0.0,
+        "overhead": 0.0,
+    }
+    if static:
+        if target.static_power_mw is None:
+            raise TargetError(f"{target.path}: [static].power_mw: not given, so --static cannot be used")
+        breakdown["static"] = target.static_power_mw * MW * latency
+    if overhead:
+        step_pj = target.get("overhead.step_pj")
+        if step_pj is None and target.get("overhead.step_ns") is None:
+            raise TargetError(f"{target.path}: [overhead]: not given, so --overhead cannot be used")
+        breakdown["overhead"] = (step_pj or 0.0) * T * PJ
+
+    workload = workload_metrics(network, activity)
+    return EnergyEstimate(
+        label=label or network.name,
+        network=network.name,
+        target=target,
+        activity_source=activity.source,
+        samples=activity.samples,
+        time_steps=T,
+        layers=tuple(layers),
+        breakdown_j=breakdown,
+        latency_per_inference_s=latency,
+        placement=placement,
+        workload=workload,
+        baselines=tuple(ann_twin(network, workload, baselines)),
+        options={"static": static, "overhead": overhead},
+        assumptions=(*MODEL_ASSUMPTIONS, *target.assumptions),
+    )
+
+
+MODEL_ASSUMPTIONS: tuple[str, ...] = (
+    "Counts are per inference, averaged over the measured samples; every neuron of a layer is assumed "
+    "to fire equally often (the activity holds per-layer totals), which sets the traffic and the "
+    "per-core share of the work.",
+    "Each layer has its own cores, filled up to the per-core limits (feature maps position by position "
+    "with all channels, unless the placement order is 'c'); the input sits on its own cores as spike "
+    "generators whose messages are counted, their generation is not.",
+    "A spike is sent once to every destination core holding one of its targets; a message inside the "
+    "source's tile costs one within-tile spike, any other pays its east-west and north-south tile "
+    "hops (dimension-ordered routing), chip boundaries are not priced apart.",
+    "Latency: per time step the slowest core's synaptic and neuron-update time (cores in parallel); "
+    "routing time and synchronisation are not modelled unless the overhead term is on.",
+    "Static power and the per-time-step overhead (management cores, I/O, synchronisation) are off "
+    "unless asked for (--static, --overhead).",
+)
+
+
+def _check_activity(network: ir.Network, activity: Activity) -> None:
+    names = [layer.name for layer in network.synaptic_layers()]
+    measured = [layer.name for layer in activity.layers]
+    if names != measured:
+        raise ActivityMismatchError(
+            f"activity of {activity.network!r} has layers {measured}, the network {network.name!r} {names}"
+        )
+    if activity.time_steps != network.time_steps:
+        raise ActivityMismatchError(
+            f"activity was measured over {activity.time_steps} time steps, "
+            f"the network runs {network.time_steps}"
+        )
+    for layer in network.synaptic_layers():
+        counts = activity.layer(layer.name)
+        neurons = math.prod(layer.out_shape)
+        if counts.neurons != neurons:
+            raise ActivityMismatchError(
+                f"layer {layer.name!r}: activity counts {counts.neurons} neurons, the network has {neurons}"
+            )
+        updates = counts.active_updates_per_sample + counts.idle_updates_per_sample
+        if not math.isclose(updates, neurons * activity.time_steps, rel_tol=1e-6):
+            raise ActivityMismatchError(
+                f"layer {layer.name!r}: active + idle updates = {updates:g}, expected neurons x time steps "
+                f"= {neurons * activity.time_steps}"
+            )
+
+
+__all__ = [
+    "COMPONENTS",
+    "ActivityMismatchError",
+    "EnergyEstimate",
+    "LayerEnergy",
+    "estimate",
+]

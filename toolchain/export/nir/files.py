@@ -1,0 +1,152 @@
+"""NIR files: atomic writing, and reading untrusted files without a traceback from h5py or nir.
+
+A NIR file is HDF5 as ``nir.write`` lays it out: ``/version`` and a ``/node`` group holding the
+graph (``type = "NIRGraph"``, ``nodes/<name>/...``, ``edges``, ``metadata``). Before ``nir.read``
+parses a file, :func:`load_graph` checks with h5py alone that it is HDF5, has that layout, names
+only node types NIR knows, holds only numbers and strings, links to no other file, and is small
+enough to load (every dataset's size is read from its header, so a gigantic or decompression-bomb
+dataset is refused before a byte of it is allocated). Whatever still goes wrong inside ``nir.read``
+(a missing field, a wrong type) becomes a :class:`NirError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nir
+
+from toolchain.export.nir.convention import NirError
+from toolchain.io import atomic_write
+from toolchain.ir import MAX_LAYER_WEIGHTS
+
+#: HDF5 objects (groups, datasets) a NIR file may hold: far beyond any network the toolchain builds
+MAX_OBJECTS = 100_000
+#: numbers in all datasets together: the largest single layer the IR accepts
+MAX_ELEMENTS = MAX_LAYER_WEIGHTS
+#: node types ``nir.read`` can build (nir 1.0.8)
+NODE_TYPES = frozenset(nir.ir.__all__) - {"NIRNode", "str2NIRNode", "dict2NIRNode"}
+
+
+def save_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
+    """``nir.write`` ``graph`` to ``path`` atomically (serialized in memory, then renamed into place)."""
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def load_graph(path: str | Path) -> nir.NIRGraph:
+    """The ``nir.NIRGraph`` in ``path``; any problem with the file is a :class:`NirError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise NirError(f"{path}: no such NIR file")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise NirError(f"{path}: cannot read ({exc})") from None
+    if not is_hdf5:
+        raise NirError(f"{path}: not an HDF5 file (a NIR file is the HDF5 that nir.write produces)")
+    try:
+        with h5py.File(path, "r") as handle:
+            _check_layout(handle, path)
+    except NirError:
+        raise
+    except Exception as exc:  # h5py reports corrupt files as OSError, KeyError, RuntimeError, ...
+        raise NirError(f"{path}: corrupt HDF5 file ({_describe(exc)})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = nir.read(path)
+    except Exception as exc:  # nir.read asserts, indexes and converts without checks of its own
+        raise NirError(f"{path}: not a valid NIR graph ({_describe(exc)})") from None
+    if not isinstance(graph, nir.NIRGraph):
+        raise NirError(f"{path}: the top node is a {type(graph).__name__}, expected a NIRGraph")
+    return graph
+
+
+def _check_layout(handle: h5py.File, path: Path) -> None:
+    top = handle.get("node", getlink=True)
+    if not isinstance(top, h5py.HardLink) or not isinstance(handle["node"], h5py.Group):
+        raise NirError(f"{path}: no /node group (not a NIR file)")
+    _check_contents(handle, path)
+    _check_graph(handle["node"], path, "node")
+
+
+def _check_contents(handle: h5py.File, path: Path) -> None:
+    links: list[tuple[str, Any]] = []
+
+    def collect(name: str, link: Any) -> bool | None:
+        links.append((name, link))
+        return True if len(links) > MAX_OBJECTS else None  # a non-None result stops h5py's visit
+
+    handle.visititems_links(collect)  # errors raised inside h5py's callback would come out mangled
+    if len(links) > MAX_OBJECTS:
+        raise NirError(f"{path}: more than {MAX_OBJECTS} HDF5 objects, beyond any NIR graph")
+    elements = 0
+    for name, link in links:
+        if not isinstance(link, h5py.HardLink):
+            raise NirError(f"{path}: /{name} is a {type(link).__name__}; links to other objects are refused")
+        item = handle[name]
+        if not isinstance(item, h5py.Dataset):
+            continue
+        if item.external:
+            raise NirError(f"{path}: /{name} stores its data in another file; refused")
+        if item.dtype.kind not in "biufSOU" or item.dtype.names is not None:
+            raise NirError(f"{path}: /{name} has dtype {item.dtype}, expected numbers or strings")
+        if item.dtype.kind == "O" and h5py.check_string_dtype(item.dtype) is None:
+            raise NirError(f"{path}: /{name} holds objects that are not strings")
+        elements += int(item.size or 0)
+        if elements > MAX_ELEMENTS:
+            raise NirError(
+                f"{path}: /{name} {item.shape} brings the file beyond {MAX_ELEMENTS} numbers, "
+                "more than any network the toolchain handles"
+            )
+
+
+def _check_graph(group: h5py.Group, path: Path, where: str) -> None:
+    """``group`` is a NIRGraph with ``nodes`` and ``edges`` whose nodes all have a known type."""
+    kind = _read_type(group, path, where)
+    if kind != "NIRGraph":
+        raise NirError(f"{path}: /{where} has type {kind!r}, expected 'NIRGraph'")
+    for key in ("nodes", "edges"):
+        if key not in group:
+            raise NirError(f"{path}: /{where} has no {key!r}")
+    nodes = group["nodes"]
+    if not isinstance(nodes, h5py.Group):
+        raise NirError(f"{path}: /{where}/nodes is not a group")
+    for name, node in nodes.items():
+        if not isinstance(node, h5py.Group):
+            raise NirError(f"{path}: node {name!r} is not a group")
+        node_type = _read_type(node, path, f"{where}/nodes/{name}")
+        if node_type not in NODE_TYPES:
+            raise NirError(
+                f"{path}: node {name!r} has unknown type {node_type!r} "
+                f"(nir {nir.version} knows {', '.join(sorted(NODE_TYPES))})"
+            )
+        if node_type == "NIRGraph":
+            _check_graph(node, path, f"{where}/nodes/{name}")
+
+
+def _read_type(group: h5py.Group, path: Path, where: str) -> str:
+    item = group.get("type")
+    if not isinstance(item, h5py.Dataset) or item.shape != ():
+        raise NirError(f"{path}: /{where} has no scalar 'type' string")
+    value = item[()]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NirError(f"{path}: /{where}/type is not UTF-8 text") from None
+    if isinstance(value, str):
+        return value
+    raise NirError(f"{path}: /{where}/type is {type(value).__name__}, expected a string")
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,480 @@
+"""The whole job for a recipe, as ``toolchain run`` does it: train, export, simulate, estimate energy.
+
+Each stage calls its sub-package and hands the next one typed data (the trained model, the
+deployment graph :class:`toolchain.ir.Network`, :class:`toolchain.activity.Activity`); files are
+written for people and other tools, never re-parsed between stages, with one exception on purpose:
+the simulators run the netx file *as written* (read back with :func:`toolchain.export.netx.read_netx`),
+so the run proves the file, not only the graph in memory.
+
+The run folder, stage by stage::
+
+    RUN/model.pt, recipe.toml, metrics.json       train     (toolchain.train.fit, resumable)
+    RUN/export/model.net, model.nir, model.onnx,   export    (toolchain.export: quantize -> netx | nir
+               ann.onnx, quantization.json                    | onnx)
+    RUN/sim/reference.json                         simulate  (toolchain.sim.reference, whole test set)
+    RUN/sim/lava.json                              lava      (toolchain.sim.lava_backend on a sample,
+                                                              compared spike for spike)
+    RUN/energy/report.md, report.html, *.png,      energy    (toolchain.energy on the recipe's target)
+               energy.json
+    RUN/pipeline.json                              what each stage produced; a stage found done
+                                                   there (same recipe, outputs present) is skipped
+
+An interrupted run resumes: finished stages are skipped and training continues from its last
+checkpoint. A stage that cannot run here (Lava not installed, a TTFS network that has no netx form)
+is recorded as skipped with the reason, never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolchain.config import Recipe
+from toolchain.errors import LavaUnavailableError, ToolchainError
+from toolchain.io import check_writable_dir, write_json
+
+STAGES: tuple[str, ...] = ("train", "export", "simulate", "lava", "energy")
+PIPELINE_FILE = "pipeline.json"
+#: test samples Lava runs by default (about a second each on this machine's kind)
+DEFAULT_LAVA_SAMPLES = 100
+
+
+class PipelineError(ToolchainError):
+    """A run folder that holds another recipe's run, or a stage that cannot go on."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``toolchain run`` runs: data, how many samples Lava and the reference simulator take,
+    which stages to skip, and whether to show progress."""
+
+    data_dir: Path | None = None
+    lava_samples: int = DEFAULT_LAVA_SAMPLES
+    sim_samples: int | None = None
+    skip: tuple[str, ...] = ()
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
+
+    def __post_init__(self) -> None:
+        unknown = [stage for stage in self.skip if stage not in STAGES]
+        if unknown:
+            raise PipelineError(f"--skip {','.join(unknown)}: unknown stage; stages are {', '.join(STAGES)}")
+        if "train" in self.skip:
+            raise PipelineError("--skip train: every later stage needs the trained model")
+        if self.lava_samples < 0:
+            raise PipelineError(f"--lava-samples {self.lava_samples}: expected 0 or more")
+        if self.sim_samples is not None and self.sim_samples < 1:
+            raise PipelineError(f"--samples {self.sim_samples}: expected a positive number")
+
+
+@dataclass
+class _State:
+    """``pipeline.json``: the recipe's fingerprint and each finished stage's results."""
+
+    path: Path
+    fingerprint: str
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @staticmethod
+    def load(path: Path, fingerprint: str) -> _State:
+        if not path.is_file():
+            return _State(path, fingerprint)
+        try:
+            data = json.loads(path.read_text())
+            stages = dict(data["stages"])
+            previous = str(data["fingerprint"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PipelineError(
+                f"{path}: unreadable pipeline state ({exc}); delete it to start over"
+            ) from None
+        if previous != fingerprint:
+            raise PipelineError(
+                f"{path.parent}: this run folder holds a run of another recipe (or other settings); "
+                "use another --out, or delete the folder to start over"
+            )
+        return _State(path, fingerprint, stages)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    def done(self, stage: str) -> dict[str, Any] | None:
+        """The stage's recorded result if it finished (or could not run here) and its outputs exist."""
+        result = self.stages.get(stage)
+        if (
+            result is None
+            or result.get("status") not in ("done", "skipped")
+            or result.get("reason") == "--skip"
+        ):
+            return None
+        return result if all(self.file(p).exists() for p in result.get("outputs", [])) else None
+
+    def file(self, relative: str) -> Path:
+        """A path recorded in the state (relative to the run folder) as a path to open."""
+        return self.run_dir / relative
+
+    def record(self, stage: str, result: dict[str, Any]) -> None:
+        """Store ``result``; its ``outputs`` and ``files`` become relative to the run folder, so the
+        folder can be moved or resumed from another working directory."""
+        result = dict(result)
+        result["outputs"] = [self._relative(p) for p in result.get("outputs", [])]
+        if isinstance(result.get("files"), dict):
+            result["files"] = {key: self._relative(p) for key, p in result["files"].items()}
+        self.stages[stage] = result
+        write_json(self.path, {"fingerprint": self.fingerprint, "stages": self.stages})
+
+    def _relative(self, path: str | Path) -> str:
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.run_dir.resolve()))
+        except ValueError:
+            return str(path.resolve())
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """A hash of the resolved recipe: a run folder belongs to exactly one."""
+    from toolchain.schema import to_mapping
+
+    text = json.dumps(to_mapping(recipe), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_pipeline(recipe: Recipe, out: str | Path, options: RunOptions | None = None) -> dict[str, Any]:
+    """Run every stage of ``recipe`` into the run folder ``out``; returns the summary (also written
+    to ``RUN/summary.json``). Stages already done in ``out`` are skipped (see the module docstring)."""
+    options = options or RunOptions()
+    run_dir = check_writable_dir(out)
+    state = _State.load(run_dir / PIPELINE_FILE, recipe_fingerprint(recipe))
+    log = options.log
+    context: dict[str, Any] = {}
+    for stage in STAGES:
+        previous = state.done(stage)
+        if previous is not None:
+            log(f"[{stage}] done in an earlier run ({previous['status']}); skipped")
+            continue
+        if stage in options.skip:
+            state.record(stage, {"status": "skipped", "reason": "--skip", "outputs": []})
+            log(f"[{stage}] skipped (--skip)")
+            continue
+        log(f"[{stage}] ...")
+        start = time.perf_counter()
+        try:
+            result = _STAGE_FUNCTIONS[stage](recipe, run_dir, options, state, context)
+        except _Skip as skip:
+            result = {"status": "skipped", "reason": str(skip), "outputs": []}
+            log(f"[{stage}] skipped: {skip}")
+        else:
+            result = {"status": "done", **result}
+        result["seconds"] = round(time.perf_counter() - start, 3)
+        state.record(stage, result)
+        if result["status"] == "done":
+            log(f"[{stage}] done in {result['seconds']:.1f} s")
+    summary = _summary(recipe, run_dir, state)
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+class _Skip(Exception):
+    """A stage that cannot run here; its message is the reason recorded in pipeline.json."""
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+
+def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+    from toolchain.data import load_dataset
+    from toolchain.train import fit
+    from toolchain.train.trainer import METRICS_FILE, MODEL_FILE
+
+    dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
+    context["dataset"] = dataset
+    if recipe.ttfs.enabled:
+        from toolchain.train.ttfs import fit_ttfs
+
+        result = fit_ttfs(recipe, dataset, run_dir, resume=True, progress=options.progress)
+    else:
+        result = fit(recipe, dataset, run_dir, resume=True, progress=options.progress)
+    metrics = result.metrics(recipe)
+    return {
+        "outputs": [str(run_dir / MODEL_FILE), str(run_dir / METRICS_FILE)],
+        "test_accuracy": metrics["test_accuracy"],
+        "test_samples": metrics["test_samples"],
+        "spikes_per_sample": metrics["spikes_per_sample"],
+        "numeric": metrics.get("numeric", recipe.neuron.numeric),
+        "ttfs": metrics.get("ttfs"),
+    }
+
+
+def _loaded_run(run_dir: Path, options: RunOptions, context: dict) -> Any:
+    if "run" not in context:
+        from toolchain.export.run_loader import load_run
+
+        context["run"] = load_run(run_dir, options.data_dir)
+    return context["run"]
+
+
+def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+    from toolchain.export.onnx import export_ann_onnx, export_snn_onnx, recipe_metadata
+    from toolchain.export.pipeline import ann_twin
+
+    if recipe.ttfs.enabled:
+        raise _Skip(
+            "a TTFS network has no netx/CUBA form (docs/ttfs.md); its activity comes from the TTFS "
+            "simulator of the train stage"
+        )
+    from toolchain.export.netx import write_netx
+    from toolchain.export.nir import write_nir
+    from toolchain.export.quantize import quantize_model
+
+    run = _loaded_run(run_dir, options, context)
+    folder = run_dir / "export"
+    network, report = quantize_model(
+        run.model, run.recipe, classes=run.dataset.classes, source=str(run_dir.resolve())
+    )
+    outputs = {"netx": folder / "model.net", "nir": folder / "model.nir"}
+    written: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    for fmt, path in outputs.items():
+        if fmt not in recipe.export.formats and fmt != "netx":
+            continue
+        writer = write_netx if fmt == "netx" else write_nir
+        try:
+            writer(network, path)
+            written[fmt] = str(path)
+        except ToolchainError as exc:
+            if fmt == "netx":
+                raise
+            notes[fmt] = str(exc)
+            options.log(f"[export] {fmt}: not written: {exc}")
+    if "onnx" in recipe.export.formats:
+        metadata = recipe_metadata(run.recipe, list(run.dataset.classes))
+        written["onnx"] = str(
+            export_snn_onnx(
+                run.model, run.recipe.encoding.time_steps, folder / "model.onnx", metadata=metadata
+            )
+        )
+        written["onnx_ann"] = str(export_ann_onnx(ann_twin(run), folder / "ann.onnx", metadata=metadata))
+    write_json(folder / "quantization.json", report.to_dict())
+    context["network_memory"] = network
+    return {
+        "outputs": [*written.values(), str(folder / "quantization.json")],
+        "files": written,
+        "not_written": notes,
+        "exact": report.exact,
+        "inexact": list(report.inexact),
+        "max_weight_error": report.max_weight_error,
+    }
+
+
+def _exported_network(run_dir: Path, state: _State, context: dict) -> tuple[Any, Path]:
+    from toolchain.export.netx import read_netx
+
+    export = state.stages.get("export", {})
+    relative = export.get("files", {}).get("netx")
+    if export.get("status") != "done" or relative is None:
+        raise _Skip("no netx file was exported (see the export stage)")
+    path = state.file(relative)
+    if "network" not in context:
+        context["network"] = read_netx(path)
+    return context["network"], path
+
+
+def _inputs(network: Any, run_dir: Path, options: RunOptions, context: dict, samples: int | None) -> Any:
+    from toolchain.sim.inputs import network_inputs
+
+    run = _loaded_run(run_dir, options, context)
+    return network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
+
+
+def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+    from toolchain.sim.reference import simulate
+
+    if recipe.ttfs.enabled:
+        raise _Skip("TTFS: the train stage ran the event-driven TTFS simulator (metrics.json, key ttfs)")
+    network, path = _exported_network(run_dir, state, context)
+    inputs = _inputs(network, run_dir, options, context, options.sim_samples)
+    result = simulate(network, inputs.inputs)
+    out = run_dir / "sim" / "reference.json"
+    timing = result.timing
+    report = {
+        "file": str(path),
+        "backend": "reference",
+        "samples": result.samples,
+        "accuracy": result.accuracy(inputs.labels),
+        "spikes_per_sample": result.activity.spikes_per_sample,
+        "synops_per_sample": result.activity.synops_per_sample,
+        "sample_steps_per_second": timing.sample_steps_per_second if timing else None,
+        "activity": result.activity.to_dict(),
+    }
+    write_json(out, report)
+    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+
+
+def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+    from toolchain.sim.compare import compare, simulate_torch
+    from toolchain.sim.reference import simulate
+
+    if recipe.ttfs.enabled:
+        raise _Skip("a TTFS network does not run on Lava's CUBA neurons (docs/ttfs.md)")
+    if options.lava_samples == 0:
+        raise _Skip("--lava-samples 0")
+    network, path = _exported_network(run_dir, state, context)
+    try:
+        from toolchain import lava_compat
+
+        lava_compat.import_lava()
+        from toolchain.sim.lava_backend import simulate_lava
+    except LavaUnavailableError as exc:
+        raise _Skip(f"Lava is not available here: {exc}") from None
+    inputs = _inputs(network, run_dir, options, context, options.lava_samples)
+    reference = simulate(network, inputs.inputs, record_spikes=True)
+    lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True)
+    others = {"lava": lava}
+    notes = {}
+    try:
+        others["torch"] = simulate_torch(network, inputs.inputs)
+    except ToolchainError as exc:  # e.g. a neuron bias, which the torch model has no field for
+        notes["torch"] = str(exc)
+    comparison = compare(reference, others, inputs.labels)
+    timing = lava.metadata.get("lava_timing", {})
+    out = run_dir / "sim" / "lava.json"
+    report = {
+        "file": str(path),
+        "backend": "lava",
+        "samples": lava.samples,
+        "accuracy": lava.accuracy(inputs.labels),
+        "mismatched_spikes": comparison.mismatched_spikes,
+        "comparison": comparison.to_dict(),
+        "not_compared": notes,
+        "timing": timing,
+        "activity": lava.activity.to_dict(),
+    }
+    write_json(out, report)
+    if not comparison.agree:
+        options.log(f"[lava] WARNING: {comparison.mismatched_spikes} spikes differ between backends")
+    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+
+
+def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+    from toolchain.activity import Activity
+    from toolchain.energy.model import estimate
+    from toolchain.energy.report import write_report
+    from toolchain.energy.targets import load_target
+
+    target = load_target(recipe.target.name)
+    if recipe.ttfs.enabled:
+        network, activity = _ttfs_activity(run_dir, options, context)
+    else:
+        network, _ = _exported_network(run_dir, state, context)
+        sim = run_dir / "sim" / "reference.json"
+        if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
+            raise _Skip("no measured activity (the simulate stage did not run)")
+        activity = Activity.from_dict(json.loads(sim.read_text())["activity"])
+    result = estimate(network, activity, target, label=recipe.name)
+    folder = run_dir / "energy"
+    paths = write_report([result], folder)
+    write_json(folder / "energy.json", result.to_dict())
+    return {
+        "outputs": [str(p) for p in paths.values()] + [str(folder / "energy.json")],
+        "target": target.name,
+        "energy_per_inference_j": result.energy_per_inference_j,
+        "latency_per_inference_s": result.latency_per_inference_s,
+        "breakdown_j": result.to_dict()["breakdown_j"],
+        "report": str(paths.get("report.html", folder)),
+    }
+
+
+def _ttfs_activity(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any, Any]:
+    from toolchain.train.ttfs import ttfs_activity
+
+    return ttfs_activity(run_dir, options.data_dir)
+
+
+_STAGE_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
+    "train": _train,
+    "export": _export,
+    "simulate": _simulate,
+    "lava": _lava,
+    "energy": _energy,
+}
+
+
+# --- summary ------------------------------------------------------------------------------------
+
+
+def _summary(recipe: Recipe, run_dir: Path, state: _State) -> dict[str, Any]:
+    stages = state.stages
+    train = stages.get("train", {})
+    sim = stages.get("simulate", {})
+    lava = stages.get("lava", {})
+    energy = stages.get("energy", {})
+    float_model = train.get("numeric") == "float"
+    return {
+        "recipe": recipe.name,
+        "run_dir": str(run_dir),
+        "accuracy": {
+            "trained_model": train.get("test_accuracy"),
+            "trained_model_numeric": train.get("numeric"),
+            "float": train.get("test_accuracy") if float_model else None,
+            "fixed_point": sim.get("accuracy"),
+            "fixed_point_samples": sim.get("samples"),
+            "lava": lava.get("accuracy"),
+            "lava_samples": lava.get("samples"),
+        },
+        "spikes_per_sample": sim.get("spikes_per_sample", train.get("spikes_per_sample")),
+        "mismatched_spikes": lava.get("mismatched_spikes"),
+        "energy_per_inference_j": energy.get("energy_per_inference_j"),
+        "latency_per_inference_s": energy.get("latency_per_inference_s"),
+        "target": energy.get("target"),
+        "report": energy.get("report"),
+        "stages": {name: stages.get(name, {}).get("status", "not run") for name in STAGES},
+        "skipped": {
+            name: stages[name].get("reason")
+            for name in STAGES
+            if stages.get(name, {}).get("status") == "skipped"
+        },
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The lines ``toolchain run`` prints at the end."""
+    acc = summary["accuracy"]
+
+    def pct(value: float | None, samples: int | None = None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4f}" + (f" ({samples} samples)" if samples else "")
+
+    lines = [f"recipe {summary['recipe']}  ->  {summary['run_dir']}"]
+    trained = acc["trained_model_numeric"] or "?"
+    lines.append(f"accuracy   trained model ({trained}) {pct(acc['trained_model'])}")
+    lines.append(
+        f"           fixed point (reference simulator) {pct(acc['fixed_point'], acc['fixed_point_samples'])}"
+    )
+    lines.append(f"           Lava {pct(acc['lava'], acc['lava_samples'])}")
+    if summary["spikes_per_sample"] is not None:
+        lines.append(f"spikes     {summary['spikes_per_sample']:.1f} per sample")
+    mismatched = summary["mismatched_spikes"]
+    if mismatched is not None:
+        verdict = "backends agree spike for spike" if mismatched == 0 else "backends DISAGREE"
+        lines.append(f"agreement  {mismatched} mismatched spikes (reference, Lava, torch): {verdict}")
+    if summary["energy_per_inference_j"] is not None:
+        from toolchain.energy.report import format_j, format_s
+
+        lines.append(
+            f"energy     {format_j(summary['energy_per_inference_j'])} and "
+            f"{format_s(summary['latency_per_inference_s'])} per inference on {summary['target']}"
+        )
+        lines.append(f"report     {summary['report']}")
+    for name, reason in summary["skipped"].items():
+        lines.append(f"skipped    {name}: {reason}")
+    return "\n".join(lines)
+
+
+__all__ = ["STAGES", "PipelineError", "RunOptions", "format_summary", "recipe_fingerprint", "run_pipeline"]

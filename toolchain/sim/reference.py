@@ -1,0 +1,499 @@
+"""The reference simulator: a deployment graph (:class:`toolchain.ir.Network`) run bit-accurately.
+
+:func:`simulate` executes the integer semantics of :mod:`toolchain.ir` (Lava's ``Dense``/``Conv``
+-> ``LIF`` under ``Loihi2SimCfg(select_tag="fixed_pt")``) on a batch of samples at once, with torch
+tensors on the CPU. Every neuron step is :func:`toolchain.snn.dynamics.cuba_subthreshold_fixed`
+followed by :func:`toolchain.snn.dynamics.spike_and_reset_fixed`; nothing here re-states the
+equations. What this module adds is the schedule and the synapses:
+
+- layers run one after the other over the whole time window (the network has no recurrence, so the
+  ``T`` synaptic sums of a layer are one matrix product or convolution of ``[T * B, ...]``);
+- weights are applied as torch ``linear`` / ``conv`` on integer-valued float tensors: float32 when
+  the largest possible sum of a neuron (``max |input| * sum_j |w_ij|``) is below ``2**24``, where
+  every partial sum is an exactly representable integer, float64 (exact below ``2**53``) otherwise;
+- the weight exponent is an arithmetic shift (a floor) of the integer sum; ``avg`` pooling divides
+  the next layer's sum by the window size with an exact floor division (the IR's
+  ``shift(w_int @ s_prev, weight_exp)`` with a rational ``s_prev``), ``sum`` pooling is an integer sum;
+- graded input is the 8-bit payload ``round(x * 255)`` of :func:`toolchain.snn.loihi.graded_input`;
+  the first synaptic layer's ``weight_exp = -8`` brings it back to the weights' scale;
+- every synapse delays by ``network.synapse_delay_steps``.
+
+It records what :class:`toolchain.activity.LayerCounts` defines, per synaptic layer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from toolchain import ir
+from toolchain.activity import Activity, LayerCounts
+from toolchain.errors import SimulationError
+from toolchain.snn.dynamics import CubaState, cuba_subthreshold_fixed, spike_and_reset_fixed
+from toolchain.snn.loihi import INPUT_PAYLOAD_MAX, INPUT_SHIFT, graded_input
+
+#: float32 holds every integer below this exactly (and so every partial sum below it)
+FLOAT32_EXACT = 2**24
+#: largest number of elements of one layer's ``[T, B, ...]`` tensor a chunk of the batch may hold
+CHUNK_ELEMENTS = 2**24
+
+
+@dataclass(frozen=True)
+class SimulationTiming:
+    """Where a simulation's time went: ``startup_s`` (preparing weights; Lava: compile and start its
+    processes), ``run_s`` (stepping the network), for ``samples`` inferences of ``time_steps``."""
+
+    startup_s: float
+    run_s: float
+    samples: int
+    time_steps: int
+
+    @property
+    def sample_steps(self) -> int:
+        return self.samples * self.time_steps
+
+    @property
+    def sample_steps_per_second(self) -> float:
+        """Simulated sample-steps per second of stepping (start-up excluded)."""
+        return self.sample_steps / self.run_s if self.run_s > 0 else math.inf
+
+    @property
+    def per_step_s(self) -> float:
+        return self.run_s / self.sample_steps if self.sample_steps else 0.0
+
+    @property
+    def per_sample_s(self) -> float:
+        """Wall time per sample, start-up included."""
+        return (self.startup_s + self.run_s) / self.samples if self.samples else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "startup_s": self.startup_s,
+            "run_s": self.run_s,
+            "per_step_s": self.per_step_s,
+            "per_sample_s": self.per_sample_s,
+            "sample_steps_per_second": self.sample_steps_per_second,
+        }
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What a backend returns for ``B`` samples.
+
+    ``counts`` ``[B, classes]``: the output layer's spikes summed over the time steps;
+    ``predictions`` ``[B]``: their argmax (first maximum); ``activity``: per-layer counts;
+    ``spikes``: every synaptic layer's spikes ``[T, B, *shape]`` (``uint8``) by layer name when
+    recorded, else ``None`` (a backend may record only some layers).
+    """
+
+    counts: np.ndarray
+    predictions: np.ndarray
+    activity: Activity
+    spikes: dict[str, np.ndarray] | None = None
+    timing: SimulationTiming | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return int(self.counts.shape[0])
+
+    def accuracy(self, labels: np.ndarray | Sequence[int]) -> float:
+        """The fraction of predictions equal to ``labels``."""
+        labels = np.asarray(labels)
+        if labels.shape != self.predictions.shape:
+            raise SimulationError(f"{labels.shape[0]} labels for {self.samples} simulated samples")
+        return float((self.predictions == labels).mean()) if self.samples else 0.0
+
+
+def readout(counts: np.ndarray) -> np.ndarray:
+    """The predicted class of each row of spike counts ``[B, classes]``: the first maximum."""
+    return np.argmax(counts, axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# preparation: one plan per synaptic layer
+
+
+@dataclass
+class _Synapse:
+    """A synaptic layer ready to run: weights as a float tensor, neuron registers as tensors."""
+
+    layer: ir.SynapticLayer
+    weight: torch.Tensor
+    fanout: torch.Tensor  # [prod(in_shape)] non-zero weights each input reaches
+    synapses: int
+    fan_in: int
+    fan_out: int
+    denominator: int  # product of the avg-pool windows before this layer (1: none)
+    bias_mant: torch.Tensor | int
+    binary_input: bool  # the input is 0/1 spikes (not graded payloads, not pooled sums)
+
+    @property
+    def neurons(self) -> int:
+        return math.prod(self.layer.out_shape)
+
+    def synaptic_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact integer sum ``w_int @ x`` for ``x`` ``[N, *in_shape]`` (integer valued)."""
+        x = x.to(self.weight.dtype)
+        layer = self.layer
+        if isinstance(layer, ir.Dense):
+            out = functional.linear(x.reshape(x.shape[0], -1), self.weight)
+        else:
+            conv = functional.conv2d if self.weight.dim() == 4 else functional.conv1d
+            out = conv(x, self.weight, stride=layer.stride, padding=layer.padding, groups=layer.groups)
+        return out.to(torch.int64)
+
+    def synops(self, x: torch.Tensor) -> float:
+        """Synaptic operations of input ``x`` ``[N, *in_shape]``: each non-zero value times the
+        non-zero weights it reaches (a matrix-vector product, exact in float32 below 2^24)."""
+        events = x.reshape(x.shape[0], -1)
+        if not self.binary_input:
+            events = (events != 0).to(self.fanout.dtype)
+        return float((events.to(self.fanout.dtype) @ self.fanout).sum(dtype=torch.float64))
+
+    def shift(self, total: torch.Tensor) -> torch.Tensor:
+        """``floor(total * 2**weight_exp / denominator)`` on ``int64``: the synaptic input ``a_in``."""
+        exp = self.layer.weight_exp
+        if self.denominator == 1 and exp == 0:
+            return total
+        if self.denominator == 1:
+            return total << exp if exp >= 0 else total >> -exp
+        numerator = total << max(exp, 0)
+        return torch.div(numerator, self.denominator << max(-exp, 0), rounding_mode="floor")
+
+
+def _prepare(network: ir.Network) -> list[ir.Pool | ir.Flatten | _Synapse]:
+    """The network's layers with each synaptic layer turned into a :class:`_Synapse`."""
+    steps: list[ir.Pool | ir.Flatten | _Synapse] = []
+    max_input = INPUT_PAYLOAD_MAX if network.input_encoding == "graded" else 1
+    denominator = 1
+    for layer in network.layers:
+        if isinstance(layer, ir.Flatten):
+            steps.append(layer)
+            continue
+        if isinstance(layer, ir.Pool):
+            window = layer.kernel_size ** (len(layer.in_shape) - 1)
+            max_input *= window
+            if layer.mode == "avg":
+                denominator *= window
+            steps.append(layer)
+            continue
+        steps.append(_synapse(layer, max_input, denominator, binary=max_input == 1))
+        max_input, denominator = 1, 1
+    return steps
+
+
+def _synapse(layer: ir.SynapticLayer, max_input: int, denominator: int, *, binary: bool) -> _Synapse:
+    weight_int = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=np.int64))
+    row_abs = weight_int.abs().reshape(weight_int.shape[0], -1).sum(dim=1)
+    bound = int(row_abs.max()) * max_input
+    dtype = torch.float32 if bound < FLOAT32_EXACT else torch.float64
+    mask = (weight_int != 0).to(torch.float64)
+    if isinstance(layer, ir.Dense):
+        fanout = mask.sum(dim=0)
+        fan_in = int(mask.sum(dim=1).max())
+    else:
+        fanout, fan_in = _conv_reach(layer, mask)
+    neurons = layer.neurons
+    bias = 0 if neurons.bias_mant is None else torch.from_numpy(neurons.bias_mant.astype(np.int64))
+    fanout = fanout.reshape(-1)
+    # per-row sums of the synops product are at most in_features * max fan-out: float32 is exact below 2^24
+    fanout_dtype = torch.float32 if fanout.numel() * float(fanout.max()) < FLOAT32_EXACT else torch.float64
+    return _Synapse(
+        layer=layer,
+        weight=weight_int.to(dtype),
+        fanout=fanout.to(fanout_dtype),
+        synapses=int(fanout.sum(dtype=torch.float64)),
+        fan_in=fan_in,
+        fan_out=int(fanout.max()),
+        denominator=denominator,
+        bias_mant=bias,
+        binary_input=binary,
+    )
+
+
+def _conv_reach(layer: ir.Conv, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Per input position, the non-zero weights that reach an output (borders and stride included),
+    and the most non-zero weights into one output neuron."""
+    two_d = mask.dim() == 4
+    conv = functional.conv2d if two_d else functional.conv1d
+    transpose = functional.conv_transpose2d if two_d else functional.conv_transpose1d
+    out_shape = layer.out_shape
+    extra = tuple(
+        size - ((out - 1) * s - 2 * p + k)
+        for size, out, s, p, k in zip(
+            layer.in_shape[1:], out_shape[1:], layer.stride, layer.padding, layer.kernel_size, strict=True
+        )
+    )
+    ones_out = torch.ones(1, *out_shape, dtype=torch.float64)
+    fanout = transpose(
+        ones_out, mask, stride=layer.stride, padding=layer.padding, output_padding=extra, groups=layer.groups
+    )[0]
+    ones_in = torch.ones(1, *layer.in_shape, dtype=torch.float64)
+    fan_in = conv(ones_in, mask, stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    return fanout, int(fan_in.max())
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+
+
+def check_inputs(network: ir.Network, inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``inputs`` as the simulator takes them, validated; raises :class:`SimulationError`.
+
+    Graded networks take float ``[B, *input_shape]`` in [0, 1] and return the ``int64`` payloads
+    ``round(x * 255)``; spiking networks take 0/1 ``[T, B, *input_shape]`` and return them as
+    ``uint8``. A sample may also come flat (or flat networks take shaped samples) when the number
+    of elements matches.
+    """
+    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    lead = 1 if network.input_encoding == "graded" else 2
+    expected = (
+        "[B, *input_shape] in [0, 1]" if lead == 1 else f"0/1 [T={network.time_steps}, B, *input_shape]"
+    )
+    got = tuple(x.shape[lead:])
+    shape = network.input_shape
+    if x.dim() < lead + 1 or (
+        got != shape and not ((len(got) == 1 or len(shape) == 1) and math.prod(got) == math.prod(shape))
+    ):
+        raise SimulationError(
+            f"network {network.name!r}: {'graded' if lead == 1 else 'spike'} inputs must be {expected} with "
+            f"input_shape {shape}, got shape {tuple(x.shape)}"
+        )
+    x = x.reshape(*x.shape[:lead], *shape)
+    if lead == 2 and x.shape[0] != network.time_steps:
+        raise SimulationError(
+            f"network {network.name!r}: spike inputs have {x.shape[0]} time steps, "
+            f"the network runs {network.time_steps}"
+        )
+    if lead == 1:
+        if not torch.is_floating_point(x):
+            raise SimulationError(
+                f"network {network.name!r}: graded inputs must be floats in [0, 1], got {x.dtype}"
+            )
+        x = x.to(torch.float64)
+        if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+            raise SimulationError(
+                f"network {network.name!r}: graded inputs must lie in [0, 1], "
+                f"got values in [{float(x.min()):g}, {float(x.max()):g}]"
+            )
+        return torch.round(graded_input(x) * 2**INPUT_SHIFT).to(torch.int64)
+    if x.numel() and not bool(((x == 0) | (x == 1)).all()):
+        raise SimulationError(f"network {network.name!r}: spike inputs must be 0 or 1")
+    return x.to(torch.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# the simulation
+
+
+@dataclass
+class _Totals:
+    spikes: int = 0
+    synops: float = 0.0
+    active: int = 0
+    events: int = 0
+
+
+def simulate(
+    network: ir.Network,
+    inputs: np.ndarray | torch.Tensor,
+    *,
+    batch_size: int = 256,
+    record_spikes: bool = False,
+) -> SimulationResult:
+    """Run ``network`` on ``inputs`` bit-accurately; see the module docstring for the semantics.
+
+    ``inputs``: for ``input_encoding == "graded"`` a float array ``[B, *input_shape]`` in [0, 1]
+    (the same analog sample at every step); for ``"spikes"`` a 0/1 array ``[T, B, *input_shape]``.
+    ``batch_size`` samples are stepped together (fewer when a layer's ``[T, B, ...]`` tensors would
+    exceed :data:`CHUNK_ELEMENTS`). ``record_spikes`` keeps every synaptic layer's spikes.
+    """
+    if batch_size < 1:
+        raise SimulationError(f"batch_size must be >= 1, got {batch_size}")
+    start = time.perf_counter()
+    x_all = check_inputs(network, inputs)
+    plan = _prepare(network)
+    synapses = [step for step in plan if isinstance(step, _Synapse)]
+    steps = network.time_steps
+    graded = network.input_encoding == "graded"
+    samples = int(x_all.shape[0] if graded else x_all.shape[1])
+    widest = max(math.prod(layer.out_shape) for layer in network.layers)
+    widest = max(widest, math.prod(network.input_shape))
+    chunk = max(1, min(batch_size, CHUNK_ELEMENTS // (steps * widest)))
+    startup_s = time.perf_counter() - start
+
+    totals = [_Totals() for _ in synapses]
+    counts: list[np.ndarray] = []
+    recorded: dict[str, list[np.ndarray]] = {s.layer.name: [] for s in synapses}
+    with torch.no_grad():
+        for first in range(0, samples, chunk):
+            x = x_all[first : first + chunk] if graded else x_all[:, first : first + chunk]
+            spikes = _run_batch(network, plan, x, graded, totals)
+            counts.append(
+                spikes[-1].reshape(steps, spikes[-1].shape[1], -1).sum(dim=0).to(torch.int64).numpy()
+            )
+            if record_spikes:
+                for synapse, layer_spikes in zip(synapses, spikes, strict=True):
+                    recorded[synapse.layer.name].append(layer_spikes.to(torch.uint8).numpy())
+    run_s = time.perf_counter() - start - startup_s
+
+    all_counts = np.concatenate(counts) if counts else np.zeros((0, network.num_classes), np.int64)
+    timing = SimulationTiming(startup_s, run_s, samples, steps)
+    activity = _activity(network, synapses, totals, samples, "reference")
+    return SimulationResult(
+        counts=all_counts,
+        predictions=readout(all_counts),
+        activity=activity,
+        spikes={name: np.concatenate(parts, axis=1) for name, parts in recorded.items()}
+        if record_spikes
+        else None,
+        timing=timing,
+    )
+
+
+def _run_batch(
+    network: ir.Network,
+    plan: list[ir.Pool | ir.Flatten | _Synapse],
+    x: torch.Tensor,
+    graded: bool,
+    totals: list[_Totals],
+) -> list[torch.Tensor]:
+    """Every synaptic layer's spikes ``[T, b, *shape]`` (0/1 ``float32``) for one chunk of samples.
+
+    Values between layers stay in ``float32`` (0/1 spikes, their pooled sums, 8-bit payloads: all
+    exact) so that the next matrix product needs no conversion.
+    """
+    steps = network.time_steps
+    # ``h``: the layer input; ``[b, ...]`` when constant over time (graded input), else ``[T, b, ...]``
+    h, constant = x.to(torch.float32), graded
+    out: list[torch.Tensor] = []
+    index = 0
+    for step in plan:
+        if isinstance(step, ir.Flatten):
+            h = h.reshape(*h.shape[: 1 if constant else 2], -1)
+            continue
+        if isinstance(step, ir.Pool):
+            h = _sum_pool(h, step, 1 if constant else 2)
+            continue
+        lead = h.shape[: 1 if constant else 2]
+        flat_in = h.reshape(-1, *h.shape[len(lead) :])
+        repeat = steps if constant else 1
+        totals[index].events += int(torch.count_nonzero(flat_in)) * repeat
+        totals[index].synops += step.synops(flat_in) * repeat
+        a_in = step.shift(step.synaptic_sum(flat_in))
+        a_in = a_in.reshape(*lead, *a_in.shape[1:])
+        spikes, active = _neurons(step, a_in, steps, network.synapse_delay_steps, constant)
+        totals[index].spikes += int(torch.count_nonzero(spikes))  # 0/1 values
+        totals[index].active += active
+        index += 1
+        out.append(spikes)
+        h, constant = spikes, False
+    return out
+
+
+def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
+    """Sums over non-overlapping windows (remainder dropped) of ``h`` ``[*lead, C, *spatial]``."""
+    k = pool.kernel_size
+    spatial = h.shape[lead + 1 :]
+    crop = tuple(size // k * k for size in spatial)
+    if len(spatial) == 1:
+        h = h[..., : crop[0]]
+        return h.reshape(*h.shape[:-1], crop[0] // k, k).sum(dim=-1)
+    h = h[..., : crop[0], : crop[1]]
+    h = h.reshape(*h.shape[:-2], crop[0] // k, k, crop[1] // k, k)
+    return h.sum(dim=(-3, -1))
+
+
+def _neurons(
+    step: _Synapse, a_in: torch.Tensor, steps: int, delay: int, constant: bool
+) -> tuple[torch.Tensor, int]:
+    """Step the layer's CUBA neurons for ``steps``; their spikes ``[T, b, *shape]`` and active updates.
+
+    ``a_in`` is the synaptic input of every step ``[T, b, *shape]`` (or ``[b, *shape]``, the same
+    at every step, when ``constant``), delivered ``delay`` steps later: zero input before.
+    """
+    neurons = step.layer.neurons
+    du, dv, vth = neurons.du_lava, neurons.v_decay, neurons.vth_mant
+    shape = a_in.shape if constant else a_in.shape[1:]
+    zero = torch.zeros(shape, dtype=torch.int64)
+    state = CubaState(zero, zero)
+    spikes = torch.empty((steps, *shape), dtype=torch.float32)
+    active = torch.zeros(shape, dtype=torch.int64)
+    for t in range(steps):
+        source = t - delay
+        x_t = zero if source < 0 else (a_in if constant else a_in[source])
+        # active: non-zero input or state before the update (``x | u | v != 0`` on integers)
+        active += torch.bitwise_or(state.u, state.v).bitwise_or_(x_t).ne_(0)
+        state = cuba_subthreshold_fixed(state, x_t, du, dv, step.bias_mant, neurons.bias_exp)
+        spiked, state = spike_and_reset_fixed(state, vth)
+        spikes[t] = spiked
+    return spikes, int(active.sum())
+
+
+def _activity(
+    network: ir.Network, synapses: list[_Synapse], totals: list[_Totals], samples: int, source: str
+) -> Activity:
+    per = 1.0 / samples if samples else 0.0
+    layers = []
+    for index, (step, total) in enumerate(zip(synapses, totals, strict=True)):
+        active = total.active * per
+        layers.append(
+            LayerCounts(
+                name=step.layer.name,
+                kind=step.layer.kind,
+                neurons=step.neurons,
+                synapses=step.synapses,
+                fan_in=step.fan_in,
+                fan_out=step.fan_out,
+                spikes_per_sample=total.spikes * per,
+                synops_per_sample=total.synops * per,
+                active_updates_per_sample=active,
+                idle_updates_per_sample=step.neurons * network.time_steps - active if samples else 0.0,
+                input_events_per_sample=total.events * per,
+                graded_input=index == 0 and network.input_encoding == "graded",
+            )
+        )
+    return Activity(
+        network=network.name,
+        source=source,
+        samples=samples,
+        time_steps=network.time_steps,
+        layers=tuple(layers),
+        metadata={"synapse_delay_steps": network.synapse_delay_steps},
+    )
+
+
+def layer_counts_template(network: ir.Network) -> list[LayerCounts]:
+    """Each synaptic layer's static counts (neurons, synapses, fan-in/out) with zero activity.
+
+    For backends that measure only spikes (Lava): they fill in what they measured.
+    """
+    return list(
+        _activity(
+            network,
+            [s for s in _prepare(network) if isinstance(s, _Synapse)],
+            [_Totals() for _ in network.synaptic_layers()],
+            0,
+            "static",
+        ).layers
+    )
+
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "FLOAT32_EXACT",
+    "SimulationResult",
+    "SimulationTiming",
+    "check_inputs",
+    "layer_counts_template",
+    "readout",
+    "simulate",
+]

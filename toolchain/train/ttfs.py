@@ -1,0 +1,205 @@
+"""Training a time-to-first-spike (TTFS) recipe: the surrogate DNN through the trainer's own loop.
+
+A recipe with ``[ttfs].enabled = true`` (:func:`is_ttfs_recipe`) trains
+:class:`~toolchain.snn.ttfs_model.TTFSNetwork` instead of the rate-coded SNN. :func:`fit_ttfs`
+hands it to :func:`toolchain.train.trainer.fit` (``model_builder``), so checkpoints, atomic
+writes, exact ``--resume``, DDP and the evaluation are the trainer's; the network's own hooks add
+the relaxed-activation schedule (``begin_epoch``) and the regularizers (``training_penalty``).
+
+After training, the event-driven TTFS SNN (:mod:`toolchain.sim.ttfs`) runs the trained network on
+the test split and ``metrics.json`` gains a ``ttfs`` table: the kernels' parameters, the
+simulator's accuracy, spikes and synaptic events per sample, and its agreement with the surrogate
+DNN (identical spike times, identical predictions, largest logit difference).
+
+A TTFS run has no CUBA equivalent (the neurons compare their potential with a threshold that
+decays exponentially within each window; Loihi's CUBA threshold is fixed), so
+:func:`toolchain.train.trainer.load_trained` refuses it with :func:`refusal_message`; read such a
+run with :func:`load_ttfs_run`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolchain.config import Recipe, load_recipe
+from toolchain.data import Dataset, as_float
+from toolchain.errors import RecipeError, ToolchainError
+from toolchain.io import write_json
+from toolchain.snn.ttfs_model import TTFSNetwork, build_ttfs_model
+from toolchain.train.distributed import DistributedContext, is_main
+from toolchain.train.trainer import METRICS_FILE, MODEL_FILE, RECIPE_FILE, TrainResult, fit
+
+
+@dataclass
+class TTFSTrainResult:
+    """The trainer's result for the surrogate DNN and the ``ttfs`` table of ``metrics.json``."""
+
+    train: TrainResult
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> TTFSNetwork:
+        model = self.train.model
+        assert isinstance(model, TTFSNetwork)
+        return model
+
+    def metrics(self, recipe: Recipe) -> dict[str, Any]:
+        """The content of ``metrics.json``: the trainer's figures and ``ttfs``."""
+        return {**self.train.metrics(recipe), "ttfs": self.summary}
+
+
+def is_ttfs_recipe(recipe: Recipe) -> bool:
+    """Whether ``recipe`` trains a TTFS network (``[ttfs].enabled = true``)."""
+    return bool(recipe.ttfs.enabled)
+
+
+def refusal_message(recipe: Recipe, what: str) -> str:
+    """The one-line error for a stage that cannot take a TTFS run (``what``: e.g. ``"netx export"``)."""
+    return (
+        f"recipe {recipe.name!r} is a TTFS network ([ttfs].enabled = true): {what} is not possible, "
+        "because its neurons fire once against a threshold that decays within each window and "
+        "Loihi's CUBA neuron has a fixed threshold; use the TTFS simulator (toolchain.sim.ttfs) "
+        "and the ONNX export of the surrogate DNN (toolchain.export.ttfs), see docs/ttfs.md"
+    )
+
+
+def check_ttfs_recipe(recipe: Recipe) -> None:
+    """Raise :class:`RecipeError` naming the key for a ``[ttfs]`` recipe this version cannot train."""
+    if recipe.encoding.scheme != "direct":
+        raise RecipeError(
+            f"[encoding].scheme: a TTFS recipe reads the analog sample ('direct'), got "
+            f"{recipe.encoding.scheme!r}; the input is coded by the input kernel ([ttfs].encode_input)"
+        )
+    if recipe.ttfs.bn_reg > 0 and not recipe.model.batch_norm:
+        raise RecipeError(
+            "[ttfs].bn_reg: the kernel-aware batch-norm penalty needs [model].batch_norm = true"
+        )
+    if recipe.distill.teacher != "none":
+        raise RecipeError("[distill].teacher: distillation is not available for TTFS recipes yet; set 'none'")
+    reg = recipe.regularization
+    if reg.activation != "none" or reg.logits_weight != 0:
+        raise RecipeError(
+            "[regularization]: spike regularizers are for rate-coded SNNs; a TTFS recipe uses "
+            "[ttfs].bn_reg (expected spikes) and [ttfs].kernel_reg"
+        )
+
+
+def build_for_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> TTFSNetwork:
+    """The surrogate DNN of ``recipe`` (the trainer's ``model_builder``)."""
+    check_ttfs_recipe(recipe)
+    return build_ttfs_model(recipe.model, recipe.ttfs, input_shape, num_classes)
+
+
+def fit_ttfs(
+    recipe: Recipe,
+    dataset: Dataset,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    distributed: DistributedContext | None = None,
+    simulate: bool = True,
+) -> TTFSTrainResult:
+    """Train ``recipe``'s TTFS surrogate DNN on ``dataset`` (see :func:`toolchain.train.trainer.fit`).
+
+    With ``simulate`` the event-driven SNN runs on the test split afterwards; its figures go to
+    ``metrics.json`` under ``ttfs`` and to the result's ``summary`` (rank 0 only under DDP).
+    """
+    check_ttfs_recipe(recipe)
+    result = fit(
+        recipe,
+        dataset,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        distributed=distributed,
+        model_builder=build_for_recipe,
+    )
+    if not is_main(distributed):
+        return TTFSTrainResult(result)
+    model = result.model
+    assert isinstance(model, TTFSNetwork)
+    summary: dict[str, Any] = {"kernels": kernel_parameters(model), "time_window": recipe.ttfs.time_window}
+    if simulate:
+        from toolchain.sim.ttfs import agreement, simulate_ttfs
+
+        model.eval()
+        device = next(model.parameters()).device
+        x = torch.from_numpy(as_float(dataset.test.x))
+        y = torch.from_numpy(dataset.test.y.astype("int64"))
+        sim = simulate_ttfs(model.cpu(), x, network_name=recipe.name)
+        summary["simulator"] = {
+            "test_accuracy": float((torch.from_numpy(sim.predictions) == y).double().mean()),
+            "spikes_per_sample": sim.activity.spikes_per_sample,
+            "input_spikes_per_sample": sim.input_spikes_per_sample,
+            "synops_per_sample": sim.activity.synops_per_sample,
+            "layers": {
+                layer.name: {
+                    "spikes_per_sample": layer.spikes_per_sample,
+                    "spikes_per_neuron": layer.spikes_per_sample / layer.neurons,
+                    "synops_per_sample": layer.synops_per_sample,
+                }
+                for layer in sim.activity.layers
+            },
+            "max_spikes_per_neuron": sim.max_spikes_per_neuron,
+            "agreement_with_surrogate": agreement(model, x, sim).to_dict(),
+        }
+        model.to(device)
+    ttfs_result = TTFSTrainResult(result, summary)
+    if out_dir is not None:
+        write_json(Path(out_dir) / METRICS_FILE, ttfs_result.metrics(recipe))
+    return ttfs_result
+
+
+def kernel_parameters(model: TTFSNetwork) -> dict[str, dict[str, float]]:
+    """Each kernel's trained ``tau``, ``t_d`` (steps) and representable range ``[x_T, x_0]``."""
+    table: dict[str, dict[str, float]] = {}
+    for name, kernel in model.kernels().items():
+        with torch.no_grad():
+            x_t, x_0 = kernel.bounds()
+        table[name] = {
+            "tau": float(kernel.tau.detach()),
+            "t_d": float(kernel.t_d.detach()),
+            "x_T": float(x_t),
+            "x_0": float(x_0),
+        }
+    return table
+
+
+def load_ttfs_run(
+    run_dir: str | Path, sample_shape: tuple[int, ...] | int, num_classes: int
+) -> tuple[Recipe, TTFSNetwork]:
+    """The recipe and trained surrogate DNN (eval mode) of a TTFS run folder."""
+    run = Path(run_dir)
+    recipe = load_recipe(run / RECIPE_FILE)
+    if not is_ttfs_recipe(recipe):
+        raise ToolchainError(f"{run}: not a TTFS run ([ttfs].enabled is false in its recipe.toml)")
+    from toolchain.snn.models import network_input_shape
+
+    model = build_for_recipe(recipe, network_input_shape(sample_shape), num_classes)
+    path = run / MODEL_FILE
+    if not path.is_file():
+        raise ToolchainError(f"{path}: no trained model in this run folder")
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise ToolchainError(f"{path}: not a TTFS model of recipe {recipe.name!r} ({exc})") from None
+    model.eval()
+    return recipe, model
+
+
+__all__ = [
+    "TTFSTrainResult",
+    "build_for_recipe",
+    "check_ttfs_recipe",
+    "fit_ttfs",
+    "is_ttfs_recipe",
+    "kernel_parameters",
+    "load_ttfs_run",
+    "refusal_message",
+]
