@@ -62,11 +62,20 @@ def test_ir_error_is_a_toolchain_error():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"i_decay": 0}, r"iDecay = 0 is outside Loihi's register range \[1, 4096\]"),
-        ({"i_decay": 4097}, r"iDecay = 4097 is outside"),
-        ({"v_decay": 4096}, r"vDecay = 4096 is outside Loihi's register range \[0, 4095\]"),
-        ({"vth_mant": 2**17}, r"vThMant = 131072 is outside Loihi's register range \[1, 131071\]"),
-        ({"vth_mant": 0}, r"vThMant = 0 is outside"),
+        (
+            {"i_decay": 0},
+            r"iDecay \(current decay x 4096\) = 0 is outside Loihi's register range \[1, 4096\]",
+        ),
+        ({"i_decay": 4097}, r"iDecay \(current decay x 4096\) = 4097 is outside"),
+        (
+            {"v_decay": 4096},
+            r"vDecay \(voltage decay x 4096\) = 4096 is outside Loihi's register range \[0, 4095\]",
+        ),
+        (
+            {"vth_mant": 2**17},
+            r"vThMant \(threshold x 64\) = 131072 is outside Loihi's register range \[1, 131071\]",
+        ),
+        ({"vth_mant": 0}, r"vThMant \(threshold x 64\) = 0 is outside"),
         ({"bias_exp": 8}, r"bias_exp = 8 is outside Loihi's register range \[-8, 7\]"),
         ({"vth_mant": 64.0}, r"vThMant must be an integer, got 64.0"),
         ({"v_decay": True}, r"vDecay must be an integer, got True"),

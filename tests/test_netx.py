@@ -315,10 +315,13 @@ def _replace(f, key, data):
             lambda f: _replace(f, "layer/4/weight", np.full((5, 24), 300)),
             r"/layer/4: layer 'fc': weights span \[300, 300\]",
         ),
-        (lambda f: _replace(f, "layer/4/neuron/iDecay", 5000), r"/layer/4/neuron: iDecay = 5000 is outside"),
+        (
+            lambda f: _replace(f, "layer/4/neuron/iDecay", 5000),
+            r"/layer/4/neuron: iDecay \(current decay x 4096\) = 5000 is outside",
+        ),
         (
             lambda f: _replace(f, "layer/4/neuron/vThMant", 2**18),
-            r"vThMant = 262144 is outside Loihi's register",
+            r"vThMant \(threshold x 64\) = 262144 is outside Loihi's register",
         ),
         (
             lambda f: _replace(f, "layer/4/neuron/type", np.array([b"SDNN"], dtype="S10")),

@@ -42,3 +42,9 @@ class SimulationError(ToolchainError):
 
 class FormatError(ToolchainError):
     """A model file (netx, NIR, ONNX) is missing, corrupt, or holds what the reader cannot represent."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message`` (errors are printed on one line)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

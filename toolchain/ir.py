@@ -34,9 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from toolchain.errors import ToolchainError
-from toolchain.snn.dynamics import CURRENT_DECAY_OFFSET, DECAY_UNITY
-from toolchain.snn.loihi import VTH_MANT_MAX, WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
+from toolchain.errors import QuantizationError, ToolchainError
+from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE, CubaRegisters
 
 #: Loihi's bias mantissa register: 13 bits, signed
 BIAS_MANT_BITS = 13
@@ -78,9 +77,12 @@ class CubaNeurons:
     graded_spike: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("iDecay", self.i_decay, 1, DECAY_UNITY)
-        _check_int("vDecay", self.v_decay, 0, DECAY_UNITY - 1)
-        _check_int("vThMant", self.vth_mant, 1, VTH_MANT_MAX)
+        for name, value in (("iDecay", self.i_decay), ("vDecay", self.v_decay), ("vThMant", self.vth_mant)):
+            _check_int(name, value, -(2**31), 2**31)
+        try:
+            self.registers  # noqa: B018 - CubaRegisters validates the register ranges
+        except QuantizationError as exc:
+            raise IRError(str(exc)) from None
         _check_int("bias_exp", self.bias_exp, BIAS_EXP_MIN, BIAS_EXP_MAX)
         if self.ref_delay != 1:
             raise IRError(f"refDelay = {self.ref_delay}: only 1 (Lava's CUBA neuron) is supported")
@@ -98,22 +100,27 @@ class CubaNeurons:
             object.__setattr__(self, "bias_mant", bias.astype(np.int64))
 
     @property
+    def registers(self) -> CubaRegisters:
+        """The decays and threshold as :class:`toolchain.snn.loihi.CubaRegisters` (validated there)."""
+        return CubaRegisters(int(self.i_decay), int(self.v_decay), int(self.vth_mant))
+
+    @property
     def du_lava(self) -> int:
         """The current decay register Lava's LIF holds (``i_decay - 1``)."""
-        return self.i_decay - CURRENT_DECAY_OFFSET
+        return self.registers.du_lava
 
     @property
     def current_decay(self) -> float:
-        return self.i_decay / DECAY_UNITY
+        return self.registers.current_decay
 
     @property
     def voltage_decay(self) -> float:
-        return self.v_decay / DECAY_UNITY
+        return self.registers.voltage_decay
 
     @property
     def threshold(self) -> float:
         """The threshold in float units of the synaptic current (a weight of 1.0 is 64)."""
-        return self.vth_mant / WEIGHT_SCALE
+        return self.registers.threshold
 
     def bias_float(self) -> np.ndarray | None:
         """The per-neuron bias added to the voltage every step, in float units (``None``: no bias)."""

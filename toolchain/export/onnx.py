@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from toolchain import __version__
-from toolchain.errors import FormatError, ToolchainError
+from toolchain.errors import FormatError, ToolchainError, one_line
 from toolchain.io import atomic_write
 from toolchain.snn.ann import AnnNetwork
 from toolchain.snn.dynamics import heaviside
@@ -234,12 +234,6 @@ def run_onnx(path: str | Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
             f"{path}: onnxruntime failed on inputs {inputs.shape} ({one_line(exc)})"
         ) from None
     return dict(zip(names, results, strict=True))
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as ``Type: first line of its message`` (errors are printed on one line)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 class _AnnGraph(nn.Module):

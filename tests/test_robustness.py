@@ -1,0 +1,520 @@
+"""Robustness of the readers that issue 10 lists and the tests of the other stages do not fuzz.
+
+Each reader (recipe TOML, MNIST IDX, CIFAR-10 python batches, GSC wav/flac clips, a run folder's
+``model.pt``) gets mutated valid files (byte flips, truncation, inserted or deleted bytes, absurd
+header fields, wrong-typed values) and must answer each with a result or a one-line
+:class:`~toolchain.errors.ToolchainError` naming the file: never another exception, a hang (each
+read runs under a time limit) or a large allocation (headers declaring 10^9 elements are refused
+before allocating, measured with ``tracemalloc``). A full disk during an atomic write is a one-line
+error that names the file and leaves the previous file intact.
+
+The suite's run is derandomized (the same inputs every time); ``TOOLCHAIN_FUZZ_EXAMPLES=N`` runs N
+examples per test with fresh randomness (``docs/robustness.md`` lists the figures of such runs).
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import os
+import pickle
+import signal
+import struct
+import tempfile
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
+from hypothesis import strategies as st
+
+import toolchain.io as tio
+from toolchain.config import load_recipe, parse_recipe, save_recipe
+from toolchain.data import gsc, load_dataset
+from toolchain.data import mnist as mnist_module
+from toolchain.errors import ToolchainError
+from toolchain.export.run_loader import load_run
+from toolchain.snn.models import build_model, network_input_shape
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "models").glob("*/recipe.toml"))
+FUZZ_EXAMPLES = int(os.environ.get("TOOLCHAIN_FUZZ_EXAMPLES", "50"))
+#: the suite's run is the same every time; a longer run (TOOLCHAIN_FUZZ_EXAMPLES set) explores anew
+FUZZ_DERANDOMIZE = "TOOLCHAIN_FUZZ_EXAMPLES" not in os.environ
+#: seconds one read may take before it counts as a hang
+READ_TIMEOUT_S = 20.0
+#: a reader refusing an absurd header may allocate at most this much on the Python heap
+ALLOCATION_LIMIT_BYTES = 64 * 1024**2
+
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=FUZZ_DERANDOMIZE,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+#: header words a mutation may write: the limits of uint32/int32, 10^9 and small odd values
+ABSURD_WORDS = (0, 1, 3, 255, 10**9, 2**31 - 1, 2**31, 2**32 - 1)
+
+
+class ReadTimeout(Exception):
+    """A read ran past :data:`READ_TIMEOUT_S` (a hang): deliberately not a ToolchainError."""
+
+
+@contextmanager
+def time_limit(seconds: float = READ_TIMEOUT_S) -> Iterator[None]:
+    def expire(signum: int, frame: Any) -> None:
+        raise ReadTimeout(f"read took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def read_or_toolchain_error(read: Callable[[], Any], names: str | Path, label: str) -> Any:
+    """``read()``'s result, or None when it raised a one-line ToolchainError naming ``names``.
+
+    Any other exception (and a hang, as :class:`ReadTimeout`) propagates and fails the test.
+    """
+    try:
+        with time_limit():
+            result = read()
+    except ToolchainError as exc:
+        message = str(exc)
+        assert "\n" not in message, f"multi-line error: {message!r}"
+        assert str(names) in message, f"error does not name {names}: {message!r}"
+        _event(f"{label}: {type(exc).__name__}")
+        return None
+    _event(f"{label}: read")
+    return result
+
+
+def _event(outcome: str) -> None:
+    if currently_in_test_context():
+        event(outcome)
+
+
+@st.composite
+def byte_mutations(draw: st.DrawFn, valid: bytes, header_bytes: int = 64) -> bytes:
+    """``valid`` with 1-6 mutations, half of them in the first ``header_bytes`` bytes."""
+    raw = bytearray(valid)
+    for _ in range(draw(st.integers(1, 6), label="mutations")):
+        if not raw:
+            break
+        hot = draw(st.booleans(), label="in header")
+        end = min(len(raw), header_bytes) if hot else len(raw)
+        at = draw(st.integers(0, end - 1), label="at")
+        kind = draw(st.sampled_from(["flip", "byte", "word", "insert", "delete", "truncate"]), label="kind")
+        if kind == "flip":
+            raw[at] ^= 1 << draw(st.integers(0, 7), label="bit")
+        elif kind == "byte":
+            raw[at] = draw(st.integers(0, 255), label="value")
+        elif kind == "word":
+            word = draw(st.sampled_from(ABSURD_WORDS), label="word")
+            order = draw(st.sampled_from(["<", ">"]), label="endian")
+            raw[at : at + 4] = struct.pack(f"{order}I", word)
+        elif kind == "insert":
+            raw[at:at] = draw(st.binary(min_size=1, max_size=16), label="inserted")
+        elif kind == "delete":
+            del raw[at : at + draw(st.integers(1, 64), label="deleted")]
+        else:
+            del raw[at:]
+    return bytes(raw)
+
+
+@contextmanager
+def peak_allocation() -> Iterator[list[int]]:
+    """Yields a one-item list that holds the peak of traced (Python and numpy) allocations after."""
+    out = [0]
+    tracemalloc.start()
+    try:
+        yield out
+    finally:
+        out[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+# --- recipes ------------------------------------------------------------------------------------
+
+TOML_VALUES = (
+    "10" + "0" * 400,  # an integer no float can hold
+    "-" + "9" * 30,
+    "1e308",
+    "1e999",
+    "nan",
+    "-inf",
+    "0",
+    "-1",
+    "true",
+    '"ten"',
+    "[]",
+    "[1, [2, 3]]",
+    "{}",
+    '{ a = 1 }',
+    "1979-05-27T07:32:00Z",
+    "[" * 2000 + "]" * 2000,  # deeper than the TOML parser's recursion
+    '"' + "x" * 10_000 + '"',
+)
+
+
+@st.composite
+def mutated_recipe(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(RECIPES), label="recipe").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(1, 4), label="mutations")):
+        if not lines:
+            break
+        at = draw(st.integers(0, len(lines) - 1), label="line")
+        kind = draw(st.sampled_from(["value", "delete", "duplicate", "bytes", "key"]), label="kind")
+        if kind == "value" and "=" in lines[at]:
+            key = lines[at].split("=", 1)[0]
+            lines[at] = f"{key}= {draw(st.sampled_from(TOML_VALUES), label='value')}"
+        elif kind == "delete":
+            del lines[at]
+        elif kind == "duplicate":
+            lines.insert(at, lines[at])
+        elif kind == "key":
+            lines.insert(at, f"{draw(st.sampled_from(['seed', 'x.y', '[model]', '[[data]]']))} = 1")
+        else:
+            raw = bytearray(lines[at].encode("utf-8"))
+            if raw:
+                raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255), label="byte")
+            lines[at] = raw.decode("utf-8", errors="surrogateescape")
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(text=mutated_recipe())
+def test_fuzz_recipe_reader_only_raises_recipe_errors(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz" / "recipe.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    read_or_toolchain_error(lambda: load_recipe(path), path, "load_recipe")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("threshold = 1" + "0" * 400, r"\[neuron\]\.threshold: expected a number"),
+        ("threshold = nan", r"\[neuron\]\.threshold: expected a finite number"),
+        ("threshold = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
+    ],
+)
+def test_recipe_fuzz_findings_stay_fixed(tmp_path: Path, line: str, message: str) -> None:
+    text = (REPO / "models" / "digits-demo" / "recipe.toml").read_text(encoding="utf-8")
+    path = tmp_path / "recipe.toml"
+    path.write_text(text.replace("threshold = 1.0", line), encoding="utf-8")
+    with pytest.raises(ToolchainError, match=message) as info:
+        load_recipe(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+# --- MNIST IDX files -----------------------------------------------------------------------------
+
+
+def _idx(array: np.ndarray) -> bytes:
+    return struct.pack(f">I{array.ndim}I", 0x0800 | array.ndim, *array.shape) + array.tobytes()
+
+
+def _write_mnist(folder: Path, images: bytes | None = None, gz: bool = False) -> Path:
+    """Four small valid IDX files (3 train, 2 test images) in ``folder``; ``images`` replaces the
+    train images file's bytes. Returns the path of the train images file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": _idx(rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)),
+        "train-labels-idx1-ubyte": _idx(np.array([0, 1, 2], dtype=np.uint8)),
+        "t10k-images-idx3-ubyte": _idx(rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)),
+        "t10k-labels-idx1-ubyte": _idx(np.array([3, 4], dtype=np.uint8)),
+    }
+    if images is not None:
+        files["train-images-idx3-ubyte"] = images
+    for stem, data in files.items():
+        for old in (folder / stem, folder / f"{stem}.gz"):
+            old.unlink(missing_ok=True)
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (folder / stem).write_bytes(data)
+    return folder / ("train-images-idx3-ubyte.gz" if gz else "train-images-idx3-ubyte")
+
+
+VALID_IDX = _idx(np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8))
+
+
+@FUZZ
+@given(data=byte_mutations(VALID_IDX, header_bytes=16), gz=st.booleans())
+def test_fuzz_idx_reader_only_raises_data_errors(tmp_path: Path, data: bytes, gz: bool) -> None:
+    if gz and data[:1] == b"\x00":  # also mutate the compressed stream sometimes
+        compressed = bytearray(gzip.compress(data, mtime=0))
+        compressed[len(compressed) // 2] ^= 0xFF
+        _write_mnist(tmp_path / "mnist", gz=True)
+        path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+        path.write_bytes(bytes(compressed))
+    else:
+        path = _write_mnist(tmp_path / "mnist", data, gz=gz)
+    ds = read_or_toolchain_error(lambda: load_dataset("mnist", tmp_path), path, "mnist")
+    if ds is not None:
+        assert ds.train.x.shape[1:] == (1, 28, 28) and len(ds.train.x) == len(ds.train.y)
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [(10**9, 28, 28), (2**32 - 1, 2**32 - 1, 2**32 - 1), (2**31, 2**31, 4)],
+    ids=["1e9-images", "uint32-max", "int64-wraps-to-0"],
+)
+def test_idx_absurd_header_is_refused_before_allocating(tmp_path: Path, dims: tuple[int, ...]) -> None:
+    header = struct.pack(">I3I", 0x0803, *dims)
+    path = _write_mnist(tmp_path / "mnist", header + bytes(100))
+    with peak_allocation() as peak, pytest.raises(ToolchainError, match="header declares") as info:
+        load_dataset("mnist", tmp_path)
+    assert str(path) in str(info.value)
+    assert peak[0] < ALLOCATION_LIMIT_BYTES
+
+
+def test_idx_gzip_bomb_is_refused_without_decompressing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mnist_module, "MAX_IDX_BYTES", 1024**2)  # 1 MiB instead of the real limit
+    path = _write_mnist(tmp_path / "mnist", bytes(4 * 1024**2), gz=True)
+    with peak_allocation() as peak, pytest.raises(ToolchainError, match="more than") as info:
+        load_dataset("mnist", tmp_path)
+    assert str(path) in str(info.value)
+    assert peak[0] < 3 * 1024**2
+
+
+# --- CIFAR-10 python batches ----------------------------------------------------------------------
+
+
+def _batch_pickle(n: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    batch = {
+        b"batch_label": b"fuzz",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"a.png"] * n,
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def _write_batches(root: Path, first: bytes) -> Path:
+    """A ``cifar-10-batches-py`` folder of 2-image batches whose ``data_batch_1`` is ``first``."""
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]):
+        (folder / name).write_bytes(first if i == 0 else _batch_pickle(2, i))
+    return folder / "data_batch_1"
+
+
+VALID_BATCH = _batch_pickle(2, 0)
+
+
+@FUZZ
+@given(data=byte_mutations(VALID_BATCH, header_bytes=256))
+def test_fuzz_cifar10_batch_reader_only_raises_data_errors(tmp_path: Path, data: bytes) -> None:
+    path = _write_batches(tmp_path, data)
+    ds = read_or_toolchain_error(
+        lambda: load_dataset("cifar10", tmp_path, {"source": "batches"}), path, "cifar10 batches"
+    )
+    if ds is not None:
+        assert ds.train.x.shape[1:] == (3, 32, 32) and len(ds.train.x) == len(ds.train.y)
+
+
+@pytest.mark.parametrize("opcode", [b"B", b"T", b"\x8e", b"X"], ids=["BINBYTES", "BINSTRING", "BINBYTES8", "BINUNICODE"])
+def test_cifar10_pickle_declaring_a_huge_string_is_refused_before_allocating(tmp_path: Path, opcode: bytes) -> None:
+    size = struct.pack("<Q", 10**12) if opcode == b"\x8e" else struct.pack("<I", 2**31 - 1)
+    path = _write_batches(tmp_path, b"\x80\x02}q\x00" + opcode + size + b"abc")
+    with peak_allocation() as peak, pytest.raises(ToolchainError, match="corrupt or truncated pickle") as info:
+        load_dataset("cifar10", tmp_path, {"source": "batches"})
+    assert str(path) in str(info.value)
+    assert peak[0] < ALLOCATION_LIMIT_BYTES
+
+
+# --- GSC clips (wav, flac) -----------------------------------------------------------------------
+
+
+def _clip_bytes(fmt: str) -> bytes:
+    noise = np.random.default_rng(0).normal(0, 0.05, 1600).clip(-1, 1)  # 0.1 s: small, padded on read
+    buffer = io.BytesIO()
+    soundfile.write(buffer, noise, gsc.af.SAMPLE_RATE, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+VALID_CLIPS = {"wav": _clip_bytes("WAV"), "flac": _clip_bytes("FLAC")}
+
+
+@st.composite
+def mutated_clip(draw: st.DrawFn) -> tuple[str, bytes]:
+    suffix = draw(st.sampled_from(sorted(VALID_CLIPS)), label="format")
+    return suffix, draw(byte_mutations(VALID_CLIPS[suffix], header_bytes=96))
+
+
+@FUZZ
+@given(clip=mutated_clip(), offset=st.sampled_from([0, 0, 800, 10**9]))
+def test_fuzz_gsc_clip_reader_only_raises_data_errors(tmp_path: Path, clip: tuple[str, bytes], offset: int) -> None:
+    suffix, data = clip
+    path = tmp_path / f"fuzz.{suffix}"
+    path.write_bytes(data)
+    audio = read_or_toolchain_error(lambda: gsc.read_clip(path, offset), path, f"read_clip {suffix}")
+    if audio is not None:
+        assert audio.shape == (gsc.af.CLIP_SAMPLES,) and audio.dtype == np.float32
+        assert np.isfinite(audio).all()
+    read_or_toolchain_error(lambda: gsc._info(path), path, f"info {suffix}")
+
+
+def test_wav_header_declaring_1e9_samples_reads_one_clip(tmp_path: Path) -> None:
+    """A data chunk claiming 2 GB: the reader takes at most one clip's samples, never the claim."""
+    raw = bytearray(VALID_CLIPS["wav"])
+    at = raw.index(b"data")
+    raw[at + 4 : at + 8] = struct.pack("<I", 2 * 10**9)
+    raw[4:8] = struct.pack("<I", 2 * 10**9 + 36)
+    path = tmp_path / "huge.wav"
+    path.write_bytes(bytes(raw))
+    with peak_allocation() as peak:
+        audio = read_or_toolchain_error(lambda: gsc.read_clip(path), path, "huge wav")
+    assert peak[0] < ALLOCATION_LIMIT_BYTES
+    if audio is not None:
+        assert audio.shape == (gsc.af.CLIP_SAMPLES,)
+        np.testing.assert_array_equal(audio[1600:], 0)  # only the real samples, then padding
+
+
+@pytest.mark.parametrize("num_features", [10**9, 10**6, 300])
+def test_gsc_absurd_band_count_is_refused_before_allocating(num_features: int) -> None:
+    recipe = {"name": "x", "data": {"dataset": "gsc", "options": {"features": "logmel", "num_features": num_features}}}
+    with peak_allocation() as peak, pytest.raises(ToolchainError, match="num_features"):
+        with time_limit():
+            parse_recipe(recipe, "fuzz.toml")
+    assert peak[0] < ALLOCATION_LIMIT_BYTES
+
+
+# --- checkpoints (a run folder's model.pt) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the digits demo recipe with untrained weights (what load_run reads)."""
+    run = tmp_path_factory.mktemp("run")
+    recipe = load_recipe(REPO / "models" / "digits-demo")
+    save_recipe(recipe, run / "recipe.toml")
+    torch.manual_seed(0)
+    model = build_model(recipe.model, recipe.neuron, network_input_shape((64,)), 10)
+    tio.save_torch(run / "model.pt", model.state_dict())
+    return run
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def _copy_run(run: Path, dest: Path, model_bytes: bytes) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "recipe.toml").write_bytes((run / "recipe.toml").read_bytes())
+    (dest / "model.pt").write_bytes(model_bytes)
+    return dest / "model.pt"
+
+
+def test_valid_run_folder_loads(run_folder: Path) -> None:
+    loaded = load_run(run_folder)
+    assert loaded.recipe.name == "digits-demo"
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pytest.param(lambda: pickle.dumps(_Exploit()), id="pickle-calling-os.system"),
+        pytest.param(lambda: _torch_bytes({"exploit": _Exploit()}), id="torch-file-calling-os.system"),
+        pytest.param(lambda: _torch_bytes([1, 2, 3]), id="a-list"),
+        pytest.param(lambda: _torch_bytes({"layers.0.weight": "a string"}), id="wrong-types"),
+        pytest.param(lambda: _torch_bytes({"x": torch.zeros(3)}), id="wrong-keys"),
+        pytest.param(lambda: b"", id="empty"),
+    ],
+)
+def test_checkpoint_replaced_is_refused(run_folder: Path, tmp_path: Path, replacement: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _copy_run(run_folder, tmp_path / "run", replacement())
+    with pytest.raises(ToolchainError) as info:
+        load_run(path.parent)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "pwned.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def valid_model_bytes(run_folder: Path) -> bytes:
+    return (run_folder / "model.pt").read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_checkpoint_reader_only_raises_toolchain_errors(run_folder: Path, valid_model_bytes: bytes, data: st.DataObject) -> None:
+    mutated = data.draw(byte_mutations(valid_model_bytes, header_bytes=len(valid_model_bytes)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _copy_run(run_folder, Path(tmp) / "run", mutated)
+        loaded = read_or_toolchain_error(lambda: load_run(path.parent), path, "load_run")
+    if loaded is not None:
+        assert loaded.recipe.name == "digits-demo"
+
+
+# --- a full disk --------------------------------------------------------------------------------
+
+
+class _FullDisk(io.BufferedWriter):
+    """A file on a disk that fills after ``room`` bytes: later writes fail with ENOSPC."""
+
+    room = 100
+
+    def write(self, data: Any) -> int:
+        size = len(memoryview(data).cast("B"))
+        if self.tell() + size > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode != "wb":
+            return real_fdopen(fd, mode, *args, **kwargs)
+        return _FullDisk(io.FileIO(fd, "wb"))
+
+    monkeypatch.setattr(tio.os, "fdopen", fdopen)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda p: tio.write_text(p, "x" * 10_000), id="write_text"),
+        pytest.param(lambda p: tio.write_json(p, {"values": list(range(1000))}), id="write_json"),
+        pytest.param(lambda p: tio.save_torch(p, {"w": torch.zeros(1000)}), id="save_torch"),
+    ],
+)
+def test_full_disk_is_one_line_and_keeps_the_previous_file(
+    tmp_path: Path, request: pytest.FixtureRequest, write: Callable[[Path], Any]
+) -> None:
+    path = tmp_path / "out" / "checkpoint.pt"
+    tio.write_text(path, "previous")
+    request.getfixturevalue("full_disk")
+    with pytest.raises(ToolchainError) as info:
+        write(path)
+    message = str(info.value)
+    assert str(path) in message and "No space left on device" in message and "\n" not in message
+    assert path.read_text() == "previous"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary left
