@@ -15,20 +15,19 @@ those inputs.
 
 from __future__ import annotations
 
-import argparse
-import collections
 import shutil
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzzing import FuzzTally, fuzz, fuzz_parser, report
+
 from toolchain import ir
-from toolchain.errors import FormatError, ToolchainError
+from toolchain.errors import FormatError
 from toolchain.export.netx import read_netx, write_netx
 
 DATASETS = (
@@ -110,43 +109,25 @@ def mutate(data: bytes, path: Path, rng: np.random.Generator) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = fuzz_parser(__doc__.splitlines()[0], inputs=3000)
     parser.add_argument("--keep", type=Path, help="copy every input that crashed or failed the reader here")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    outcomes: collections.Counter[str] = collections.Counter()
-    kinds: collections.Counter[str] = collections.Counter()
-    slowest = 0.0
-    failures = 0
     with tempfile.TemporaryDirectory() as folder:
         valid = write_netx(valid_network(), Path(folder) / "valid.net").read_bytes()
         path = Path(folder) / "fuzz.net"
-        start = time.perf_counter()
-        for _ in range(args.inputs):
-            kinds[mutate(valid, path, rng)] += 1
-            began = time.perf_counter()
-            try:
-                read_netx(path)
-                outcomes["read"] += 1
-            except FormatError as exc:
-                crashed = "crashed" in str(exc)
-                outcomes["FormatError (HDF5 library crashed, contained)" if crashed else "FormatError"] += 1
-                if crashed and args.keep:
-                    args.keep.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(path, args.keep / f"crash-{sum(outcomes.values())}.net")
-            except ToolchainError:
-                outcomes["other ToolchainError"] += 1
-            except Exception:  # a failure of the reader: report it
-                failures += 1
-                outcomes["failure"] += 1
-                traceback.print_exc()
-            slowest = max(slowest, time.perf_counter() - began)
-        total = time.perf_counter() - start
-    print(f"inputs tried: {args.inputs} (seed {args.seed}) in {total:.1f} s; mutations: {dict(kinds)}")
-    print(f"outcomes: {dict(outcomes)}; failures: {failures}; slowest read: {slowest * 1000:.1f} ms")
-    return 1 if failures else 0
+
+        def format_error(exc: FormatError, tally: FuzzTally) -> str:
+            crashed = "crashed" in str(exc)
+            if crashed and args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, args.keep / f"crash-{sum(tally.outcomes.values()) + 1}.net")
+            return "FormatError (HDF5 library crashed, contained)" if crashed else "FormatError"
+
+        tally = fuzz(
+            args.inputs, lambda: mutate(valid, path, rng), lambda: read_netx(path), format_error=format_error
+        )
+    return report(tally, args, slowest="slowest read")
 
 
 if __name__ == "__main__":

@@ -16,19 +16,17 @@ runs a bounded version of this on every test run (hypothesis, 50 inputs).
 
 from __future__ import annotations
 
-import argparse
-import collections
 import json
 import os
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzzing import fuzz, fuzz_parser, report
 
 
 def valid_files(folder: Path) -> list[bytes]:
@@ -96,47 +94,28 @@ def mutate_fields(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
 
 
 def main() -> int:
-    from toolchain.errors import FormatError, ToolchainError
     from toolchain.export.inspect import describe, format_description
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--inputs", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = fuzz_parser(__doc__.splitlines()[0], inputs=5000).parse_args()
     rng = np.random.default_rng(args.seed)
-    outcomes: collections.Counter[str] = collections.Counter()
-    kinds: collections.Counter[str] = collections.Counter()
-    slowest = 0.0
-    failures = 0
     with tempfile.TemporaryDirectory() as folder:
         valid = valid_files(Path(folder))
         path = Path(folder) / "fuzz.onnx"
-        start = time.perf_counter()
-        for _ in range(args.inputs):
+
+        def write_input() -> str:
             data = valid[int(rng.integers(len(valid)))]
             mutate = mutate_fields if rng.random() < 0.3 else mutate_bytes
             kind, blob = mutate(data, rng)
-            kinds[kind] += 1
             path.write_bytes(blob)
-            began = time.perf_counter()
-            try:
-                described = describe(path)
-                format_description(described)
-                json.dumps(described)
-                outcomes["described"] += 1
-            except FormatError:
-                outcomes["FormatError"] += 1
-            except ToolchainError:
-                outcomes["other ToolchainError"] += 1
-            except Exception:  # a failure of the reader: report it
-                failures += 1
-                outcomes["failure"] += 1
-                traceback.print_exc()
-            slowest = max(slowest, time.perf_counter() - began)
-        total = time.perf_counter() - start
-    print(f"inputs tried: {args.inputs} (seed {args.seed}) in {total:.1f} s; mutations: {dict(kinds)}")
-    print(f"outcomes: {dict(outcomes)}; failures: {failures}; slowest: {slowest * 1000:.1f} ms")
-    return 1 if failures else 0
+            return kind
+
+        def read() -> None:
+            described = describe(path)
+            format_description(described)
+            json.dumps(described)
+
+        tally = fuzz(args.inputs, write_input, read, success="described")
+    return report(tally, args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import os
 import pickle
 import signal
 import struct
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -162,7 +164,7 @@ TOML_VALUES = (
     "[]",
     "[1, [2, 3]]",
     "{}",
-    '{ a = 1 }',
+    "{ a = 1 }",
     "1979-05-27T07:32:00Z",
     "[" * 2000 + "]" * 2000,  # deeper than the TOML parser's recursion
     '"' + "x" * 10_000 + '"',
@@ -170,52 +172,59 @@ TOML_VALUES = (
 
 
 @st.composite
-def mutated_recipe(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(RECIPES), label="recipe").read_text(encoding="utf-8")
-    lines = text.splitlines()
+def mutated_recipe(draw: st.DrawFn) -> bytes:
+    lines = draw(st.sampled_from(RECIPES), label="recipe").read_bytes().splitlines()
     for _ in range(draw(st.integers(1, 4), label="mutations")):
         if not lines:
             break
         at = draw(st.integers(0, len(lines) - 1), label="line")
         kind = draw(st.sampled_from(["value", "delete", "duplicate", "bytes", "key"]), label="kind")
-        if kind == "value" and "=" in lines[at]:
-            key = lines[at].split("=", 1)[0]
-            lines[at] = f"{key}= {draw(st.sampled_from(TOML_VALUES), label='value')}"
+        if kind == "value" and b"=" in lines[at]:
+            key = lines[at].split(b"=", 1)[0]
+            lines[at] = key + b"= " + draw(st.sampled_from(TOML_VALUES), label="value").encode()
         elif kind == "delete":
             del lines[at]
         elif kind == "duplicate":
             lines.insert(at, lines[at])
         elif kind == "key":
-            lines.insert(at, f"{draw(st.sampled_from(['seed', 'x.y', '[model]', '[[data]]']))} = 1")
+            lines.insert(at, draw(st.sampled_from([b"seed", b"x.y", b"[model]", b"[[data]]"])) + b" = 1")
         else:
-            raw = bytearray(lines[at].encode("utf-8"))
+            raw = bytearray(lines[at])
             if raw:
                 raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255), label="byte")
-            lines[at] = raw.decode("utf-8", errors="surrogateescape")
-    return "\n".join(lines) + "\n"
+            lines[at] = bytes(raw)
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.parent.name for p in RECIPES])
+def test_valid_recipes_read(recipe: Path) -> None:
+    assert load_recipe(recipe).name == recipe.parent.name
 
 
 @FUZZ
 @given(text=mutated_recipe())
-def test_fuzz_recipe_reader_only_raises_recipe_errors(tmp_path: Path, text: str) -> None:
+def test_fuzz_recipe_reader_only_raises_recipe_errors(tmp_path: Path, text: bytes) -> None:
     path = tmp_path / "fuzz" / "recipe.toml"
     path.parent.mkdir(exist_ok=True)
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    path.write_bytes(text)
     read_or_toolchain_error(lambda: load_recipe(path), path, "load_recipe")
 
 
 @pytest.mark.parametrize(
-    ("line", "message"),
+    ("old", "new", "message"),
     [
-        ("threshold = 1" + "0" * 400, r"\[neuron\]\.threshold: expected a number"),
-        ("threshold = nan", r"\[neuron\]\.threshold: expected a finite number"),
-        ("threshold = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
+        ("threshold = 1.0", "threshold = 1" + "0" * 400, r"\[neuron\]\.threshold: expected a number"),
+        ("threshold = 1.0", "threshold = nan", r"\[neuron\]\.threshold: expected a finite number"),
+        ("threshold = 1.0", "threshold = " + "[" * 2000 + "]" * 2000, "nested too deeply"),
+        # passed the reader before, then crashed torch.manual_seed with an OverflowError traceback
+        ("learning_rate = 0.002\nseed = 0", "learning_rate = 0.002\nseed = 1" + "0" * 30, r"\[train\]\.seed"),
     ],
 )
-def test_recipe_fuzz_findings_stay_fixed(tmp_path: Path, line: str, message: str) -> None:
+def test_recipe_fuzz_findings_stay_fixed(tmp_path: Path, old: str, new: str, message: str) -> None:
     text = (REPO / "models" / "digits-demo" / "recipe.toml").read_text(encoding="utf-8")
+    assert text.count(old) == 1
     path = tmp_path / "recipe.toml"
-    path.write_text(text.replace("threshold = 1.0", line), encoding="utf-8")
+    path.write_text(text.replace(old, new), encoding="utf-8")
     with pytest.raises(ToolchainError, match=message) as info:
         load_recipe(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -254,6 +263,12 @@ def _write_mnist(folder: Path, images: bytes | None = None, gz: bool = False) ->
 VALID_IDX = _idx(np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8))
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_valid_idx_reads(tmp_path: Path, gz: bool) -> None:
+    _write_mnist(tmp_path / "mnist", VALID_IDX, gz=gz)
+    assert load_dataset("mnist", tmp_path).train.x.shape == (3, 1, 28, 28)
+
+
 @FUZZ
 @given(data=byte_mutations(VALID_IDX, header_bytes=16), gz=st.booleans())
 def test_fuzz_idx_reader_only_raises_data_errors(tmp_path: Path, data: bytes, gz: bool) -> None:
@@ -271,29 +286,48 @@ def test_fuzz_idx_reader_only_raises_data_errors(tmp_path: Path, data: bytes, gz
 
 
 @pytest.mark.parametrize(
-    "dims",
-    [(10**9, 28, 28), (2**32 - 1, 2**32 - 1, 2**32 - 1), (2**31, 2**31, 4)],
-    ids=["1e9-images", "uint32-max", "int64-wraps-to-0"],
+    ("dims", "payload"),
+    [((10**9, 28, 28), 100), ((2**32 - 1,) * 3, 100), ((2**31, 2**31, 4), 0)],
+    ids=["1e9-images", "uint32-max", "int64-product-wraps-to-0"],
 )
-def test_idx_absurd_header_is_refused_before_allocating(tmp_path: Path, dims: tuple[int, ...]) -> None:
+def test_idx_absurd_header_is_refused_before_allocating(
+    tmp_path: Path, dims: tuple[int, ...], payload: int
+) -> None:
     header = struct.pack(">I3I", 0x0803, *dims)
-    path = _write_mnist(tmp_path / "mnist", header + bytes(100))
+    path = _write_mnist(tmp_path / "mnist", header + bytes(payload))
     with peak_allocation() as peak, pytest.raises(ToolchainError, match="header declares") as info:
         load_dataset("mnist", tmp_path)
     assert str(path) in str(info.value)
     assert peak[0] < ALLOCATION_LIMIT_BYTES
 
 
-def test_idx_gzip_bomb_is_refused_without_decompressing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idx_gzip_bomb_is_refused_without_decompressing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(mnist_module, "MAX_IDX_BYTES", 1024**2)  # 1 MiB instead of the real limit
-    path = _write_mnist(tmp_path / "mnist", bytes(4 * 1024**2), gz=True)
+    path = _write_mnist(tmp_path / "mnist", bytes(64 * 1024**2), gz=True)  # 64 MiB in 64 KB
     with peak_allocation() as peak, pytest.raises(ToolchainError, match="more than") as info:
         load_dataset("mnist", tmp_path)
     assert str(path) in str(info.value)
-    assert peak[0] < 3 * 1024**2
+    assert peak[0] < 8 * 1024**2
 
 
 # --- CIFAR-10 python batches ----------------------------------------------------------------------
+
+
+class Py2Pickler(pickle._Pickler):  # type: ignore[misc]  # the pure-Python pickler, to override bytes
+    """Writes ``bytes`` as Python 2 ``str`` opcodes, as in the official CIFAR-10 batches."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
 
 
 def _batch_pickle(n: int, seed: int) -> bytes:
@@ -304,19 +338,29 @@ def _batch_pickle(n: int, seed: int) -> bytes:
         b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
         b"filenames": [b"a.png"] * n,
     }
-    return pickle.dumps(batch, protocol=2)
+    buffer = io.BytesIO()
+    Py2Pickler(buffer, protocol=2).dump(batch)
+    return buffer.getvalue()
 
 
 def _write_batches(root: Path, first: bytes) -> Path:
     """A ``cifar-10-batches-py`` folder of 2-image batches whose ``data_batch_1`` is ``first``."""
     folder = root / "cifar10" / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]):
+    for i, name in enumerate(
+        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    ):
         (folder / name).write_bytes(first if i == 0 else _batch_pickle(2, i))
     return folder / "data_batch_1"
 
 
 VALID_BATCH = _batch_pickle(2, 0)
+
+
+def test_valid_batch_reads(tmp_path: Path) -> None:
+    _write_batches(tmp_path, VALID_BATCH)
+    ds = load_dataset("cifar10", tmp_path, {"source": "batches"})
+    assert ds.train.x.shape == (10, 3, 32, 32) and ds.test.x.shape == (2, 3, 32, 32)
 
 
 @FUZZ
@@ -330,11 +374,18 @@ def test_fuzz_cifar10_batch_reader_only_raises_data_errors(tmp_path: Path, data:
         assert ds.train.x.shape[1:] == (3, 32, 32) and len(ds.train.x) == len(ds.train.y)
 
 
-@pytest.mark.parametrize("opcode", [b"B", b"T", b"\x8e", b"X"], ids=["BINBYTES", "BINSTRING", "BINBYTES8", "BINUNICODE"])
-def test_cifar10_pickle_declaring_a_huge_string_is_refused_before_allocating(tmp_path: Path, opcode: bytes) -> None:
+@pytest.mark.parametrize(
+    "opcode", [b"B", b"T", b"\x8e", b"X"], ids=["BINBYTES", "BINSTRING", "BINBYTES8", "BINUNICODE"]
+)
+def test_cifar10_pickle_declaring_a_huge_string_is_refused_before_allocating(
+    tmp_path: Path, opcode: bytes
+) -> None:
     size = struct.pack("<Q", 10**12) if opcode == b"\x8e" else struct.pack("<I", 2**31 - 1)
     path = _write_batches(tmp_path, b"\x80\x02}q\x00" + opcode + size + b"abc")
-    with peak_allocation() as peak, pytest.raises(ToolchainError, match="corrupt or truncated pickle") as info:
+    with (
+        peak_allocation() as peak,
+        pytest.raises(ToolchainError, match="corrupt or truncated pickle") as info,
+    ):
         load_dataset("cifar10", tmp_path, {"source": "batches"})
     assert str(path) in str(info.value)
     assert peak[0] < ALLOCATION_LIMIT_BYTES
@@ -353,6 +404,14 @@ def _clip_bytes(fmt: str) -> bytes:
 VALID_CLIPS = {"wav": _clip_bytes("WAV"), "flac": _clip_bytes("FLAC")}
 
 
+@pytest.mark.parametrize("suffix", sorted(VALID_CLIPS))
+def test_valid_clips_read(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"valid.{suffix}"
+    path.write_bytes(VALID_CLIPS[suffix])
+    audio = gsc.read_clip(path)
+    assert audio.shape == (gsc.af.CLIP_SAMPLES,) and np.abs(audio[:1600]).max() > 0
+
+
 @st.composite
 def mutated_clip(draw: st.DrawFn) -> tuple[str, bytes]:
     suffix = draw(st.sampled_from(sorted(VALID_CLIPS)), label="format")
@@ -361,7 +420,9 @@ def mutated_clip(draw: st.DrawFn) -> tuple[str, bytes]:
 
 @FUZZ
 @given(clip=mutated_clip(), offset=st.sampled_from([0, 0, 800, 10**9]))
-def test_fuzz_gsc_clip_reader_only_raises_data_errors(tmp_path: Path, clip: tuple[str, bytes], offset: int) -> None:
+def test_fuzz_gsc_clip_reader_only_raises_data_errors(
+    tmp_path: Path, clip: tuple[str, bytes], offset: int
+) -> None:
     suffix, data = clip
     path = tmp_path / f"fuzz.{suffix}"
     path.write_bytes(data)
@@ -390,10 +451,12 @@ def test_wav_header_declaring_1e9_samples_reads_one_clip(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("num_features", [10**9, 10**6, 300])
 def test_gsc_absurd_band_count_is_refused_before_allocating(num_features: int) -> None:
-    recipe = {"name": "x", "data": {"dataset": "gsc", "options": {"features": "logmel", "num_features": num_features}}}
-    with peak_allocation() as peak, pytest.raises(ToolchainError, match="num_features"):
-        with time_limit():
-            parse_recipe(recipe, "fuzz.toml")
+    recipe = {
+        "name": "x",
+        "data": {"dataset": "gsc", "options": {"features": "logmel", "num_features": num_features}},
+    }
+    with peak_allocation() as peak, pytest.raises(ToolchainError, match="num_features"), time_limit():
+        parse_recipe(recipe, "fuzz.toml")
     assert peak[0] < ALLOCATION_LIMIT_BYTES
 
 
@@ -438,7 +501,7 @@ def _torch_bytes(obj: Any) -> bytes:
 @pytest.mark.parametrize(
     "replacement",
     [
-        pytest.param(lambda: pickle.dumps(_Exploit()), id="pickle-calling-os.system"),
+        pytest.param(lambda: pickle.dumps(_Exploit(), protocol=2), id="pickle-calling-os.system"),
         pytest.param(lambda: _torch_bytes({"exploit": _Exploit()}), id="torch-file-calling-os.system"),
         pytest.param(lambda: _torch_bytes([1, 2, 3]), id="a-list"),
         pytest.param(lambda: _torch_bytes({"layers.0.weight": "a string"}), id="wrong-types"),
@@ -446,7 +509,9 @@ def _torch_bytes(obj: Any) -> bytes:
         pytest.param(lambda: b"", id="empty"),
     ],
 )
-def test_checkpoint_replaced_is_refused(run_folder: Path, tmp_path: Path, replacement: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_replaced_is_refused(
+    run_folder: Path, tmp_path: Path, replacement: Callable[[], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = _copy_run(run_folder, tmp_path / "run", replacement())
     with pytest.raises(ToolchainError) as info:
@@ -462,7 +527,9 @@ def valid_model_bytes(run_folder: Path) -> bytes:
 
 @FUZZ
 @given(data=st.data())
-def test_fuzz_checkpoint_reader_only_raises_toolchain_errors(run_folder: Path, valid_model_bytes: bytes, data: st.DataObject) -> None:
+def test_fuzz_checkpoint_reader_only_raises_toolchain_errors(
+    run_folder: Path, valid_model_bytes: bytes, data: st.DataObject
+) -> None:
     mutated = data.draw(byte_mutations(valid_model_bytes, header_bytes=len(valid_model_bytes)))
     with tempfile.TemporaryDirectory() as tmp:
         path = _copy_run(run_folder, Path(tmp) / "run", mutated)
@@ -518,3 +585,32 @@ def test_full_disk_is_one_line_and_keeps_the_previous_file(
     assert str(path) in message and "No space left on device" in message and "\n" not in message
     assert path.read_text() == "previous"
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]  # no temporary left
+
+
+def test_full_disk_while_saving_a_recipe_is_one_line(tmp_path: Path, full_disk: None) -> None:
+    path = tmp_path / "recipe.toml"
+    with pytest.raises(ToolchainError, match=r"recipe\.toml: write failed \(No space left on device\)"):
+        save_recipe(load_recipe(REPO / "models" / "digits-demo"), path)
+    assert not path.exists()
+
+
+def test_unwritable_output_folder_fails_before_training(tmp_path: Path) -> None:
+    """Through the real entry point: a one-line error, exit code 2, and no epoch was trained."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "toolchain", "train", "models/digits-demo", "--out", str(blocker / "run")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"toolchain: error: {blocker / 'run'}: output folder is not writable (Not a directory)"
+    )
+    assert "Traceback" not in result.stderr
+    assert "epoch" not in result.stdout + result.stderr

@@ -112,7 +112,8 @@ class TrainConfig:
     learning_rate: float = bounded(1e-3, gt=0, le=10)
     optimizer: str = choice("adam", "sgd", default="adam")
     weight_decay: float = bounded(0.0, ge=0)
-    seed: int = 0
+    #: bounded so that the per-epoch seeds derived from it fit torch's 64-bit generator
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     device: str = choice("cpu", "cuda", "auto", default="cpu")
 
 
@@ -258,12 +259,16 @@ def load_recipe(path: str | Path) -> Recipe:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RecipeError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     return parse_recipe(table, str(path), default_name=path.parent.name or "recipe")
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
-    """Write the resolved recipe (every default filled in) as TOML."""
-    Path(path).write_text(dump_recipe(recipe), encoding="utf-8")
+    """Write the resolved recipe (every default filled in) as TOML, atomically."""
+    from toolchain.io import write_text  # imports torch: only when a recipe is written
+
+    write_text(path, dump_recipe(recipe))
 
 
 def dump_recipe(recipe: Recipe) -> str:
@@ -297,7 +302,7 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
             raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
         try:
             value = tomllib.loads(f"value = {text}")["value"]
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             value = text
         overrides[key.strip()] = value
     return overrides

@@ -34,10 +34,27 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         os.replace(tmp_name, path)
     except OSError as exc:
         raise ToolchainError(f"{path}: write failed ({exc.strerror or exc})") from None
+    except Exception as exc:
+        cause = _os_error_in(exc)  # torch.save wraps a full disk's OSError in a RuntimeError
+        if cause is None:
+            raise
+        raise ToolchainError(f"{path}: write failed ({cause.strerror or cause})") from None
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` was raised from or while handling, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _umask() -> int:
@@ -57,6 +74,32 @@ def write_json(path: str | Path, data: Any) -> Path:
 def save_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically. Load such files with ``torch.load(..., weights_only=True)``."""
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_torch(path: str | Path, problem: str = "not a readable weights file") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain containers only.
+
+    A file that is not such a weights file (truncated, corrupt, a pickle naming a callable) raises a
+    one-line :class:`ToolchainError` ``"<path>: <problem> (<reason>)"``.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's unpickler can raise anything on a corrupt file
+        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc``'s message on one line for an error message (torch's are often paragraphs).
+
+    The line of a refused global of the weights-only unpickler when there is one, else the whole
+    message with its whitespace collapsed, cut at ``limit`` characters.
+    """
+    text = str(exc) or type(exc).__name__
+    for line in text.splitlines():
+        if "WeightsUnpickler error" in line:
+            return line.strip()
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def check_writable_dir(path: str | Path) -> Path:

@@ -179,7 +179,12 @@ def _convert(hint: Any, value: Any, key_path: str, error: type[Exception]) -> An
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise error(f"{_path(key_path)}: expected a number, got {_describe(value)}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits (TOML integers are unbounded)
+            raise error(
+                f"{_path(key_path)}: expected a number, got an integer too large for a float"
+            ) from None
     if hint is str:
         if not isinstance(value, str):
             raise error(f"{_path(key_path)}: expected a string, got {_describe(value)}")

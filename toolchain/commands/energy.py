@@ -12,9 +12,6 @@ from typing import Any
 
 from toolchain.errors import ToolchainError
 
-NETX_SUFFIXES = (".net", ".h5", ".hdf5")
-NIR_SUFFIXES = (".nir",)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -137,24 +134,20 @@ def cmd_energy(args: argparse.Namespace) -> int:
 
 
 def load_network(path: Path, data_dir: Path | None) -> tuple[Any, Any]:
-    """``(ir.Network, LoadedRun | None)`` from a netx/NIR file or a run folder."""
+    """``(ir.Network, LoadedRun | None)`` from a netx/NIR file (detected by content) or a run folder."""
     if path.is_dir():
-        load_run = _import("toolchain.export.run_loader", "load_run", "run folders")
-        quantize_model = _import("toolchain.export.quantize", "quantize_model", "run folders")
+        from toolchain.export.quantize import quantize_model
+        from toolchain.export.run_loader import load_run
+
         run = load_run(path, data_dir)
         network, _ = quantize_model(run.model, run.recipe, classes=run.dataset.classes, source=str(path))
         return network, run
     if not path.exists():
         raise ToolchainError(f"{path}: no such file or run folder")
-    suffix = path.suffix.lower()
-    if suffix in NETX_SUFFIXES:
-        return _import("toolchain.export.netx", "read_netx", "netx files")(path), None
-    if suffix in NIR_SUFFIXES:
-        return _import("toolchain.export.nir", "read_nir", "NIR files")(path), None
-    raise ToolchainError(
-        f"{path}: unknown model file; expected a netx ({', '.join(NETX_SUFFIXES)}) or NIR (.nir) file, "
-        "or a run folder"
-    )
+    from toolchain.export.formats import read_graph
+
+    network, _ = read_graph(path)
+    return network, None
 
 
 def read_activity(path: Path):
@@ -178,33 +171,11 @@ def read_activity(path: Path):
 
 
 def measure_activity(network: Any, run: Any, samples: int):
-    """Run the reference simulator on the first ``samples`` test samples of a run's dataset."""
-    import numpy as np
-    import torch
+    """Run the reference simulator on the first ``samples`` test samples of a run's dataset, encoded
+    as the evaluation encodes them (:func:`toolchain.sim.inputs.network_inputs`)."""
+    from toolchain.sim.inputs import network_inputs
+    from toolchain.sim.reference import simulate
 
-    from toolchain.data.base import as_float
-    from toolchain.data.encoding import encode
-
-    simulate = _import("toolchain.sim.reference", "simulate", "measuring activity")
-    split = run.dataset.test
-    count = min(samples, len(split))
-    x = as_float(np.asarray(split.x[:count]))
-    if network.input_encoding == "graded":
-        inputs = x
-    else:
-        generator = torch.Generator().manual_seed(0)
-        encoded = encode(
-            run.recipe.encoding.scheme, torch.from_numpy(x), network.time_steps, generator=generator
-        )
-        inputs = encoded.numpy()
-    print(f"simulating {count} test samples of {run.dataset.name} ...", file=sys.stderr)
-    return simulate(network, inputs).activity
-
-
-def _import(module: str, name: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise ToolchainError(f"{what} need {module}.{name}, which this version does not have yet") from None
+    inputs = network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
+    print(f"simulating {inputs.samples} test samples of {run.dataset.name} ...", file=sys.stderr)
+    return simulate(network, inputs.inputs).activity

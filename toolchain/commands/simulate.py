@@ -80,38 +80,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def file_format(path: Path) -> str:
-    """``"netx"`` or ``"nir"`` from the content (both are HDF5: netx has ``/layer``, NIR ``/node``)."""
-    import h5py
-
-    if not path.is_file():
-        raise ToolchainError(f"{path}: no such file (expected a netx or NIR file from `toolchain export`)")
-    try:
-        with h5py.File(path, "r") as handle:
-            keys = set(handle.keys())
-    except Exception as exc:  # h5py raises OSError; a damaged file may raise anything
-        raise ToolchainError(
-            f"{path}: not an HDF5 file (netx or NIR expected): {str(exc).splitlines()[0]}"
-        ) from None
-    if "layer" in keys:
-        return "netx"
-    if "node" in keys:
-        return "nir"
-    raise ToolchainError(f"{path}: HDF5 without /layer (netx) or /node (NIR); not an exported network")
-
-
-def read_network(path: Path) -> tuple[Any, str]:
-    """The deployment graph in ``path`` and its format."""
-    fmt = file_format(path)
-    if fmt == "netx":
-        from toolchain.export.netx import read_netx
-
-        return read_netx(path), fmt
-    from toolchain.export.nir import read_nir
-
-    return read_nir(path), fmt
-
-
 def load_test_split(network: Any, path: Path, data_dir: Path | None) -> tuple[Any, dict[str, Any]]:
     """The test split of the dataset ``network.metadata`` names, with the options of its run's recipe."""
     from toolchain.config import load_recipe
@@ -139,10 +107,11 @@ def load_test_split(network: Any, path: Path, data_dir: Path | None) -> tuple[An
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from toolchain.export.formats import read_graph
     from toolchain.io import write_json
     from toolchain.sim.inputs import encoding_of, network_inputs
 
-    network, fmt = read_network(args.file)
+    network, fmt = read_graph(args.file)
     if args.backend == "lava" and fmt != "netx":
         raise ToolchainError(f"{args.file}: the lava backend runs netx files; export with --format netx")
     encoding = encoding_of(network, str(args.file))

@@ -30,8 +30,10 @@ the class folders. ``limit_train``/``limit_test`` keep the first N images and de
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
+import pickletools
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -177,10 +179,17 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def restricted_load(path: Path) -> Any:
     """Unpickle ``path`` with :class:`RestrictedUnpickler` (``encoding='bytes'``, as the official
-    Python 2 batches need: their keys come back as ``bytes``). Raises :class:`DataError`."""
+    Python 2 batches need: their keys come back as ``bytes``). Raises :class:`DataError`.
+
+    The opcodes are scanned first (:func:`pickletools.genops` on the bytes in memory), so a length
+    field larger than the file (a corrupt or hostile ``BINBYTES`` of 10^12 bytes) is refused
+    before the unpickler would allocate what it declares.
+    """
     try:
-        with path.open("rb") as f:
-            return _unpickle(f)
+        data = path.read_bytes()
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+        return _unpickle(io.BytesIO(data))
     except RefusedGlobalError as exc:
         raise DataError(
             f"{path}: refused pickle ({exc}); expected a CIFAR-10 batch holding only dicts, lists, "
@@ -195,6 +204,8 @@ def restricted_load(path: Path) -> Any:
         AttributeError,
         IndexError,
         KeyError,
+        MemoryError,
+        RecursionError,
     ) as exc:
         raise DataError(f"{path}: corrupt or truncated pickle ({type(exc).__name__}: {exc})") from None
 

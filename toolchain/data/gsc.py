@@ -145,7 +145,15 @@ class Options:
         if self.features == "mfcc" and count > af.NUM_MELS:
             raise ValueError(f"num_features: at most {af.NUM_MELS} MFCC coefficients, got {count}")
         if self.features == "logmel":
-            af.mel_filterbank(count)  # raises ValueError when bands would be empty
+            if count > 4 * af.N_FFT:  # checked first: the filterbank of 10^9 bands would not fit in memory
+                raise ValueError(
+                    f"num_features: {count} mel bands leave filters with no FFT bin (n_fft={af.N_FFT} "
+                    f"has {af.N_FFT // 2 + 1} bins); use fewer bands"
+                )
+            try:
+                af.mel_filterbank(count)  # raises ValueError when bands would be empty
+            except ValueError as exc:
+                raise ValueError(f"num_features: {exc}") from None
 
     @property
     def feature_count(self) -> int:

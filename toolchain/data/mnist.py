@@ -17,6 +17,7 @@ file (no extra copy), except when ``limit_train``/``limit_test`` keep only the f
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from toolchain.schema import bounded
 SERVES_SEVERAL = True
 
 IMAGE_SIZE = 28
+#: refuse an IDX file larger than this (decompressed): the official train images are 47 MB, so a
+#: bigger file is a decompression bomb or the wrong file, and is not read into memory
+MAX_IDX_BYTES = 1024**3
 #: IDX type code of unsigned bytes, the only one these files use
 IDX_UBYTE = 0x08
 IDX_TYPE_NAMES = {
@@ -144,16 +148,27 @@ def _read(folder: Path, name: str, stem: str) -> tuple[Path, bytes]:
     if gz_path.is_file():
         try:
             with gzip.open(gz_path, "rb") as f:
-                return gz_path, f.read()
+                data = f.read(MAX_IDX_BYTES + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{gz_path}: corrupt or truncated gzip file ({exc})") from None
+        _check_size(gz_path, len(data))
+        return gz_path, data
     raw_path = folder / stem
     if raw_path.is_file():
         try:
+            _check_size(raw_path, raw_path.stat().st_size)
             return raw_path, raw_path.read_bytes()
         except OSError as exc:
             raise DataError(f"{raw_path}: cannot read ({exc})") from None
     raise DataError(f"{gz_path}: file not found (nor {raw_path.name}); {_layout(name)}")
+
+
+def _check_size(path: Path, size: int) -> None:
+    if size > MAX_IDX_BYTES:
+        raise DataError(
+            f"{path}: holds more than {MAX_IDX_BYTES / 1024**3:.0f} GiB (decompressed); an MNIST IDX "
+            "file is at most 47 MB"
+        )
 
 
 def _parse_idx(data: bytes, path: Path, ndim: int) -> np.ndarray:
@@ -174,7 +189,7 @@ def _parse_idx(data: bytes, path: Path, ndim: int) -> np.ndarray:
             f"for {ndim} dimension{'s' if ndim > 1 else ''}"
         )
     dims = struct.unpack(f">{ndim}I", data[4:header_size])
-    expected_size = int(np.prod(dims, dtype=np.int64))
+    expected_size = math.prod(dims)  # exact: numpy's int64 product wraps around for huge headers
     payload = len(data) - header_size
     if payload != expected_size:
         problem = "truncated" if payload < expected_size else "has trailing bytes"

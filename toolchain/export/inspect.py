@@ -1,12 +1,10 @@
 """Describe an exported file (netx, NIR or ONNX): layers, shapes, neuron parameters, quantization.
 
-:func:`describe` detects the format from the file's content, not its name: netx and NIR are both
-HDF5 (signature ``\\x89HDF\\r\\n\\x1a\\n``); netx files hold a ``layer`` group (lava-dl's
-``netx.hdf5``), NIR files a ``node`` group (``nir.write``). Anything else whose first byte is
-``0x08`` (protobuf field 1, ``ir_version``, which ONNX writers put first) or whose name ends in
-``.onnx`` is read as ONNX. netx and NIR files are read by their readers into the deployment graph
-(:func:`toolchain.export.netx.read_netx`, :func:`toolchain.export.nir.read_nir`) and described by
-:func:`describe_network`: one code path for every graph format. ONNX files are read by
+:func:`describe` detects the format from the file's content, not its name
+(:func:`toolchain.export.formats.detect_format`, the detection every command shares). netx and NIR
+files are read by their readers into the deployment graph
+(:func:`toolchain.export.formats.read_graph`) and described by :func:`describe_network`: one code
+path for every graph format. ONNX files are read by
 :func:`toolchain.export.onnx.read_onnx` (size-limited, no external data) and described from
 their graph: inputs, outputs, operators, initializers and ``metadata_props``.
 
@@ -24,42 +22,17 @@ from typing import Any
 import numpy as np
 
 from toolchain import ir
-from toolchain.errors import FormatError, ToolchainError
-from toolchain.export.onnx import one_line as _one_line
+from toolchain.errors import one_line as _one_line
+from toolchain.export.formats import FORMATS, ModelFileError, detect_format, read_graph
 from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
 
-FORMATS: tuple[str, ...] = ("netx", "nir", "onnx")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: where HDF5 looks for its signature (a user block shifts it by a power of two >= 512)
-HDF5_OFFSETS = (0, 512, 1024, 2048, 4096, 8192)
-#: the first byte of a protobuf message whose field 1 is a varint (ONNX's ``ir_version``)
-PROTOBUF_VARINT_FIELD1 = 0x08
 #: values per chunk when an initializer's statistics are computed
 STATS_CHUNK = 1 << 22
 
 
-class InspectError(FormatError):
-    """A file cannot be described: missing, of an unknown format, or unreadable."""
-
-
-def detect_format(path: str | Path) -> str:
-    """``"netx"``, ``"nir"`` or ``"onnx"`` from the content of ``path``; :class:`InspectError` otherwise."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(HDF5_OFFSETS[-1] + len(HDF5_SIGNATURE))
-    except OSError as exc:
-        raise InspectError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if not head:
-        raise InspectError(f"{path}: the file is empty")
-    if any(head[o : o + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for o in HDF5_OFFSETS):
-        return _hdf5_format(path)
-    if head[0] == PROTOBUF_VARINT_FIELD1 or path.suffix.lower() == ".onnx":
-        return "onnx"
-    raise InspectError(
-        f"{path}: unknown format (expected a netx or NIR HDF5 file or an ONNX model; "
-        f"the file starts with {head[:8]!r})"
-    )
+#: a file cannot be described: missing, of an unknown format, or unreadable (the error every
+#: command raises for a model file, :class:`toolchain.export.formats.ModelFileError`)
+InspectError = ModelFileError
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -79,7 +52,8 @@ def describe(path: str | Path) -> dict[str, Any]:
             return {**head, **describe_onnx_model(model)}
         except InspectError as exc:
             raise InspectError(f"{path}: {exc}") from None
-    return {**head, **describe_network(_read_graph(fmt, path))}
+    network, _ = read_graph(path)
+    return {**head, **describe_network(network)}
 
 
 def describe_network(network: ir.Network) -> dict[str, Any]:
@@ -135,48 +109,6 @@ def format_description(description: dict[str, Any]) -> str:
     else:
         lines += _format_network(description)
     return "\n".join(lines)
-
-
-def _hdf5_format(path: Path) -> str:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            keys = set(handle.keys())
-            groups = {key for key in keys if isinstance(handle[key], h5py.Group)}
-    except Exception as exc:  # h5py reports corrupt files as OSError, sometimes as others
-        raise InspectError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
-    if "layer" in groups and "node" not in groups:
-        return "netx"
-    if "node" in groups and "layer" not in groups:
-        return "nir"
-    raise InspectError(
-        f"{path}: an HDF5 file that is neither netx (a 'layer' group) nor NIR (a 'node' group); "
-        f"top-level keys: {sorted(keys)}"
-    )
-
-
-def _read_graph(fmt: str, path: Path) -> ir.Network:
-    import importlib
-
-    module_name = f"toolchain.export.{fmt}"
-    try:
-        reader = getattr(importlib.import_module(module_name), f"read_{fmt}")
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise InspectError(f"{path}: a {fmt} file, but the {fmt} reader is not in this version yet") from None
-    except AttributeError:
-        raise InspectError(f"{path}: a {fmt} file, but the {fmt} reader is not in this version yet") from None
-    try:
-        network = reader(path)
-    except ToolchainError:
-        raise
-    except Exception as exc:  # a reader must fail cleanly; never let a file crash `inspect`
-        raise InspectError(f"{path}: cannot read the {fmt} file ({_one_line(exc)})") from None
-    if not isinstance(network, ir.Network):
-        raise InspectError(f"{path}: the {fmt} reader returned {type(network).__name__}, not ir.Network")
-    return network
 
 
 def _describe_layer(layer: ir.Layer) -> dict[str, Any]:

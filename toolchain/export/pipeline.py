@@ -20,16 +20,15 @@ import numpy as np
 import torch
 
 from toolchain import ir
-from toolchain.data import ArraySplit, as_float
+from toolchain.data import ArraySplit
 from toolchain.errors import NotImplementedYetError, QuantizationError, ToolchainError
+from toolchain.export.formats import FORMATS
 from toolchain.export.quantize import QuantizationReport, quantize_model
 from toolchain.export.run_loader import LoadedRun
 from toolchain.io import check_writable_dir
+from toolchain.sim.inputs import EVAL_BATCH
 
-FORMATS: tuple[str, ...] = ("netx", "nir", "onnx")
 ONNX_MODELS: tuple[str, ...] = ("snn", "ann")
-#: samples per batch when evaluating (the same batches, hence the same rate-coded spikes, as training's)
-EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -173,25 +172,18 @@ def torch_model_predictions(run: LoadedRun, split: ArraySplit) -> tuple[np.ndarr
 def simulator_inputs(run: LoadedRun, network: ir.Network, split: ArraySplit) -> np.ndarray:
     """The test samples as the simulator takes them: analog ``[B, *shape]`` in [0, 1] for graded
     input, else the encoded 0/1 spikes ``[T, B, *shape]`` (rate spikes drawn as the evaluation
-    draws them: seed 0, batches of :data:`EVAL_BATCH`, so both see the same spikes)."""
-    from toolchain.train.evaluate import batches, encode_batch
+    draws them, by :func:`toolchain.sim.inputs.network_inputs`: seed 0, batches of
+    :data:`EVAL_BATCH`, so both see the same spikes)."""
+    from toolchain.sim.inputs import InputRangeError, network_inputs
 
-    if network.input_encoding == "graded":
-        x = as_float(np.asarray(split.x)).reshape(len(split), *network.input_shape)
-        if x.size and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-            raise QuantizationError(
-                f"the test samples of {run.recipe.data.dataset!r} span [{x.min():g}, {x.max():g}]: "
-                "Loihi's 8-bit graded input (round(x * 255)) needs values in [0, 1], so the quantized "
-                "network cannot be evaluated on them (pass --no-eval to skip the evaluation)"
-            )
-        return x
-    generator = torch.Generator().manual_seed(0)
-    chunks = [
-        encode_batch(x, run.recipe.encoding, generator).numpy().astype(np.uint8)
-        for x, _ in batches(split, EVAL_BATCH)
-    ]
-    spikes = np.concatenate(chunks, axis=1)
-    return spikes.reshape(spikes.shape[0], len(split), *network.input_shape)
+    try:
+        return network_inputs(network, split, run.recipe.encoding).inputs
+    except InputRangeError as exc:
+        raise QuantizationError(
+            f"the test samples of {run.recipe.data.dataset!r} span [{exc.low:g}, {exc.high:g}]: "
+            "Loihi's 8-bit graded input (round(x * 255)) needs values in [0, 1], so the quantized "
+            "network cannot be evaluated on them (pass --no-eval to skip the evaluation)"
+        ) from None
 
 
 def ann_twin(run: LoadedRun) -> torch.nn.Module:

@@ -27,7 +27,7 @@ import torch
 from toolchain import ir
 from toolchain.config import NeuronConfig
 from toolchain.errors import SimulationError
-from toolchain.sim.reference import SimulationResult, check_inputs, readout
+from toolchain.sim.reference import SimulationResult, check_inputs
 from toolchain.snn.architectures import LayerSpec
 from toolchain.snn.blocks import SynapticBlock
 from toolchain.snn.loihi import INPUT_SHIFT, WEIGHT_SCALE, CubaRegisters
@@ -146,17 +146,11 @@ def simulate_torch(
             if record_spikes:
                 for name, s in out.spikes.items():
                     spikes[name].append(s.to(torch.uint8).numpy())
-    all_counts = np.concatenate(counts)
     from toolchain.activity import Activity
 
     activity = Activity(network.name, "torch_fixed_point", samples, network.time_steps, ())
-    return SimulationResult(
-        counts=all_counts,
-        predictions=readout(all_counts),
-        activity=activity,
-        spikes={name: np.concatenate(parts, axis=1) for name, parts in spikes.items()}
-        if record_spikes
-        else None,
+    return SimulationResult.from_batches(
+        counts, network.num_classes, activity, spikes if record_spikes else None
     )
 
 

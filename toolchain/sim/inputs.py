@@ -26,6 +26,16 @@ from toolchain.errors import SimulationError
 EVAL_BATCH = 256
 
 
+class InputRangeError(SimulationError):
+    """Graded samples outside [0, 1]: ``low`` and ``high`` are the span measured."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+        super().__init__(
+            f"samples span [{low:g}, {high:g}]: graded 8-bit input (round(x * 255)) needs [0, 1]"
+        )
+
+
 @dataclass(frozen=True)
 class NetworkInputs:
     """``inputs`` as :func:`toolchain.sim.reference.simulate` takes them, ``labels`` ``[B]``, and the
@@ -86,8 +96,8 @@ def network_inputs(
 ) -> NetworkInputs:
     """The first ``samples`` (all by default) of ``split`` as ``network``'s inputs (see the module docstring).
 
-    Raises :class:`SimulationError` when the samples do not fit the network's input or lie outside
-    [0, 1] for graded input.
+    Raises :class:`SimulationError` when the samples do not fit the network's input, and its
+    :class:`InputRangeError` when they lie outside [0, 1] for graded input.
     """
     from toolchain.train.evaluate import batches, encode_batch
 
@@ -103,9 +113,7 @@ def network_inputs(
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise SimulationError(f"samples of shape {x.shape[1:]} do not fit the network's input {shape}")
         if x.size and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-            raise SimulationError(
-                f"samples span [{x.min():g}, {x.max():g}]: graded 8-bit input (round(x * 255)) needs [0, 1]"
-            )
+            raise InputRangeError(float(x.min()), float(x.max()))
         return NetworkInputs(x.reshape(count, *shape), labels, encoding)
     # whole evaluation batches are drawn, then cut: the first samples get the spikes the evaluation gives them
     drawn = split.subset(slice(0, min(len(split), -(-count // EVAL_BATCH) * EVAL_BATCH)))
@@ -119,4 +127,4 @@ def network_inputs(
     return NetworkInputs(spikes.reshape(spikes.shape[0], count, *shape), labels, encoding)
 
 
-__all__ = ["EVAL_BATCH", "NetworkInputs", "encoding_of", "network_inputs"]
+__all__ = ["EVAL_BATCH", "InputRangeError", "NetworkInputs", "encoding_of", "network_inputs"]

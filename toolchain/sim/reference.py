@@ -111,6 +111,28 @@ class SimulationResult:
             raise SimulationError(f"{labels.shape[0]} labels for {self.samples} simulated samples")
         return float((self.predictions == labels).mean()) if self.samples else 0.0
 
+    @classmethod
+    def from_batches(
+        cls,
+        counts: Sequence[np.ndarray],
+        classes: int,
+        activity: Activity,
+        spikes: dict[str, list[np.ndarray]] | None = None,
+        timing: SimulationTiming | None = None,
+    ) -> SimulationResult:
+        """The result of a run in batches: ``counts`` ``[b, classes]`` and each layer's ``spikes``
+        ``[T, b, *shape]`` batch by batch, joined along the samples, with their :func:`readout`."""
+        joined = np.concatenate(counts) if len(counts) else np.zeros((0, classes), np.int64)
+        return cls(
+            counts=joined,
+            predictions=readout(joined),
+            activity=activity,
+            spikes=None
+            if spikes is None
+            else {name: np.concatenate(parts, axis=1) for name, parts in spikes.items()},
+            timing=timing,
+        )
+
 
 def readout(counts: np.ndarray) -> np.ndarray:
     """The predicted class of each row of spike counts ``[B, classes]``: the first maximum."""
@@ -345,17 +367,12 @@ def simulate(
                     recorded[synapse.layer.name].append(layer_spikes.to(torch.uint8).numpy())
     run_s = time.perf_counter() - start - startup_s
 
-    all_counts = np.concatenate(counts) if counts else np.zeros((0, network.num_classes), np.int64)
-    timing = SimulationTiming(startup_s, run_s, samples, steps)
-    activity = _activity(network, synapses, totals, samples, "reference")
-    return SimulationResult(
-        counts=all_counts,
-        predictions=readout(all_counts),
-        activity=activity,
-        spikes={name: np.concatenate(parts, axis=1) for name, parts in recorded.items()}
-        if record_spikes
-        else None,
-        timing=timing,
+    return SimulationResult.from_batches(
+        counts,
+        network.num_classes,
+        _activity(network, synapses, totals, samples, "reference"),
+        recorded if record_spikes else None,
+        SimulationTiming(startup_s, run_s, samples, steps),
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from toolchain.snn.dynamics import CubaState, cuba_step, cuba_step_quantized
+from toolchain.snn.dynamics import CubaState, SpikeFn, cuba_step, cuba_step_quantized, heaviside
 from toolchain.snn.fused import cuba_sequence
 from toolchain.snn.loihi import CubaRegisters, synaptic_input_grid
 from toolchain.snn.surrogate import SurrogateSpike
@@ -57,8 +57,6 @@ class CubaLIF(nn.Module):
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         current = delay(current, self.delay_steps)
-        state = CubaState.zeros_like(current[0])
-        spikes = []
         if self.registers is None and isinstance(self.spike_fn, SurrogateSpike):
             return cuba_sequence(
                 current,
@@ -70,24 +68,22 @@ class CubaLIF(nn.Module):
                 self.reset,
             )
         if self.registers is None:
-            for x_t in current:
-                s_t, state = cuba_step(
-                    state,
-                    x_t,
-                    self.current_decay,
-                    self.voltage_decay,
-                    self.threshold,
-                    spike_fn=self.spike_fn,
-                    reset=self.reset,
-                )
-                spikes.append(s_t)
-        else:
-            regs = self.registers
-            for x_t in synaptic_input_grid(current):
-                s_t, state = cuba_step_quantized(
-                    state, x_t, regs.du_lava, regs.v_decay, regs.vth_mant, spike_fn=self.spike_fn
-                )
-                spikes.append(s_t)
+            return cuba_float_sequence(
+                current,
+                self.current_decay,
+                self.voltage_decay,
+                self.threshold,
+                spike_fn=self.spike_fn,
+                reset=self.reset,
+            )
+        regs = self.registers
+        state = CubaState.zeros_like(current[0])
+        spikes = []
+        for x_t in synaptic_input_grid(current):
+            s_t, state = cuba_step_quantized(
+                state, x_t, regs.du_lava, regs.v_decay, regs.vth_mant, spike_fn=self.spike_fn
+            )
+            spikes.append(s_t)
         return torch.stack(spikes)
 
     def extra_repr(self) -> str:
@@ -96,6 +92,29 @@ class CubaLIF(nn.Module):
             f"current_decay={self.current_decay}, voltage_decay={self.voltage_decay}, "
             f"threshold={self.threshold}, reset={self.reset}, delay_steps={self.delay_steps}, {numeric}"
         )
+
+
+def cuba_float_sequence(
+    current: torch.Tensor,
+    current_decay: float | torch.Tensor,
+    voltage_decay: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    bias: float | torch.Tensor = 0.0,
+    *,
+    spike_fn: SpikeFn = heaviside,
+    reset: str = "zero",
+) -> torch.Tensor:
+    """Spikes ``[T, B, ...]`` of float CUBA-LIF neurons driven by ``current`` ``[T, B, ...]``: one
+    :func:`toolchain.snn.dynamics.cuba_step` a step from zero state (parameters scalars or tensors
+    broadcast against one step, e.g. per neuron)."""
+    state = CubaState.zeros_like(current[0])
+    spikes = []
+    for x_t in current:
+        s_t, state = cuba_step(
+            state, x_t, current_decay, voltage_decay, threshold, bias, spike_fn=spike_fn, reset=reset
+        )
+        spikes.append(s_t)
+    return torch.stack(spikes)
 
 
 def delay(sequence: torch.Tensor, steps: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from toolchain.config import Recipe, load_recipe, save_recipe
 from toolchain.data import Dataset
 from toolchain.errors import RecipeError, ToolchainError
-from toolchain.io import check_writable_dir, save_torch, write_json
+from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json
 from toolchain.snn.loihi import RoundingReport
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
@@ -311,11 +311,12 @@ def load_trained(
     path = run / MODEL_FILE
     if not path.is_file():
         raise ToolchainError(f"{path}: no trained model in this run folder")
+    problem = f"not a model of recipe {recipe.name!r}"
+    state = load_torch(path, problem)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise ToolchainError(f"{path}: not a model of recipe {recipe.name!r} ({exc})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
     return recipe, model
 
 
@@ -346,10 +347,7 @@ def _data_parallel(model: SpikingNetwork, ctx: DistributedContext | None) -> nn.
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise ToolchainError(f"{path}: cannot resume from this checkpoint ({exc})") from None
+    state = load_torch(path, "cannot resume from this checkpoint")
     if not isinstance(state, dict):
         raise ToolchainError(f"{path}: cannot resume from this checkpoint (not a checkpoint dictionary)")
     return state
@@ -362,8 +360,18 @@ def _restore(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         return [EpochRecord(**r) for r in state["history"]]
-    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise ToolchainError(f"{path}: cannot resume from this checkpoint ({exc})") from None
+    except (
+        RuntimeError,
+        KeyError,
+        TypeError,
+        EOFError,
+        ValueError,
+        OSError,
+        IndexError,
+        AttributeError,
+        pickle.UnpicklingError,
+    ) as exc:
+        raise ToolchainError(f"{path}: cannot resume from this checkpoint ({one_line(exc)})") from None
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

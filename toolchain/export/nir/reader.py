@@ -13,6 +13,7 @@ mantissas under a negative exponent) and must agree with the float values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -224,17 +225,7 @@ def _synaptic_layer(
         groups=groups,
         weight_exp=weight_exp,
     )
-    neurons = _neurons(neuron_key, neuron, params, probe.out_shape)
-    return ir.Conv(
-        name=name,
-        weight=w_int,
-        neurons=neurons,
-        in_shape=in_shape,
-        stride=stride,
-        padding=padding,
-        groups=groups,
-        weight_exp=weight_exp,
-    )
+    return dataclasses.replace(probe, neurons=_neurons(neuron_key, neuron, params, probe.out_shape))
 
 
 def _neurons(key: str, node: Any, params: Any, out_shape: tuple[int, ...]) -> ir.CubaNeurons:

@@ -3,7 +3,8 @@
 :func:`nir_to_torch` builds :class:`NirNetwork`: the graph's chain of nodes (ordered by the edges,
 :func:`toolchain.export.nir.reader.chain`) as time-major ``[T, B, ...]`` layers: weight nodes as
 torch layers applied to all steps at once (:class:`toolchain.snn.layers.TimeDistributed`), neuron
-nodes as :class:`NirCuba` populations stepped by :func:`toolchain.snn.dynamics.cuba_step` with the
+nodes as :class:`NirCuba` populations stepped by :func:`toolchain.snn.neurons.cuba_float_sequence`
+(:func:`toolchain.snn.dynamics.cuba_step` each step, as :class:`toolchain.snn.neurons.CubaLIF`) with the
 per-neuron parameters that :func:`toolchain.export.nir.convention.nir_to_cuba` derives from NIR's
 (forward Euler, ``dt`` from the graph's metadata, else snnTorch's 1e-4 s). snnTorch's ``Leaky``
 (a ``LIF`` node) and ``Synaptic`` (a ``CubaLIF`` node) come out as the CUBA forms of
@@ -35,9 +36,8 @@ from toolchain.export.nir.convention import (
 from toolchain.export.nir.files import load_graph
 from toolchain.export.nir.reader import chain
 from toolchain.export.nir.writer import is_toolchain_graph
-from toolchain.snn.dynamics import CubaState, cuba_step, heaviside
 from toolchain.snn.layers import Flatten, TimeDistributed
-from toolchain.snn.neurons import delay
+from toolchain.snn.neurons import cuba_float_sequence, delay
 
 
 class NirCuba(nn.Module):
@@ -59,21 +59,9 @@ class NirCuba(nn.Module):
         current = delay(current, self.delay_steps)
         if self.scaled:
             current = current * self.input_scale
-        state = CubaState.zeros_like(current[0])
-        spikes = []
-        for x_t in current:
-            s_t, state = cuba_step(
-                state,
-                x_t,
-                self.current_decay,
-                self.voltage_decay,
-                self.threshold,
-                self.bias,
-                spike_fn=heaviside,
-                reset="zero",
-            )
-            spikes.append(s_t)
-        return torch.stack(spikes)
+        return cuba_float_sequence(
+            current, self.current_decay, self.voltage_decay, self.threshold, self.bias, reset="zero"
+        )
 
 
 class NirNetwork(nn.Module):
