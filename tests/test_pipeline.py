@@ -136,3 +136,25 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[train] done in an earlier run" in result.stderr
     assert json.loads((out / "summary.json").read_text())["stages"]["energy"] == "done"
+
+
+def test_a_ttfs_recipe_runs_its_own_stages(tmp_path):
+    """TTFS: ONNX of the surrogate DNN, the event-driven simulator, energy; netx and Lava skipped."""
+    out = tmp_path / "ttfs"
+    result = toolchain(
+        "run", "models/digits-ttfs", "--out", str(out), "--epochs", "2", "--no-progress",
+        "--set", "ttfs.relax_epochs=1", "--set", "ttfs.ceil_from_epoch=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"] == {
+        "train": "done", "export": "done", "simulate": "done", "lava": "skipped", "energy": "done"
+    }  # fmt: skip
+    assert "TTFS network does not run on Lava" in summary["skipped"]["lava"]
+    assert (out / "export" / "model.onnx").is_file()
+    assert not (out / "export" / "model.net").exists()
+    sim = json.loads((out / "sim" / "ttfs.json").read_text())
+    assert sim["max_spikes_per_neuron"] <= 1  # time-to-first-spike: each neuron fires at most once
+    assert sim["samples"] == 450
+    assert "TTFS SNN (event-driven simulator)" in result.stdout
+    assert summary["energy_per_inference_j"] > 0

@@ -23,8 +23,10 @@ import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tracemalloc
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,8 +41,10 @@ from hypothesis import strategies as st
 
 import toolchain.io as tio
 from toolchain.config import load_recipe, parse_recipe, save_recipe
+from toolchain.data import archive as archive_module
 from toolchain.data import gsc, load_dataset
 from toolchain.data import mnist as mnist_module
+from toolchain.data.archive import unpacked
 from toolchain.errors import ToolchainError
 from toolchain.export.run_loader import load_run
 from toolchain.snn.models import build_model, network_input_shape
@@ -614,3 +618,88 @@ def test_unwritable_output_folder_fails_before_training(tmp_path: Path) -> None:
     )
     assert "Traceback" not in result.stderr
     assert "epoch" not in result.stdout + result.stderr
+
+
+# --- dataset archives -----------------------------------------------------------------------------
+
+
+def _tar_gz(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TOOLCHAIN_CACHE", str(cache))
+    return cache
+
+
+@pytest.mark.parametrize(
+    ("members", "links", "message"),
+    [
+        ({"data/../../evil.txt": b"x"}, None, "points outside the archive"),
+        ({"/etc/evil.txt": b"x"}, None, "points outside the archive"),
+        ({"data/a.txt": b"x"}, {"data/link": "/etc/passwd"}, "links and special files are not allowed"),
+    ],
+    ids=["dot-dot", "absolute", "symlink"],
+)
+def test_hostile_archive_members_are_refused_before_writing(
+    tmp_path: Path, private_cache: Path, members: dict[str, bytes], links: dict[str, str] | None, message: str
+) -> None:
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(_tar_gz(members, links))
+    with pytest.raises(ToolchainError, match=message) as info:
+        unpacked(archive, tmp_path)
+    assert str(archive) in str(info.value)
+    assert not (tmp_path / "evil.txt").exists()
+    assert not list((private_cache / "unpacked").iterdir())  # nothing left behind, not even partly
+
+
+def test_zip_member_outside_the_archive_is_refused(tmp_path: Path, private_cache: Path) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../evil.txt", b"x")
+    with pytest.raises(ToolchainError, match="points outside the archive"):
+        unpacked(archive, tmp_path)
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_archive_unpacking_to_more_than_the_limit_is_refused(
+    tmp_path: Path, private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "MAX_UNPACKED_BYTES", 1024**2)
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(_tar_gz({"a.bin": bytes(2 * 1024**2)}))
+    with pytest.raises(ToolchainError, match=r"would unpack to 0\.0 GiB, more than the 0 GiB limit"):
+        unpacked(archive, tmp_path)
+
+
+VALID_ARCHIVE = _tar_gz({"data/a.txt": b"hello", "data/b/c.bin": bytes(range(256)) * 4})
+
+
+@FUZZ
+@given(data=byte_mutations(VALID_ARCHIVE, header_bytes=32))
+def test_fuzz_archive_unpacking_only_raises_data_errors(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.environ["TOOLCHAIN_CACHE"] = str(root / "cache")
+        try:
+            archive = root / "data.tar.gz"
+            archive.write_bytes(data)
+            folder = read_or_toolchain_error(lambda: unpacked(archive, root), archive, "unpacked")
+            if folder is not None:  # whatever came out lies inside the cache folder
+                for path in folder.rglob("*"):
+                    assert path.resolve().is_relative_to((root / "cache").resolve())
+        finally:
+            del os.environ["TOOLCHAIN_CACHE"]

@@ -224,10 +224,7 @@ def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     from toolchain.export.pipeline import ann_twin
 
     if recipe.ttfs.enabled:
-        raise _Skip(
-            "a TTFS network has no netx/CUBA form (docs/ttfs.md); its activity comes from the TTFS "
-            "simulator of the train stage"
-        )
+        return _export_ttfs(recipe, run_dir, options, context)
     from toolchain.export.netx import write_netx
     from toolchain.export.nir import write_nir
     from toolchain.export.quantize import quantize_model
@@ -272,6 +269,65 @@ def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     }
 
 
+def _ttfs_model(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any, Any]:
+    """The dataset and the trained surrogate DNN of a TTFS run."""
+    if "ttfs_model" not in context:
+        from toolchain.config import load_recipe
+        from toolchain.data import load_dataset
+        from toolchain.train.ttfs import load_ttfs_run
+
+        recipe = load_recipe(run_dir / "recipe.toml")
+        dataset = context.get("dataset")
+        if dataset is None:
+            dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
+        _, model = load_ttfs_run(run_dir, dataset.sample_shape, dataset.num_classes)
+        context["dataset"], context["ttfs_model"] = dataset, model
+    return context["dataset"], context["ttfs_model"]
+
+
+def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: dict) -> dict:
+    """A TTFS run: the surrogate DNN to ONNX (kernels in its metadata); netx and NIR refused."""
+    from toolchain.export.ttfs import export_ttfs_onnx, ttfs_metadata
+
+    _, model = _ttfs_model(run_dir, options, context)
+    path = export_ttfs_onnx(model, run_dir / "export" / "model.onnx", metadata=ttfs_metadata(model))
+    reason = "a TTFS network has no netx/CUBA or NIR CubaLIF form (docs/ttfs.md)"
+    return {
+        "outputs": [str(path)],
+        "files": {"onnx": str(path)},
+        "not_written": {"netx": reason, "nir": reason},
+        "exact": True,
+        "inexact": [],
+    }
+
+
+def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: dict) -> dict:
+    """A TTFS run: the event-driven TTFS SNN (each neuron fires at most once) on the test split."""
+    from toolchain.data import as_float
+    from toolchain.sim.ttfs import simulate_ttfs
+
+    dataset, model = _ttfs_model(run_dir, options, context)
+    split = dataset.test
+    if options.sim_samples is not None:
+        split = split.subset(slice(0, min(options.sim_samples, len(split))))
+    import numpy as np
+
+    result = simulate_ttfs(model, as_float(np.asarray(split.x)), network_name=recipe.name)
+    accuracy = float((result.predictions == np.asarray(split.y)).mean()) if len(split) else 0.0
+    out = run_dir / "sim" / "ttfs.json"
+    report = {
+        "backend": "ttfs",
+        "samples": len(split),
+        "accuracy": accuracy,
+        "spikes_per_sample": result.activity.spikes_per_sample,
+        "synops_per_sample": result.activity.synops_per_sample,
+        "max_spikes_per_neuron": result.max_spikes_per_neuron,
+        "activity": result.activity.to_dict(),
+    }
+    write_json(out, report)
+    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+
+
 def _exported_network(run_dir: Path, state: _State, context: dict) -> tuple[Any, Path]:
     from toolchain.export.netx import read_netx
 
@@ -296,7 +352,7 @@ def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State,
     from toolchain.sim.reference import simulate
 
     if recipe.ttfs.enabled:
-        raise _Skip("TTFS: the train stage ran the event-driven TTFS simulator (metrics.json, key ttfs)")
+        return _simulate_ttfs(recipe, run_dir, options, context)
     network, path = _exported_network(run_dir, state, context)
     inputs = _inputs(network, run_dir, options, context, options.sim_samples)
     result = simulate(network, inputs.inputs)
@@ -368,14 +424,17 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     from toolchain.energy.targets import load_target
 
     target = load_target(recipe.target.name)
-    if recipe.ttfs.enabled:
-        network, activity = _ttfs_activity(run_dir, options, context)
+    sim = run_dir / "sim" / ("ttfs.json" if recipe.ttfs.enabled else "reference.json")
+    if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
+        raise _Skip("no measured activity (the simulate stage did not run)")
+    activity = Activity.from_dict(json.loads(sim.read_text())["activity"])
+    if recipe.ttfs.enabled:  # the topology for placement; the TTFS activity sets the counts
+        from toolchain.sim.ttfs import placement_network
+
+        _, model = _ttfs_model(run_dir, options, context)
+        network = placement_network(model, recipe.name, activity.time_steps)
     else:
         network, _ = _exported_network(run_dir, state, context)
-        sim = run_dir / "sim" / "reference.json"
-        if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
-            raise _Skip("no measured activity (the simulate stage did not run)")
-        activity = Activity.from_dict(json.loads(sim.read_text())["activity"])
     result = estimate(network, activity, target, label=recipe.name)
     folder = run_dir / "energy"
     paths = write_report([result], folder)
@@ -388,12 +447,6 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
         "breakdown_j": result.to_dict()["breakdown_j"],
         "report": str(paths.get("report.html", folder)),
     }
-
-
-def _ttfs_activity(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any, Any]:
-    from toolchain.train.ttfs import ttfs_activity
-
-    return ttfs_activity(run_dir, options.data_dir)
 
 
 _STAGE_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -422,6 +475,7 @@ def _summary(recipe: Recipe, run_dir: Path, state: _State) -> dict[str, Any]:
             "trained_model": train.get("test_accuracy"),
             "trained_model_numeric": train.get("numeric"),
             "float": train.get("test_accuracy") if float_model else None,
+            "simulator": "ttfs" if sim.get("backend") == "ttfs" else "reference",
             "fixed_point": sim.get("accuracy"),
             "fixed_point_samples": sim.get("samples"),
             "lava": lava.get("accuracy"),
@@ -454,10 +508,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"recipe {summary['recipe']}  ->  {summary['run_dir']}"]
     trained = acc["trained_model_numeric"] or "?"
     lines.append(f"accuracy   trained model ({trained}) {pct(acc['trained_model'])}")
-    lines.append(
-        f"           fixed point (reference simulator) {pct(acc['fixed_point'], acc['fixed_point_samples'])}"
+    simulated = (
+        "TTFS SNN (event-driven simulator)"
+        if acc.get("simulator") == "ttfs"
+        else "fixed point (reference simulator)"
     )
-    lines.append(f"           Lava {pct(acc['lava'], acc['lava_samples'])}")
+    lines.append(f"           {simulated} {pct(acc['fixed_point'], acc['fixed_point_samples'])}")
+    if acc["lava"] is not None:
+        lines.append(f"           Lava {pct(acc['lava'], acc['lava_samples'])}")
     if summary["spikes_per_sample"] is not None:
         lines.append(f"spikes     {summary['spikes_per_sample']:.1f} per sample")
     mismatched = summary["mismatched_spikes"]

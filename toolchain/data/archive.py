@@ -91,7 +91,8 @@ def _extract(archive: Path, dest: Path) -> None:
         else:
             raise DataError(f"{archive}: unknown archive type; expected .tar, .tar.gz, .tgz or .zip")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: corrupt or truncated archive ({exc})") from None
+        reason = " ".join(str(exc).split())  # tarfile's "no method succeeded" message spans lines
+        raise DataError(f"{archive}: corrupt or truncated archive ({reason})") from None
 
 
 def _check_size(archive: Path, total: int) -> None:
