@@ -183,7 +183,7 @@ def test_folded_weight_bias_of_a_block():
     weight, bias = conv.folded_weight_bias()
     assert weight.shape == conv.weight.shape and bias is not None and bias.shape == (3,)
     x = torch.rand(2, 1, 1, 6, 6)
-    expected = conv.current(x)
+    expected = conv.norm(conv.synapse(x))  # current() also delays the sum by the synapse delay
     got = nn.functional.conv2d(x[:, 0], weight, bias, padding=1)
     torch.testing.assert_close(got, expected[:, 0], atol=1e-5, rtol=1e-5)
     plain = build_model(_model_config({"hidden": [3]}), NEURON, (4,), 2)

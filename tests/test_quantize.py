@@ -212,15 +212,23 @@ def test_batch_norm_folds_exactly_into_weights_and_bias():
     # the folded layer computes what the batch-normalized one does
     x = torch.rand(1, 5, 3)
     folded = x @ torch.from_numpy(ir.weight_float(layer)).float().T + torch.tensor([0.0, -2.5])
-    torch.testing.assert_close(model.block("output").current(x), folded)
+    block = model.block("output")
+    torch.testing.assert_close(block.norm(block.synapse(x)), folded)
 
 
-def test_bias_onset_under_a_synapse_delay_is_reported():
+def test_a_bias_under_a_synapse_delay_starts_at_step_zero_in_the_model_too():
+    """The block delays the synaptic sum before batch norm (its shift acts from step 0, as Loihi's
+    bias does), so the export has no bias-onset difference to report."""
     model, recipe = _with_batch_norm(
         [[0.5, 0, 0], [0, 0.5, 0]], [1.0, 1.0], [0.25, 0.0], [0.0, 0.0], [1.0, 1.0]
     )
+    block = model.block("output")
+    assert block.delay_steps == recipe.neuron.synapse_delay == 1 and block.neuron.delay_steps == 0
+    with torch.no_grad():
+        current = block.current(torch.zeros(3, 1, 3))
+    assert current[0, 0].tolist() == pytest.approx([0.25, 0.0], abs=1e-6)  # the shift, at step 0
     _, report = quantize_model(model, recipe)
-    assert any("Loihi adds the bias to the voltage from step 0" in reason for reason in report.inexact)
+    assert not any("from step 0" in reason for reason in report.inexact)
 
 
 def test_bias_registers_use_netxs_exponent():
@@ -496,3 +504,43 @@ def test_every_recipe_quantizes(name, numeric):
     assert len(report.layers) == len(model.layer_names)
     if numeric == "fixed_point" and not recipe.model.batch_norm:
         assert report.exact, report.inexact
+
+
+def test_a_batch_norm_bias_acts_from_step_zero_as_on_loihi():
+    """With a synapse delay, the trained model delays the synaptic sum before batch norm, so the
+    norm's shift (a neuron bias once folded) acts from step 0, as Loihi adds a bias to the voltage
+    every step: the fixed-point model, its graph in the test loop and the reference simulator agree
+    spike for spike, and the export is exact. The norm is chosen so that folding it changes no weight
+    (scale 1) and its shift lies on the 1/64 grid."""
+    neuron = NeuronConfig(**{**FIXED.__dict__, "synapse_delay": 1, "current_decay": 1.0})
+    model_cfg = ModelConfig(architecture="mlp", hidden=[12], batch_norm=True)
+    recipe = _recipe("direct", steps=16, neuron=neuron, model=model_cfg)
+    torch.manual_seed(4)
+    model = build_model(model_cfg, neuron, (10,), 3)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for block in model.synaptic_blocks():
+            block.synapse.weight.normal_(0.1, 0.5)
+            norm = block.norm.module
+            norm.running_mean.zero_()
+            norm.eps = 0.0
+            norm.running_var.fill_(1.0)  # scale gamma / sqrt(var + eps) = 1 exactly
+            norm.weight.fill_(1.0)
+            steps = torch.randint(-40, 41, norm.bias.shape, generator=generator)
+            norm.bias.copy_(steps.float() / 64)  # shifts on the 1/64 grid: bias_mant = 64 * shift
+    assert all(block.delay_steps == 1 and block.neuron.delay_steps == 0 for block in model.synaptic_blocks())
+    apply_numerics(model, neuron, "direct")
+    model.eval()
+    network, report = quantize_model(model, recipe)
+    assert report.exact, report.inexact
+    assert any(
+        layer.neurons.bias_mant is not None and layer.neurons.bias_mant.any()
+        for layer in network.synaptic_layers()
+    )
+    encoded, ir_input, sim_input = _inputs(network, "direct")
+    with torch.no_grad():
+        expected = model(encoded).spikes
+    for got in (_step_ir(network, ir_input), _simulator_spikes(network, sim_input)):
+        for name, spikes in expected.items():
+            assert spikes.sum() > 0, name
+            assert torch.equal(got[name].reshape(spikes.shape).double(), spikes), name

@@ -327,7 +327,7 @@ def _check_fixed_point_supported(model: SpikingNetwork) -> None:
 
 
 def _synapse_delay(model: SpikingNetwork) -> int:
-    delays = {p.delay_steps for p in model.modules() if isinstance(p, CubaLIF)}
+    delays = {block.input_delay_steps for block in model.synaptic_blocks()}
     return delays.pop() if len(delays) == 1 else -1
 
 

@@ -314,9 +314,9 @@ def _synaptic_layer(
             f"layer {name!r}: [neuron].reset = {population.reset!r} has no Loihi equivalent "
             "(its CUBA neuron resets the voltage to zero)"
         )
-    if population.delay_steps != recipe.neuron.synapse_delay:
+    if block.input_delay_steps != recipe.neuron.synapse_delay:
         raise QuantizationError(
-            f"layer {name!r}: the model delays its input {population.delay_steps} steps, the recipe's "
+            f"layer {name!r}: the model delays its input {block.input_delay_steps} steps, the recipe's "
             f"[neuron].synapse_delay says {recipe.neuron.synapse_delay}"
         )
     weight, bias = block.folded_weight_bias()
@@ -354,7 +354,7 @@ def _synaptic_layer(
         bias_report = BiasQuantization(
             float(channel_bias.min()), float(channel_bias.max()), bias_exp, bias_error / factor
         )
-        if recipe.neuron.synapse_delay > 0 and np.any(bias_mant != 0):
+        if block.delay_steps != recipe.neuron.synapse_delay and np.any(bias_mant != 0):
             notes.append(
                 f"layer {name!r}: Loihi adds the bias to the voltage from step 0; the trained model's "
                 f"current (batch-norm bias included) is delayed {recipe.neuron.synapse_delay} step(s), "

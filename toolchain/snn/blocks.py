@@ -32,6 +32,7 @@ from toolchain.snn.layers import (
     fold_batchnorm,
     pool_layer,
 )
+from toolchain.snn.neurons import delay
 
 
 class Block(nn.Module):
@@ -76,6 +77,15 @@ class SynapticBlock(Block):
         self.norm = BatchNorm(fan_out, spec.spatial_dims) if spec.batch_norm else None
         self.neuron = make_neuron()
         self.dropout = Dropout(spec.dropout) if spec.dropout > 0 else None
+        #: steps the block delays the synaptic sum by itself, before batch norm (see :meth:`current`)
+        self.delay_steps = 0
+        if self.norm is not None and getattr(self.neuron, "delay_steps", 0) > 0:
+            self.delay_steps, self.neuron.delay_steps = self.neuron.delay_steps, 0
+
+    @property
+    def input_delay_steps(self) -> int:
+        """How many steps later the synaptic input reaches the neurons (block's plus neuron's delay)."""
+        return self.delay_steps + int(getattr(self.neuron, "delay_steps", 0))
 
     @property
     def weight(self) -> nn.Parameter:
@@ -83,8 +93,16 @@ class SynapticBlock(Block):
         return self.synapse.weight
 
     def current(self, x: torch.Tensor) -> torch.Tensor:
-        """The synaptic current ``[T, B, *out_shape]`` for input ``[T, B, *in_shape]``."""
+        """The synaptic current ``[T, B, *out_shape]`` for input ``[T, B, *in_shape]``.
+
+        With batch norm and a synapse delay the block delays the synaptic sum *before* the norm, so
+        that the norm's shift (a neuron bias once folded) acts from step 0 on, as Loihi adds a bias
+        to the voltage at every step while only the synaptic input arrives a step late; without
+        batch norm the population delays its input (the same thing, the synapse being linear).
+        """
         current = self.synapse(x)
+        if self.delay_steps:
+            current = delay(current, self.delay_steps)
         return self.norm(current) if self.norm is not None else current
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
