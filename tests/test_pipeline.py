@@ -158,3 +158,23 @@ def test_a_ttfs_recipe_runs_its_own_stages(tmp_path):
     assert sim["samples"] == 450
     assert "TTFS SNN (event-driven simulator)" in result.stdout
     assert summary["energy_per_inference_j"] > 0
+
+
+def test_a_network_lava_cannot_run_exactly_skips_lava_with_the_reason(tmp_path):
+    """Graded (direct) input into a conv layer: Lava's fixed-point Conv has no weight exponent."""
+    recipe = tmp_path / "recipe.toml"
+    text = (ROOT / "models" / "digits-conv" / "recipe.toml").read_text()
+    recipe.write_text(
+        text.replace('scheme = "rate"', 'scheme = "direct"').replace("time_steps = 16", "time_steps = 4")
+    )
+    out = tmp_path / "run"
+    result = toolchain(
+        "run", str(recipe), "--out", str(out), "--epochs", "1", "--lava-samples", "2", "--no-progress"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["lava"] == "skipped"
+    assert (
+        "Lava cannot run this network exactly: layer 'conv1': weight_exp = -8" in summary["skipped"]["lava"]
+    )
+    assert summary["stages"]["energy"] == "done"

@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 import toolchain.io as tio
 from toolchain.config import load_recipe, parse_recipe, save_recipe
 from toolchain.data import archive as archive_module
+from toolchain.data import cifar10 as cifar10_module
 from toolchain.data import gsc, load_dataset
 from toolchain.data import mnist as mnist_module
 from toolchain.data.archive import unpacked
@@ -703,3 +704,74 @@ def test_fuzz_archive_unpacking_only_raises_data_errors(data: bytes) -> None:
                     assert path.resolve().is_relative_to((root / "cache").resolve())
         finally:
             del os.environ["TOOLCHAIN_CACHE"]
+
+
+# --- CIFAR-10 image files -------------------------------------------------------------------------
+
+
+def _image_bytes(fmt: str) -> bytes:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+VALID_IMAGES = {"jpg": _image_bytes("JPEG"), "png": _image_bytes("PNG")}
+
+
+@pytest.mark.parametrize("suffix", sorted(VALID_IMAGES))
+def test_valid_images_decode(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"valid.{suffix}"
+    path.write_bytes(VALID_IMAGES[suffix])
+    assert cifar10_module.decode_image(path).shape == (3, 32, 32)
+
+
+@st.composite
+def mutated_image(draw: st.DrawFn) -> tuple[str, bytes]:
+    suffix = draw(st.sampled_from(sorted(VALID_IMAGES)), label="format")
+    return suffix, draw(byte_mutations(VALID_IMAGES[suffix], header_bytes=128))
+
+
+@FUZZ
+@given(image=mutated_image())
+def test_fuzz_cifar10_image_decoder_only_raises_data_errors(tmp_path: Path, image: tuple[str, bytes]) -> None:
+    suffix, data = image
+    path = tmp_path / f"fuzz.{suffix}"
+    path.write_bytes(data)
+    pixels = read_or_toolchain_error(lambda: cifar10_module.decode_image(path), path, f"decode {suffix}")
+    if pixels is not None:
+        assert pixels.shape == (3, 32, 32) and pixels.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        pytest.param(lambda: pickle.dumps(_Exploit(), protocol=2), id="pickle-calling-os.system"),
+        pytest.param(lambda: _torch_bytes([1, 2, 3]), id="a-list"),
+        pytest.param(lambda: b"PK\x03\x04 truncated", id="truncated-zip"),
+    ],
+)
+def test_ttfs_and_teacher_weights_refuse_bad_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replacement: Callable[[], bytes]
+) -> None:
+    from toolchain.train.teacher import _load_ann
+    from toolchain.train.ttfs import load_ttfs_run
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "ttfs-run"
+    run.mkdir()
+    save_recipe(load_recipe(REPO / "models" / "digits-ttfs"), run / "recipe.toml")
+    (run / "model.pt").write_bytes(replacement())
+    dataset = load_dataset("digits")
+    demo = load_recipe(REPO / "models" / "digits-demo")
+    path = run / "model.pt"
+    for load in (
+        lambda: load_ttfs_run(run, dataset.sample_shape, dataset.num_classes),
+        lambda: _load_ann(path, demo, dataset),
+    ):
+        with pytest.raises(ToolchainError) as info:
+            load()
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "pwned.txt").exists()

@@ -125,6 +125,9 @@ def simulate_lava(
         from toolchain.export.netx import read_netx
 
         network = read_netx(path)
+    refusal = lava_refusal(network)
+    if refusal is not None:
+        raise SimulationError(f"{path}: {refusal}")
     x_all = check_inputs(network, inputs).numpy()
     graded = network.input_encoding == "graded"
     samples = int(x_all.shape[0] if graded else x_all.shape[1])
@@ -206,6 +209,19 @@ def simulate_lava(
         timing=SimulationTiming(startup_s, run_s + read_s, samples, steps),
         metadata={"lava_timing": timing.to_dict()},
     )
+
+
+def lava_refusal(network: ir.Network) -> str | None:
+    """Why Lava cannot run ``network`` exactly (``None`` when it can): Lava's fixed-point
+    convolution applies no weight exponent, so a conv layer with one (8-bit graded input into a
+    first conv layer) would compute something else."""
+    for layer in network.synaptic_layers():
+        if isinstance(layer, ir.Conv) and layer.weight_exp != 0:
+            return (
+                f"layer {layer.name!r}: weight_exp = {layer.weight_exp}, but Lava's fixed-point Conv applies "
+                "no weight exponent (graded input into a conv layer); use spike input, e.g. rate encoding"
+            )
+    return None
 
 
 def _check_blocks(path: Path, network: ir.Network, blocks: list[Any]) -> None:

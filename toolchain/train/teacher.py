@@ -25,7 +25,6 @@ once, in batches, before the student's first epoch.
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from torch import nn
 from toolchain.config import Recipe, load_recipe
 from toolchain.data import ArraySplit, Dataset
 from toolchain.errors import ToolchainError
-from toolchain.io import save_torch, write_json
+from toolchain.io import load_torch, one_line, save_torch, write_json
 from toolchain.snn.ann import AnnNetwork, build_ann
 from toolchain.train.evaluate import batches, load_batch
 
@@ -248,13 +247,13 @@ def _torch_fn(ann: AnnNetwork, device: torch.device | str = "cpu") -> TeacherFn:
 
 def _load_ann(path: Path, recipe: Recipe, dataset: Dataset) -> AnnNetwork:
     ann = build_ann(recipe.model, dataset.sample_shape, dataset.num_classes)
+    problem = f"not an ANN twin of recipe {recipe.name!r} for {dataset.num_classes} classes"
     try:
-        ann.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise TeacherError(
-            f"{path}: not an ANN twin of recipe {recipe.name!r} for {dataset.num_classes} classes "
-            f"({str(exc).splitlines()[0]})"
-        ) from None
+        ann.load_state_dict(load_torch(path, problem))
+    except ToolchainError as exc:  # load_torch's one-line refusal of an unreadable file
+        raise TeacherError(str(exc)) from None
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TeacherError(f"{path}: {problem} ({one_line(exc)})") from None
     return ann
 
 

@@ -19,7 +19,6 @@ run with :func:`load_ttfs_run`.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch
 from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset, as_float
 from toolchain.errors import RecipeError, ToolchainError
-from toolchain.io import write_json
+from toolchain.io import load_torch, one_line, write_json
 from toolchain.snn.ttfs_model import TTFSNetwork, build_ttfs_model
 from toolchain.train.distributed import DistributedContext, is_main
 from toolchain.train.trainer import METRICS_FILE, MODEL_FILE, RECIPE_FILE, TrainResult, fit
@@ -185,10 +184,12 @@ def load_ttfs_run(
     path = run / MODEL_FILE
     if not path.is_file():
         raise ToolchainError(f"{path}: no trained model in this run folder")
+    problem = f"not a TTFS model of recipe {recipe.name!r}"
+    state = load_torch(path, problem)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
-        raise ToolchainError(f"{path}: not a TTFS model of recipe {recipe.name!r} ({exc})") from None
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
     model.eval()
     return recipe, model
 
