@@ -251,11 +251,62 @@ def test_speaker_ids() -> None:
         ({"features": "logmel", "num_features": 300}, "no FFT bin"),
         ({"task": "20class"}, "task"),
         ({"test_fraction": 1.0}, "test_fraction"),
+        ({"normalize": "zscore"}, r"\[data\.options\]\.normalize: expected one of 'none', 'minmax'"),
+        ({"max_clipped_fraction": 1.5}, r"max_clipped_fraction: expected a number in \[0, 1\]"),
     ],
 )
 def test_bad_options(tmp_path: Path, options: dict[str, object], message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         load_dataset("gsc", tmp_path, options)
+
+
+# --- min-max normalization ----------------------------------------------------------------------
+
+
+def test_minmax_scale_hand_computed() -> None:
+    # channel 0 spans [0, 4] over the train clips and frames, channel 1 spans [10, 30]
+    train = np.array([[[0, 1, 2], [10, 10, 20]], [[4, 3, 2], [30, 10, 10]]], dtype=np.float32)
+    test = np.array([[[-2, 2, 6], [20, 40, 10]]], dtype=np.float32)
+    train_x, test_x, report = gsc.minmax_scale(train, test)
+    np.testing.assert_array_equal(report.low, [0, 10])
+    np.testing.assert_array_equal(report.high, [4, 30])
+    expected_train = [[[0, 0.25, 0.5], [0, 0, 0.5]], [[1, 0.75, 0.5], [1, 0, 0]]]
+    np.testing.assert_array_equal(train_x, np.array(expected_train, dtype=np.float32))
+    # -2 -> -0.5 and 6 -> 1.5 in channel 0, 40 -> 1.5 in channel 1: clipped to 0, 1, 1
+    np.testing.assert_array_equal(test_x, np.array([[[0, 0.5, 1], [0.5, 1, 0]]], dtype=np.float32))
+    assert train_x.dtype == test_x.dtype == np.float32
+    assert (report.train_clipped, report.train_values) == (0, 12)
+    assert (report.test_clipped, report.test_values) == (3, 6)
+    assert report.test_fraction == 0.5 and report.test_excess == pytest.approx(0.5)
+    assert "test: 3 of 6 values (50.000%) clipped into [0, 1], at most 0.5 outside" in report.describe()
+
+
+def test_minmax_scale_refuses_what_it_cannot_scale() -> None:
+    constant = np.array([[[1, 2], [5, 5]], [[0, 3], [5, 5]]], dtype=np.float32)
+    with pytest.raises(DataError, match=r"feature channel 1 is constant \(5\) over the train split"):
+        gsc.minmax_scale(constant, constant)
+    with pytest.raises(DataError, match=r"the train split is empty"):
+        gsc.minmax_scale(np.zeros((0, 2, 3), np.float32), constant)
+
+
+def test_minmax_option_scales_with_train_statistics(tmp_path: Path, tmp_cache: Path) -> None:
+    _words_folder(tmp_path)
+    options = {"split": "speaker", "test_fraction": 0.5}
+    raw = load_dataset("gsc", tmp_path, options)
+    assert "minmax per feature" not in raw.source and raw.train.x.min() < 0  # "none" (default): MFCCs
+    ds = load_dataset("gsc", tmp_path, {**options, "normalize": "minmax", "max_clipped_fraction": 1.0})
+    low = raw.train.x.min(axis=(0, 2))[:, None].astype(np.float64)
+    high = raw.train.x.max(axis=(0, 2))[:, None].astype(np.float64)
+    np.testing.assert_allclose(ds.train.x, (raw.train.x - low) / (high - low), atol=1e-6)
+    np.testing.assert_array_equal(ds.train.x.min(axis=(0, 2)), 0.0)  # every channel spans [0, 1]
+    np.testing.assert_array_equal(ds.train.x.max(axis=(0, 2)), 1.0)
+    unclipped = (raw.test.x - low) / (high - low)
+    np.testing.assert_allclose(ds.test.x, unclipped.clip(0, 1), atol=1e-6)
+    outside = int(((unclipped < 0) | (unclipped > 1)).sum())
+    assert outside > 0  # these noise clips do leave the train range: the count is reported
+    assert f"test: {outside} of {raw.test.x.size} values" in ds.source
+    with pytest.raises(DataError, match=r"normalize = 'minmax'.*more than max_clipped_fraction = 0"):
+        load_dataset("gsc", tmp_path, {**options, "normalize": "minmax", "max_clipped_fraction": 0.0})
 
 
 # --- the shared data: the official v0.02 12-class test set ----------------------------------------
@@ -327,6 +378,13 @@ class TestSharedTestSet:
         rows = [index[c.key] for c in part.train]
         np.testing.assert_array_equal(small.train.x, testset.train.x[rows])
         assert part.train == gsc.select_clips(SHARED, gsc.Options(**options)).train  # deterministic
+
+    def test_minmax_fits_loihi_graded_input(self, testset: Dataset, shared_cache: Path) -> None:
+        ds = load_dataset("gsc", SHARED, {"normalize": "minmax"})
+        assert ds.train.x.min() == 0.0 and ds.train.x.max() == 1.0
+        assert ds.test.x.min() >= 0.0 and ds.test.x.max() <= 1.0
+        # measured: 27 test values (0.006%) leave the train range, by at most 0.0354
+        assert "test: 27 of 447370 values (0.006%) clipped into [0, 1], at most 0.0354 outside" in ds.source
 
     def test_official_split_needs_the_full_data_set(self, shared_cache: Path) -> None:
         with pytest.raises(DataError, match=r"lists_v0\.02 name 20986 clips.*belong to the full data set"):

@@ -275,3 +275,9 @@ def test_recipes_build_for_their_datasets(name):
     out = model(torch.rand(recipe.encoding.time_steps, 2, *shape))
     assert out.logits.shape == (2, classes)
     assert build_ann(recipe.model, shape, classes)(torch.rand(2, *shape)).shape == (2, classes)
+
+
+def test_a_layer_too_large_to_build_is_refused_before_allocating():
+    config = _model_config({"architecture": "mlp", "hidden": [10**9]})
+    with pytest.raises(RecipeError, match=r"\[model\]: layer 'dense1' would have 1000000000 neurons"):
+        build_model(config, NEURON, (64,), 10)

@@ -163,10 +163,11 @@ def test_a_ttfs_run_is_refused_as_a_cuba_snn_and_loads_as_ttfs(digits_run):
         load_trained(out, data.sample_shape, data.num_classes)
     recipe, model = load_ttfs_run(out, data.sample_shape, data.num_classes)
     assert is_ttfs_recipe(recipe)
-    for fmt in ("netx", "nir", "onnx-snn"):
+    for fmt in ("netx", "onnx-snn"):
         with pytest.raises(TTFSExportError, match=f"--format {fmt}"):
             refuse(recipe, fmt)
     refuse(recipe, "onnx")  # the surrogate DNN's ONNX is allowed
+    refuse(recipe, "nir")  # NIR as a TTFS graph (tests/test_ttfs_export.py), not as CUBA neurons
     x = torch.from_numpy(as_float(data.test.x))
     metrics = json.loads((out / "metrics.json").read_text())
     accuracy = float((model.run(x).logits.argmax(1).numpy() == data.test.y).mean())

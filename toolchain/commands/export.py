@@ -55,10 +55,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_export_arguments(args.format, args.out, args.onnx_model, args.samples)
     if args.json is not None:
         check_writable_dir(args.json.parent)
-    from toolchain.export.ttfs import export_ttfs_run  # a TTFS run: ONNX of its surrogate, or refused
+    from toolchain.export.ttfs import export_ttfs_run  # a TTFS run: ONNX/NIR of its network, or refused
 
     if (written := export_ttfs_run(args.run, args.format, args.out, args.data_dir)) is not None:
-        print(f"wrote {written}: the TTFS surrogate DNN (what the TTFS SNN computes), see docs/ttfs.md")
+        what = (
+            "the TTFS network as NIR (folded weights; each kernel a TTFS-tagged node, not a LIF "
+            "neuron; read back with toolchain.export.ttfs.read_ttfs_nir)"
+            if args.format == "nir"
+            else "the TTFS surrogate DNN (what the TTFS SNN computes)"
+        )
+        print(f"wrote {written}: {what}, see docs/ttfs.md")
         return 0
     run = load_run(args.run, args.data_dir)
     result = export_run(

@@ -54,6 +54,13 @@ v0.02 folder is found; the 300-clip v0.01 subset lacks five of the 35 words.
 The split does not depend on ``seed``; ``seed`` only picks the random subsets kept by
 ``limit_train`` / ``limit_test``. Each split is ordered by label, then by clip key.
 
+**Normalization** (``normalize``): ``none`` keeps the features as computed; ``minmax`` scales each
+feature channel ``c`` to ``(x - min_c) / (max_c - min_c)`` with the minimum and maximum over all
+clips and frames of the train split only (:func:`minmax_scale`), applied to both splits, so that
+the samples suit Loihi's 8-bit graded input (``round(x * 255)``, [0, 1]). Test values outside
+[0, 1] are clipped and counted in the dataset's ``source``; more than ``max_clipped_fraction`` of
+them is a :class:`DataError`, and so is a channel that is constant over the train split.
+
 **Audio.** Decoded with ``soundfile`` as float32 in [-1, 1]; a clip must be 16 kHz mono. Shorter
 clips are zero-padded at the end to 16,000 samples and longer ones keep their first 16,000 samples
 (as TensorFlow's ``decode_wav(desired_samples=16000)``). A corrupt file, a wrong sample rate or
@@ -137,6 +144,10 @@ class Options:
     seed: int = 0
     limit_train: int | None = bounded(None, gt=0)
     limit_test: int | None = bounded(None, gt=0)
+    #: ``minmax``: each feature channel scaled into [0, 1] by its train-split min and max
+    normalize: str = choice("none", "minmax", default="none")
+    #: ``minmax``: the largest share of test values that may fall outside [0, 1] (clipped, counted)
+    max_clipped_fraction: float = bounded(0.001, ge=0, le=1)
 
     def __post_init__(self) -> None:
         count = self.feature_count
@@ -209,14 +220,93 @@ def load(data_root: Path, options: Options) -> Dataset:
     n_train = len(selection.train)
     labels = np.array([c.label for c in clips], dtype=np.int64)
     shape = (options.feature_count, af.num_frames(af.CLIP_SAMPLES))
+    train_x, test_x = features[:n_train], features[n_train:]
+    scaling = ""
+    if options.normalize == "minmax":
+        train_x, test_x, report = minmax_scale(train_x, test_x)
+        scaling = f"; {report.describe()}"
+        if report.test_fraction > options.max_clipped_fraction:
+            raise DataError(
+                f"[data.options].normalize = 'minmax': {report.describe()}, more than "
+                f"max_clipped_fraction = {options.max_clipped_fraction:g}; the train split does not "
+                "cover the test split's range (raise max_clipped_fraction or use normalize = 'none')"
+            )
     return Dataset(
         name="gsc",
-        train=ArraySplit(features[:n_train], labels[:n_train]),
-        test=ArraySplit(features[n_train:], labels[n_train:]),
+        train=ArraySplit(train_x, labels[:n_train]),
+        test=ArraySplit(test_x, labels[n_train:]),
         classes=selection.classes,
         sample_shape=shape,
-        source=f"{selection.description}; {options.features} {shape[0]}x{shape[1]}",
+        source=f"{selection.description}; {options.features} {shape[0]}x{shape[1]}{scaling}",
     )
+
+
+# --- normalization ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MinMaxReport:
+    """Per-channel min-max scaling: the train statistics and the values clipped into [0, 1].
+
+    ``low``/``high`` are each feature channel's minimum and maximum over the train split (all
+    clips and frames); ``*_clipped`` count the values outside [0, 1] after scaling (0 for train by
+    construction), ``*_values`` all values; ``test_excess`` is the largest distance a test value
+    lay outside [0, 1] before clipping (0.0 when none).
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    train_clipped: int
+    train_values: int
+    test_clipped: int
+    test_values: int
+    test_excess: float
+
+    @property
+    def test_fraction(self) -> float:
+        """The share of test values that were clipped."""
+        return self.test_clipped / self.test_values if self.test_values else 0.0
+
+    def describe(self) -> str:
+        text = (
+            f"minmax per feature channel from the train split (train: {self.train_clipped} clipped); "
+            f"test: {self.test_clipped} of {self.test_values} values ({100 * self.test_fraction:.3f}%) "
+            "clipped into [0, 1]"
+        )
+        if self.test_clipped:
+            text += f", at most {self.test_excess:.3g} outside"
+        return text
+
+
+def minmax_scale(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, MinMaxReport]:
+    """Scale ``[N, features, frames]`` arrays per feature channel into [0, 1] with train statistics.
+
+    ``x' = (x - min_c) / (max_c - min_c)`` with ``min_c``/``max_c`` over all train clips and frames
+    of channel ``c``, computed in float64 and returned as ``float32``; values outside [0, 1] (only
+    test values can be) are clipped and counted in the report. Raises :class:`DataError` when the
+    train split is empty or a channel is constant over it.
+    """
+    if len(train) == 0:
+        raise DataError("[data.options].normalize = 'minmax': the train split is empty (no statistics)")
+    low = np.asarray(train, dtype=np.float64).min(axis=(0, 2))
+    high = np.asarray(train, dtype=np.float64).max(axis=(0, 2))
+    flat = np.flatnonzero(high <= low)
+    if len(flat):
+        raise DataError(
+            f"[data.options].normalize = 'minmax': feature channel {int(flat[0])} is constant "
+            f"({low[flat[0]]:g}) over the train split; its scaling is undefined (use normalize = 'none')"
+        )
+
+    def scale(x: np.ndarray) -> tuple[np.ndarray, int, float]:
+        scaled = (np.asarray(x, dtype=np.float64) - low[:, None]) / (high - low)[:, None]
+        outside = (scaled < 0) | (scaled > 1)
+        excess = float(np.max(np.maximum(-scaled, scaled - 1), initial=0.0))
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32), int(outside.sum()), max(excess, 0.0)
+
+    train_x, train_clipped, _ = scale(train)
+    test_x, test_clipped, test_excess = scale(test)
+    report = MinMaxReport(low, high, train_clipped, train_x.size, test_clipped, test_x.size, test_excess)
+    return train_x, test_x, report
 
 
 # --- choosing the clips -------------------------------------------------------------------------

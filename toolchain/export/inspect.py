@@ -52,6 +52,11 @@ def describe(path: str | Path) -> dict[str, Any]:
             return {**head, **describe_onnx_model(model)}
         except InspectError as exc:
             raise InspectError(f"{path}: {exc}") from None
+    if fmt == "nir":  # a time-to-first-spike graph is no CUBA network: described from its nodes
+        from toolchain.export.ttfs import describe_ttfs_nir
+
+        if (ttfs := describe_ttfs_nir(path)) is not None:
+            return {**head, **ttfs}
     network, _ = read_graph(path)
     return {**head, **describe_network(network)}
 
@@ -106,6 +111,8 @@ def format_description(description: dict[str, Any]) -> str:
     lines = [f"{description['file']}: {description['format']} ({description['size_bytes']} bytes)"]
     if description["format"] == "onnx":
         lines += _format_onnx(description)
+    elif description.get("coding") == "ttfs":
+        lines += _format_ttfs(description)
     else:
         lines += _format_network(description)
     return "\n".join(lines)
@@ -402,6 +409,33 @@ def _format_onnx(description: dict[str, Any]) -> list[str]:
             ]
         )
     return lines + (_table(header, rows) if rows else ["no initializers"])
+
+
+def _format_ttfs(description: dict[str, Any]) -> list[str]:
+    lines = [
+        f"time-to-first-spike (TTFS) network {description['network']!r}: not LIF/CubaLIF; "
+        f"window {description['time_window']} steps, epsilon {description['epsilon']}, "
+        f"rounding {description['rounding']}, {description['time_steps']} time steps pipelined "
+        "(see docs/ttfs.md#nir)",
+        *_format_metadata(description["metadata"]),
+        "",
+    ]
+    header = ["node", "NIR type", "role", "shape", "weights", "min", "max", "tau", "t_d"]
+    rows = [
+        [
+            node["node"],
+            node["type"],
+            node["role"],
+            _shape_text(node["shape"]),
+            str(node.get("weights", "")),
+            _number(node["weight_range"][0]) if "weight_range" in node else "",
+            _number(node["weight_range"][1]) if "weight_range" in node else "",
+            _number(node["tau"]) if "tau" in node else "",
+            _number(node["t_d"]) if "t_d" in node else "",
+        ]
+        for node in description["nodes"]
+    ]
+    return lines + _table(header, rows)
 
 
 def _number(value: float | None) -> str:

@@ -36,13 +36,25 @@ from torch.nn import functional
 from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
 from toolchain.errors import SimulationError
-from toolchain.snn.dynamics import CubaState, cuba_subthreshold_fixed, spike_and_reset_fixed
+from toolchain.snn.dynamics import (
+    FAST_INPUT_LIMIT,
+    CubaState,
+    cuba_step_fixed_,
+    cuba_subthreshold_fixed,
+    current_may_wrap,
+    fast_bias,
+    fast_input,
+    spike_and_reset_fixed,
+)
 from toolchain.snn.loihi import INPUT_PAYLOAD_MAX, INPUT_SHIFT, graded_input
 
 #: float32 holds every integer below this exactly (and so every partial sum below it)
 FLOAT32_EXACT = 2**24
 #: largest number of elements of one layer's ``[T, B, ...]`` tensor a chunk of the batch may hold
 CHUNK_ELEMENTS = 2**24
+#: neurons (samples x neurons of a layer) stepped together by the float64 path: one step's
+#: tensors (8 bytes each) then stay in the core's cache
+NEURON_SLICE_ELEMENTS = 2**14
 
 
 @dataclass(frozen=True)
@@ -436,13 +448,75 @@ def _neurons(
 
     ``a_in`` is the synaptic input of every step ``[T, b, *shape]`` (or ``[b, *shape]``, the same
     at every step, when ``constant``), delivered ``delay`` steps later: zero input before.
+    While every ``|a_in|`` is below :data:`~toolchain.snn.dynamics.FAST_INPUT_LIMIT` the neurons run
+    :func:`~toolchain.snn.dynamics.cuba_step_fixed_` (float64, in place, the same values), in
+    slices of at most :data:`NEURON_SLICE_ELEMENTS` so that one step's tensors stay in the cache;
+    otherwise the ``int64`` functions.
     """
+    shape = a_in.shape if constant else a_in.shape[1:]
+    spikes = torch.empty((steps, *shape), dtype=torch.float32)
+    max_abs = int(a_in.abs().max()) if a_in.numel() else 0
+    if max_abs >= FAST_INPUT_LIMIT:
+        return spikes, _neurons_int64(step, a_in, steps, delay, constant, spikes)
+    neurons = step.layer.neurons
+    bias = None if neurons.bias_mant is None else fast_bias(step.bias_mant, neurons.bias_exp)
+    wrap = current_may_wrap(max_abs, neurons.du_lava)
+    batch = shape[0]
+    per_sample = max(1, math.prod(shape[1:]))
+    width = max(1, min(batch, NEURON_SLICE_ELEMENTS // per_sample))
+    active = 0
+    for first in range(0, batch, width):
+        part = slice(first, first + width)
+        x = fast_input(a_in[part] if constant else a_in[:, part])
+        active += _neurons_fast(neurons, x, bias, steps, delay, constant, wrap, spikes[:, part])
+    return spikes, active
+
+
+def _neurons_fast(
+    neurons: ir.CubaNeurons,
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    steps: int,
+    delay: int,
+    constant: bool,
+    wrap: bool,
+    spikes: torch.Tensor,
+) -> int:
+    """:func:`_neurons` on one slice of the batch with :func:`~toolchain.snn.dynamics.cuba_step_fixed_`.
+
+    Active updates are counted on the float64 bit patterns: ``cuba_step_fixed_`` and
+    :func:`~toolchain.snn.dynamics.fast_input` never produce ``-0.0``, so a value is zero iff its
+    bits are, and ``(u | v | x) != 0`` on the ``int64`` views is ``a_in != 0 or u != 0 or v != 0``.
+    """
+    shape = x.shape if constant else x.shape[1:]
+    u = torch.zeros(shape, dtype=torch.float64)
+    v = torch.zeros_like(u)
+    zero = torch.zeros_like(u)
+    scratch = torch.empty_like(u)
+    either = torch.empty(shape, dtype=torch.int64)
+    u_bits, v_bits = u.view(torch.int64), v.view(torch.int64)
+    active = 0
+    for t in range(steps):
+        source = t - delay
+        x_t = zero if source < 0 else (x if constant else x[source])
+        torch.bitwise_or(u_bits, v_bits, out=either).bitwise_or_(x_t.view(torch.int64))
+        active += int(torch.count_nonzero(either))
+        cuba_step_fixed_(
+            u, v, x_t, neurons.du_lava, neurons.v_decay, neurons.vth_mant, bias,
+            spikes_out=spikes[t], scratch=scratch, wrap=wrap,
+        )  # fmt: skip
+    return active
+
+
+def _neurons_int64(
+    step: _Synapse, a_in: torch.Tensor, steps: int, delay: int, constant: bool, spikes: torch.Tensor
+) -> int:
+    """:func:`_neurons` with the ``int64`` functions of :mod:`toolchain.snn.dynamics` (any input)."""
     neurons = step.layer.neurons
     du, dv, vth = neurons.du_lava, neurons.v_decay, neurons.vth_mant
     shape = a_in.shape if constant else a_in.shape[1:]
     zero = torch.zeros(shape, dtype=torch.int64)
     state = CubaState(zero, zero)
-    spikes = torch.empty((steps, *shape), dtype=torch.float32)
     active = torch.zeros(shape, dtype=torch.int64)
     for t in range(steps):
         source = t - delay
@@ -452,7 +526,7 @@ def _neurons(
         state = cuba_subthreshold_fixed(state, x_t, du, dv, step.bias_mant, neurons.bias_exp)
         spiked, state = spike_and_reset_fixed(state, vth)
         spikes[t] = spiked
-    return spikes, int(active.sum())
+    return int(active.sum())
 
 
 def _activity(

@@ -94,7 +94,29 @@ def plan_layers(model: ModelConfig, input_shape: Sequence[int], num_classes: int
         )
         shape = (width,)
     layers.append(LayerSpec("output", "dense", shape, (num_classes,), batch_norm=model.batch_norm))
+    for spec in layers:
+        _check_size(spec)
     return layers
+
+
+#: the largest layer a recipe may describe (the deployment graph's limits, toolchain.ir)
+MAX_NEURONS = 2**24
+MAX_WEIGHTS = 2**28
+
+
+def _check_size(spec: LayerSpec) -> None:
+    """Refuse a layer too large to build, naming it, before torch tries to allocate it."""
+    if not spec.synaptic:
+        return
+    fan_in = spec.in_shape[0] * (spec.kernel_size**spec.spatial_dims if spec.kind == "conv" else 1)
+    weights = (
+        fan_in * spec.out_shape[0] if spec.kind == "conv" else math.prod(spec.in_shape) * spec.out_shape[0]
+    )
+    if spec.neurons > MAX_NEURONS or weights > MAX_WEIGHTS:
+        raise RecipeError(
+            f"[model]: layer {spec.name!r} would have {spec.neurons} neurons and {weights} weights, beyond "
+            f"the {MAX_NEURONS} neurons / {MAX_WEIGHTS} weights per layer the toolchain handles"
+        )
 
 
 def _conv_stack(model: ModelConfig, shape: tuple[int, ...]) -> list[LayerSpec]:

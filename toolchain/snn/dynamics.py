@@ -186,6 +186,93 @@ def cuba_step_fixed(
     return spike_and_reset_fixed(pre_reset, vth_mant)
 
 
+# ----------------------------------------------------------------------------------------------
+# the same fixed-point step, formulated for speed (float64, in place)
+#
+# float64 holds every integer below 2^53 exactly, so Lava's integer step can run on float64
+# tensors that hold integers, with in-place operations that torch vectorizes (its float ``trunc``
+# is not: it is done with ``floor``):
+# - the decay: ``x = u * ((4096 - d) / 4096)`` rounds nothing (``u * (4096 - d)`` is below 2^36
+#   for 24-bit state, and the factor is a 12-bit fraction), so ``x`` is a multiple of 1/4096;
+#   ``trunc(x) = floor(x + c/2 - (c/2) * sign(x))`` with ``c = 4095/4096``: ``floor(x)`` for
+#   ``x >= 0``, ``floor(x + 4095/4096) = ceil(x)`` for ``x < 0`` (every intermediate is exact);
+# - the wrap of :func:`wrap_current`: ``u - 2^24 * floor((u + 2^23 - 1) / 2^24)``, equal to it
+#   while ``u`` before the wrap lies in ``(-2^23 - 2^24, 2^23 + 2^24]``: always when ``u`` comes
+#   from a previous step and ``|a_in << 6| < 2^24`` (:data:`FAST_INPUT_LIMIT`);
+# - the reset: ``v * (v <= vth << 6)``.
+# The simulator checks the input bound and otherwise calls :func:`cuba_subthreshold_fixed` and
+# :func:`spike_and_reset_fixed`.
+
+#: :func:`cuba_step_fixed_` is exact while every ``|a_in|`` is below this (``|a_in << 6| < 2^24``)
+FAST_INPUT_LIMIT = 2 ** (STATE_BITS - ACTIVATION_SHIFT)
+
+
+def fast_input(a_in: torch.Tensor) -> torch.Tensor:
+    """The synaptic input ``a_in << 6`` as the float64 tensor :func:`cuba_step_fixed_` adds."""
+    return a_in.to(torch.float64).mul_(2**ACTIVATION_SHIFT)
+
+
+def fast_bias(bias_mant: int | torch.Tensor, bias_exp: int | torch.Tensor) -> torch.Tensor:
+    """:func:`effective_bias` as a float64 tensor (exact: it is below 2^20)."""
+    return effective_bias(bias_mant, bias_exp).to(torch.float64)
+
+
+def current_may_wrap(max_abs_a_in: int, du_lava: int) -> bool:
+    """Whether Lava's 24-bit wrap of ``u`` can act, starting from ``u = 0`` with every
+    ``|a_in| <= max_abs_a_in``: ``|u[t]| <= keep * |u[t-1]| + X`` with ``X = max_abs_a_in << 6`` and
+    ``keep = (4096 - du_lava - 1) / 4096`` bounds ``|u|`` by ``X * 4096 / (du_lava + 1)``; below
+    ``2^23`` the wrap never changes ``u`` and :func:`cuba_step_fixed_` may skip it (``wrap=False``)."""
+    bound = (max_abs_a_in << ACTIVATION_SHIFT) * DECAY_UNITY // (du_lava + CURRENT_DECAY_OFFSET)
+    return bound >= STATE_LIMIT
+
+
+def cuba_step_fixed_(
+    u: torch.Tensor,
+    v: torch.Tensor,
+    a_in_shifted: torch.Tensor,
+    du_lava: int,
+    dv: int,
+    vth_mant: int,
+    bias: torch.Tensor | None = None,
+    *,
+    spikes_out: torch.Tensor,
+    scratch: torch.Tensor,
+    wrap: bool = True,
+) -> None:
+    """:func:`cuba_step_fixed` in place on float64 tensors holding integers: the same values.
+
+    ``u``, ``v``: float64 state (start from zeros; every value a previous call left), overwritten
+    with the post-reset state; ``a_in_shifted``: :func:`fast_input` of ``a_in`` (``|a_in|`` below
+    :data:`FAST_INPUT_LIMIT`); ``bias``: :func:`fast_bias` or ``None``. The spikes (0/1) go to
+    ``spikes_out`` (a floating tensor shaped like ``u``); ``scratch`` is a float64 tensor like ``u``
+    whose values are overwritten. ``wrap=False`` skips the wrap of ``u``: exact only where
+    :func:`current_may_wrap` is false. No value of ``u`` or ``v`` is ever ``-0.0`` (every zero is
+    ``+0.0``), so a value is zero iff its bits are.
+    """
+    _trunc_decay_(u, (DECAY_UNITY - du_lava - CURRENT_DECAY_OFFSET) / DECAY_UNITY, scratch).add_(a_in_shifted)
+    if wrap:
+        torch.add(u, STATE_LIMIT - 1, out=scratch).mul_(1.0 / (2 * STATE_LIMIT)).floor_()
+        u.sub_(scratch, alpha=2 * STATE_LIMIT)
+    _trunc_decay_(v, (DECAY_UNITY - dv) / DECAY_UNITY, scratch).add_(u)
+    if bias is not None:
+        v.add_(bias)
+    v.clamp_(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    threshold = float(vth_mant << THRESHOLD_SHIFT)
+    torch.gt(v, threshold, out=spikes_out)
+    v.mul_(torch.le(v, threshold, out=scratch))
+
+
+#: ``c / 2`` of the truncation above: ``4095 / 8192``
+_TRUNC_OFFSET = (DECAY_UNITY - 1) / (2 * DECAY_UNITY)
+
+
+def _trunc_decay_(value: torch.Tensor, keep: float, scratch: torch.Tensor) -> torch.Tensor:
+    """``value = trunc(value * keep)`` in place (float64 integers, ``keep`` a 12-bit fraction)."""
+    value.mul_(keep)
+    torch.sign(value, out=scratch)
+    return value.add_(scratch, alpha=-_TRUNC_OFFSET).add_(_TRUNC_OFFSET).floor_()
+
+
 #: the float value of one unit of Lava's state: u and v are integers scaled by 2^12 relative to
 #: the float model (weights carry 2^6, the activation shift another 2^6)
 STATE_SCALE = 2 ** (ACTIVATION_SHIFT + 6)

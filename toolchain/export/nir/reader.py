@@ -69,6 +69,7 @@ def from_nir_graph(
     when this toolchain wrote it; a foreign graph needs ``time_steps`` and is read with binary spike
     input, a synapse delay of 0 steps (NIR's edges are instantaneous) and ``dt = 1e-4`` s.
     """
+    _refuse_ttfs(graph)
     meta = _plain(graph.metadata if isinstance(graph.metadata, dict) else {})
     ours = is_toolchain_graph(meta)
     dt = scalar(meta.get("dt", DEFAULT_DT_S), "metadata.dt", float)
@@ -143,6 +144,25 @@ def from_nir_graph(
         layers=tuple(layers),
         synapse_delay_steps=delay,
         metadata=provenance,
+    )
+
+
+def _refuse_ttfs(graph: nir.NIRGraph) -> None:
+    """A time-to-first-spike graph (``toolchain.export.ttfs``) is no CUBA network: refuse it."""
+    from toolchain.export.ttfs import is_ttfs_nir_graph, ttfs_kernel_nodes
+
+    if not is_ttfs_nir_graph(graph):
+        return
+    kernels = ttfs_kernel_nodes(graph)
+    what = (
+        f"node {kernels[0]!r} is a TTFS temporal kernel, metadata.toolchain_node = 'ttfs_kernel'"
+        if kernels
+        else "its metadata says coding = 'ttfs'"
+    )
+    raise NirError(
+        f"the graph is a time-to-first-spike (TTFS) network ({what}): its neurons fire once against a "
+        "threshold that decays within each window, so it cannot be read as Loihi CUBA neurons; read "
+        "it with toolchain.export.ttfs.read_ttfs_nir (see docs/ttfs.md#nir)"
     )
 
 
