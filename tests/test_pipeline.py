@@ -152,6 +152,7 @@ def test_a_ttfs_recipe_runs_its_own_stages(tmp_path):
     }  # fmt: skip
     assert "TTFS network does not run on Lava" in summary["skipped"]["lava"]
     assert (out / "export" / "model.onnx").is_file()
+    assert (out / "export" / "model.nir").is_file()
     assert not (out / "export" / "model.net").exists()
     sim = json.loads((out / "sim" / "ttfs.json").read_text())
     assert sim["max_spikes_per_neuron"] <= 1  # time-to-first-spike: each neuron fires at most once

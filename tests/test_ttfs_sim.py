@@ -135,12 +135,16 @@ def test_cli_trains_a_ttfs_recipe_and_simulates_it(digits_run):
     assert set(metrics["ttfs"]["kernels"]) == {"input", "dense1"}
 
 
-def test_resume_ends_where_an_uninterrupted_run_does(tmp_path, digits_run):
+def test_resume_ends_where_an_uninterrupted_run_does(tmp_path):
+    """2 epochs, then --resume to 3, equal 3 uninterrupted epochs bit for bit. Both runs train in
+    this process: the same torch thread count, hence the same float summation order (a CLI run in a
+    subprocess may use another one)."""
     from toolchain.train.ttfs import fit_ttfs
 
-    full, _ = digits_run  # 3 epochs through the CLI
     recipe = load_recipe(ROOT / "models" / "digits-ttfs")
     data = load_dataset("digits", None, {"test_fraction": 0.25, "seed": 0})
+    full = tmp_path / "full"
+    fit_ttfs(with_overrides(recipe, **{"train.epochs": 3}), data, full, progress=False, simulate=False)
     part = tmp_path / "part"
     fit_ttfs(with_overrides(recipe, **{"train.epochs": 2}), data, part, progress=False, simulate=False)
     fit_ttfs(

@@ -286,16 +286,18 @@ def _ttfs_model(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any,
 
 
 def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: dict) -> dict:
-    """A TTFS run: the surrogate DNN to ONNX (kernels in its metadata); netx and NIR refused."""
-    from toolchain.export.ttfs import export_ttfs_onnx, ttfs_metadata
+    """A TTFS run: the surrogate DNN to ONNX and NIR (weights and kernel parameters, nothing lost);
+    netx refused (Loihi's CUBA neuron has a fixed threshold, docs/ttfs.md)."""
+    from toolchain.export.ttfs import export_ttfs_nir, export_ttfs_onnx, ttfs_metadata
 
     _, model = _ttfs_model(run_dir, options, context)
-    path = export_ttfs_onnx(model, run_dir / "export" / "model.onnx", metadata=ttfs_metadata(model))
-    reason = "a TTFS network has no netx/CUBA or NIR CubaLIF form (docs/ttfs.md)"
+    folder = run_dir / "export"
+    onnx_path = export_ttfs_onnx(model, folder / "model.onnx", metadata=ttfs_metadata(model))
+    nir_path = export_ttfs_nir(model, recipe, folder / "model.nir")
     return {
-        "outputs": [str(path)],
-        "files": {"onnx": str(path)},
-        "not_written": {"netx": reason, "nir": reason},
+        "outputs": [str(onnx_path), str(nir_path)],
+        "files": {"onnx": str(onnx_path), "nir": str(nir_path)},
+        "not_written": {"netx": "a TTFS network has no netx/CUBA form (docs/ttfs.md)"},
         "exact": True,
         "inexact": [],
     }

@@ -174,7 +174,8 @@ class _Synapse:
         return math.prod(self.layer.out_shape)
 
     def synaptic_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """The exact integer sum ``w_int @ x`` for ``x`` ``[N, *in_shape]`` (integer valued)."""
+        """The exact integer sum ``w_int @ x`` for ``x`` ``[N, *in_shape]`` (integer valued), in
+        the weights' float dtype."""
         x = x.to(self.weight.dtype)
         layer = self.layer
         if isinstance(layer, ir.Dense):
@@ -182,7 +183,17 @@ class _Synapse:
         else:
             conv = functional.conv2d if self.weight.dim() == 4 else functional.conv1d
             out = conv(x, self.weight, stride=layer.stride, padding=layer.padding, groups=layer.groups)
-        return out.to(torch.int64)
+        return out
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``a_in = shift(w_int @ x)`` for ``x`` ``[N, *in_shape]``: integer values in the sum's
+        float dtype where that is exact (no avg-pool denominator and ``weight_exp <= 0``: a
+        power-of-two scaling and a floor, which round nothing), else ``int64``."""
+        total = self.synaptic_sum(x)
+        exp = self.layer.weight_exp
+        if self.denominator == 1 and exp <= 0:
+            return total if exp == 0 else total.mul_(2.0**exp).floor_()
+        return self.shift(total.to(torch.int64))
 
     def synops(self, x: torch.Tensor) -> float:
         """Synaptic operations of input ``x`` ``[N, *in_shape]``: each non-zero value times the
@@ -417,7 +428,7 @@ def _run_batch(
         repeat = steps if constant else 1
         totals[index].events += int(torch.count_nonzero(flat_in)) * repeat
         totals[index].synops += step.synops(flat_in) * repeat
-        a_in = step.shift(step.synaptic_sum(flat_in))
+        a_in = step.synaptic_input(flat_in)
         a_in = a_in.reshape(*lead, *a_in.shape[1:])
         spikes, active = _neurons(step, a_in, steps, network.synapse_delay_steps, constant)
         totals[index].spikes += int(torch.count_nonzero(spikes))  # 0/1 values
@@ -447,23 +458,24 @@ def _neurons(
     """Step the layer's CUBA neurons for ``steps``; their spikes ``[T, b, *shape]`` and active updates.
 
     ``a_in`` is the synaptic input of every step ``[T, b, *shape]`` (or ``[b, *shape]``, the same
-    at every step, when ``constant``), delivered ``delay`` steps later: zero input before.
-    While every ``|a_in|`` is below :data:`~toolchain.snn.dynamics.FAST_INPUT_LIMIT` the neurons run
+    at every step, when ``constant``), integer valued (float or ``int64``), delivered ``delay``
+    steps later: zero input before. While every ``|a_in|`` is below
+    :data:`~toolchain.snn.dynamics.FAST_INPUT_LIMIT` the neurons run
     :func:`~toolchain.snn.dynamics.cuba_step_fixed_` (float64, in place, the same values), in
     slices of at most :data:`NEURON_SLICE_ELEMENTS` so that one step's tensors stay in the cache;
     otherwise the ``int64`` functions.
     """
     shape = a_in.shape if constant else a_in.shape[1:]
     spikes = torch.empty((steps, *shape), dtype=torch.float32)
-    max_abs = int(a_in.abs().max()) if a_in.numel() else 0
+    low, high = torch.aminmax(a_in) if a_in.numel() else (torch.zeros(()), torch.zeros(()))
+    max_abs = int(max(-float(low), float(high)))
     if max_abs >= FAST_INPUT_LIMIT:
-        return spikes, _neurons_int64(step, a_in, steps, delay, constant, spikes)
+        return spikes, _neurons_int64(step, a_in.to(torch.int64), steps, delay, constant, spikes)
     neurons = step.layer.neurons
     bias = None if neurons.bias_mant is None else fast_bias(step.bias_mant, neurons.bias_exp)
     wrap = current_may_wrap(max_abs, neurons.du_lava)
     batch = shape[0]
-    per_sample = max(1, math.prod(shape[1:]))
-    width = max(1, min(batch, NEURON_SLICE_ELEMENTS // per_sample))
+    width = max(1, min(batch, NEURON_SLICE_ELEMENTS // max(1, math.prod(shape[1:]))))
     active = 0
     for first in range(0, batch, width):
         part = slice(first, first + width)
@@ -482,30 +494,32 @@ def _neurons_fast(
     wrap: bool,
     spikes: torch.Tensor,
 ) -> int:
-    """:func:`_neurons` on one slice of the batch with :func:`~toolchain.snn.dynamics.cuba_step_fixed_`.
+    """:func:`_neurons` on one slice of the batch with :func:`~toolchain.snn.dynamics.cuba_step_fixed_`;
+    writes the slice's ``spikes`` and returns its active updates.
 
-    Active updates are counted on the float64 bit patterns: ``cuba_step_fixed_`` and
-    :func:`~toolchain.snn.dynamics.fast_input` never produce ``-0.0``, so a value is zero iff its
-    bits are, and ``(u | v | x) != 0`` on the ``int64`` views is ``a_in != 0 or u != 0 or v != 0``.
+    An update is active iff ``u*u + v*v + x*x`` is non-zero before it (integers: a square is 0 or
+    at least 1, the sum below 2^50), so ``min(that, 1)`` summed over the steps counts them.
     """
     shape = x.shape if constant else x.shape[1:]
     u = torch.zeros(shape, dtype=torch.float64)
     v = torch.zeros_like(u)
     zero = torch.zeros_like(u)
     scratch = torch.empty_like(u)
-    either = torch.empty(shape, dtype=torch.int64)
-    u_bits, v_bits = u.view(torch.int64), v.view(torch.int64)
-    active = 0
+    active = torch.zeros_like(u)
+    spikes64 = torch.empty(spikes.shape, dtype=torch.float64)
     for t in range(steps):
         source = t - delay
         x_t = zero if source < 0 else (x if constant else x[source])
-        torch.bitwise_or(u_bits, v_bits, out=either).bitwise_or_(x_t.view(torch.int64))
-        active += int(torch.count_nonzero(either))
+        torch.mul(u, u, out=scratch).addcmul_(v, v)
+        if source >= 0:
+            scratch.addcmul_(x_t, x_t)
+        active.add_(scratch.clamp_(max=1.0))
         cuba_step_fixed_(
             u, v, x_t, neurons.du_lava, neurons.v_decay, neurons.vth_mant, bias,
-            spikes_out=spikes[t], scratch=scratch, wrap=wrap,
+            spikes_out=spikes64[t], scratch=scratch, wrap=wrap,
         )  # fmt: skip
-    return active
+    spikes.copy_(spikes64)
+    return int(active.sum(dtype=torch.float64))
 
 
 def _neurons_int64(

@@ -199,7 +199,7 @@ def cuba_step_fixed(
 # - the wrap of :func:`wrap_current`: ``u - 2^24 * floor((u + 2^23 - 1) / 2^24)``, equal to it
 #   while ``u`` before the wrap lies in ``(-2^23 - 2^24, 2^23 + 2^24]``: always when ``u`` comes
 #   from a previous step and ``|a_in << 6| < 2^24`` (:data:`FAST_INPUT_LIMIT`);
-# - the reset: ``v * (v <= vth << 6)``.
+# - the reset: ``v - v * s`` (``v * (1 - s)`` for 0/1 spikes ``s``).
 # The simulator checks the input bound and otherwise calls :func:`cuba_subthreshold_fixed` and
 # :func:`spike_and_reset_fixed`.
 
@@ -208,7 +208,8 @@ FAST_INPUT_LIMIT = 2 ** (STATE_BITS - ACTIVATION_SHIFT)
 
 
 def fast_input(a_in: torch.Tensor) -> torch.Tensor:
-    """The synaptic input ``a_in << 6`` as the float64 tensor :func:`cuba_step_fixed_` adds."""
+    """The synaptic input ``a_in << 6`` as the float64 tensor :func:`cuba_step_fixed_` adds
+    (``a_in``: integers, in an integer or a floating dtype)."""
     return a_in.to(torch.float64).mul_(2**ACTIVATION_SHIFT)
 
 
@@ -244,8 +245,8 @@ def cuba_step_fixed_(
     ``u``, ``v``: float64 state (start from zeros; every value a previous call left), overwritten
     with the post-reset state; ``a_in_shifted``: :func:`fast_input` of ``a_in`` (``|a_in|`` below
     :data:`FAST_INPUT_LIMIT`); ``bias``: :func:`fast_bias` or ``None``. The spikes (0/1) go to
-    ``spikes_out`` (a floating tensor shaped like ``u``); ``scratch`` is a float64 tensor like ``u``
-    whose values are overwritten. ``wrap=False`` skips the wrap of ``u``: exact only where
+    ``spikes_out``, a float64 tensor like ``u`` (a view of a larger one: no copy); ``scratch``, a
+    float64 tensor like ``u``, is overwritten. ``wrap=False`` skips the wrap of ``u``: exact only where
     :func:`current_may_wrap` is false. No value of ``u`` or ``v`` is ever ``-0.0`` (every zero is
     ``+0.0``), so a value is zero iff its bits are.
     """
@@ -257,9 +258,8 @@ def cuba_step_fixed_(
     if bias is not None:
         v.add_(bias)
     v.clamp_(-STATE_LIMIT + 1, STATE_LIMIT - 1)
-    threshold = float(vth_mant << THRESHOLD_SHIFT)
-    torch.gt(v, threshold, out=spikes_out)
-    v.mul_(torch.le(v, threshold, out=scratch))
+    torch.gt(v, float(vth_mant << THRESHOLD_SHIFT), out=spikes_out)
+    v.addcmul_(v, spikes_out, value=-1.0)
 
 
 #: ``c / 2`` of the truncation above: ``4095 / 8192``

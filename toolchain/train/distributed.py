@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import numpy as np
@@ -118,10 +119,28 @@ def init_from_env(device: str = "cpu", environ: Mapping[str, str] | None = None)
     return DistributedContext(rank, size, local_rank, backend, where)
 
 
+#: how long a rank waits at the exit barrier for the others before leaving anyway
+EXIT_BARRIER_S = 60
+
+
 def cleanup(ctx: DistributedContext | None) -> None:
-    """Leave the process group (``destroy_process_group``); nothing without one."""
-    if ctx is not None and dist.is_initialized():
-        dist.destroy_process_group()
+    """Wait for every rank, then leave the process group (``destroy_process_group``).
+
+    The exit barrier keeps a rank from tearing its process group down while a peer still talks to
+    it (rank 0 writes the run folder after the others are done); under load a gloo rank that left
+    early was seen to abort at exit ("terminate called without an active exception"). A peer that
+    died does not hold the others: the barrier gives up after :data:`EXIT_BARRIER_S` seconds.
+    """
+    if ctx is None or not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_S))
+        else:
+            dist.barrier()
+    except Exception:  # a peer failed or left: leave anyway, its error is reported by the caller
+        pass
+    dist.destroy_process_group()
 
 
 def is_main(ctx: DistributedContext | None) -> bool:

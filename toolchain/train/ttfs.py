@@ -63,7 +63,7 @@ def refusal_message(recipe: Recipe, what: str) -> str:
         f"recipe {recipe.name!r} is a TTFS network ([ttfs].enabled = true): {what} is not possible, "
         "because its neurons fire once against a threshold that decays within each window and "
         "Loihi's CUBA neuron has a fixed threshold; use the TTFS simulator (toolchain.sim.ttfs) "
-        "and the ONNX export of the surrogate DNN (toolchain.export.ttfs), see docs/ttfs.md"
+        "and the ONNX and NIR exports of the surrogate DNN (toolchain.export.ttfs), see docs/ttfs.md"
     )
 
 
