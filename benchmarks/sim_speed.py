@@ -20,6 +20,7 @@ Run from the repository root with the project's environment (Lava included)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py            # print the table
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --json out.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --lava-samples 0   # reference only
 """
 
 from __future__ import annotations

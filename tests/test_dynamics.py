@@ -4,12 +4,17 @@ import pytest
 import torch
 
 from toolchain.snn.dynamics import (
+    FAST_INPUT_LIMIT,
     STATE_LIMIT,
     CubaState,
     clip_voltage,
     cuba_step,
     cuba_step_fixed,
+    cuba_step_fixed_,
+    current_may_wrap,
     effective_bias,
+    fast_bias,
+    fast_input,
     loihi_decay,
     wrap_current,
 )
@@ -96,3 +101,132 @@ def test_fixed_and_float_agree_when_exact():
     )
     assert fixed == floating
     assert sum(fixed) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the float64 in-place formulation (cuba_step_fixed_) against the int64 functions
+
+
+def _fast_steps(u, v, a_in, du, dv, vth, bias_mant, bias_exp, wrap=True):
+    """Run ``cuba_step_fixed_`` over ``a_in`` ``[T, ...]`` from int64 state; spikes and states per step."""
+    fu, fv = u.to(torch.float64), v.to(torch.float64)
+    bias = None if bias_mant is None else fast_bias(bias_mant, bias_exp)
+    scratch, spikes = torch.empty_like(fu), torch.empty((a_in.shape[0], *u.shape), dtype=torch.float64)
+    states = []
+    for t in range(a_in.shape[0]):
+        cuba_step_fixed_(
+            fu, fv, fast_input(a_in[t]), du, dv, vth, bias, spikes_out=spikes[t], scratch=scratch, wrap=wrap
+        )
+        states.append((fu.clone(), fv.clone()))
+    return spikes, states
+
+
+def _int_steps(u, v, a_in, du, dv, vth, bias_mant, bias_exp):
+    state, spikes, states = CubaState(u, v), [], []
+    for t in range(a_in.shape[0]):
+        s, state = cuba_step_fixed(
+            state, a_in[t], du, dv, vth, 0 if bias_mant is None else bias_mant, bias_exp
+        )
+        spikes.append(s)
+        states.append((state.u, state.v))
+    return torch.stack(spikes), states
+
+
+def _assert_same(fast, exact):
+    fast_spikes, fast_states = fast
+    spikes, states = exact
+    assert torch.equal(fast_spikes, spikes.to(torch.float64))
+    for (fu, fv), (u, v) in zip(fast_states, states, strict=True):
+        assert torch.equal(fu, u.to(torch.float64)) and torch.equal(fv, v.to(torch.float64))
+        # every zero is +0.0: the simulator may test values through their bits
+        assert not bool((torch.signbit(fu) & (fu == 0)).any() | (torch.signbit(fv) & (fv == 0)).any())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_step_equals_int64_functions_on_random_states(seed):
+    g = torch.Generator().manual_seed(seed)
+    n, steps = 4096, 12
+    limit = STATE_LIMIT
+    # any 24-bit state: u in (-2^23, 2^23], v in [-(2^23 - 1), 2^23 - 1], edges included
+    u = torch.randint(-limit + 1, limit + 1, (n,), generator=g)
+    v = torch.randint(-limit + 1, limit, (n,), generator=g)
+    u[:6] = torch.tensor([limit, -limit + 1, 0, 1, -1, -4095])
+    v[:6] = torch.tensor([limit - 1, -limit + 1, 0, -1, 1, 4095])
+    # inputs up to the fast path's limit, both signs, many zeros: the wrap and the clip act
+    a_in = torch.randint(-FAST_INPUT_LIMIT + 1, FAST_INPUT_LIMIT, (steps, n), generator=g)
+    a_in[:, ::3] = torch.randint(-40, 41, (steps, (n + 2) // 3), generator=g)
+    a_in[torch.rand(steps, n, generator=g) < 0.3] = 0
+    a_in[0, :2] = torch.tensor([FAST_INPUT_LIMIT - 1, -FAST_INPUT_LIMIT + 1])
+    du = int(torch.randint(0, 4096, (), generator=g)) if seed else 4095  # 4095: nothing kept
+    dv = int(torch.randint(0, 4096, (), generator=g)) if seed != 1 else 0  # 0: everything kept
+    vth = int(torch.randint(1, 2**17, (), generator=g))
+    bias_mant = torch.randint(-4096, 4096, (n,), generator=g) if seed % 2 else None
+    bias_exp = int(torch.randint(-8, 8, (), generator=g))
+    args = (u, v, a_in, du, dv, vth, bias_mant, bias_exp)
+    exact = _int_steps(*args)
+    assert any(bool((s > 0).any()) for s in exact[0])  # some spikes
+    _assert_same(_fast_steps(*args), exact)
+
+
+def test_fast_step_rounds_toward_zero_and_wraps_at_the_edges():
+    # decay products of both signs with and without a remainder, and the exact wrap boundaries
+    u = torch.tensor([4095, -4095, 4096, -4096, 1, -1, 3, -3, STATE_LIMIT, -STATE_LIMIT + 1, 0, 0])
+    v = torch.tensor([-7, 7, -4097, 4097, 0, 0, 5, -5, 0, 0, STATE_LIMIT - 1, -STATE_LIMIT + 1])
+    a_in = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 2**17, -(2**17), 2**17 - 1, -(2**17) + 1]])
+    for du, dv in ((2047, 2048), (0, 4095), (4095, 1), (1023, 3)):
+        args = (u, v, a_in, du, dv, 2**17 - 1, None, 0)
+        _assert_same(_fast_steps(*args), _int_steps(*args))
+    # trunc toward zero by hand: 4095 * 2048 / 4096 = 2047.5 -> 2047, and -2047.5 -> -2047
+    _, states = _fast_steps(u[:2], torch.zeros(2, dtype=torch.int64), a_in[:, :2], 2047, 0, 1, None, 0)
+    assert states[0][0].tolist() == [2047.0, -2047.0]
+
+
+def test_fast_step_may_skip_the_wrap_only_where_it_cannot_act():
+    g = torch.Generator().manual_seed(7)
+    du, n, steps = 1023, 2048, 40
+    bound = 2**15  # u <= 2^15 * 64 * 4096 / 1024 = 2^23: the wrap may act
+    assert current_may_wrap(bound, du) and not current_may_wrap(bound - 1, du)
+    a_in = torch.randint(-bound + 1, bound, (steps, n), generator=g)
+    zero = torch.zeros(n, dtype=torch.int64)
+    args = (zero, zero, a_in, du, 128, 2**17 - 1, None, 0)
+    _assert_same(_fast_steps(*args, wrap=False), _int_steps(*args))
+    assert current_may_wrap(FAST_INPUT_LIMIT - 1, 4095)
+
+
+@pytest.mark.parametrize("encoding", ["graded", "spikes"])
+def test_simulator_fast_path_equals_int64_path(encoding, monkeypatch):
+    """The reference simulator with cuba_step_fixed_ against the same run forced onto the int64
+    functions: a conv with bias (channels-last), an avg pool, a dense layer, graded and spike input."""
+    import numpy as np
+
+    from toolchain import ir
+    from toolchain.sim import reference
+
+    rng = np.random.default_rng(3)
+    bias = rng.integers(-300, 300, (4, 6, 6))
+    conv_neurons = ir.CubaNeurons(i_decay=1024, v_decay=300, vth_mant=40, bias_mant=bias, bias_exp=2)
+    layers = (
+        ir.Conv("conv", rng.integers(-128, 128, (4, 2, 3, 3)) * 2, conv_neurons, (2, 6, 6), (1, 1), (1, 1)),
+        ir.Pool("pool", "avg", 2, (4, 6, 6)),
+        ir.Flatten("flat", (4, 3, 3)),
+        ir.Dense(
+            "out", rng.integers(-128, 128, (3, 36)) * 2, ir.CubaNeurons(i_decay=4096, v_decay=0, vth_mant=30)
+        ),
+    )
+    steps = 9
+    if encoding == "graded":
+        x = rng.random((5, 2, 6, 6))
+        layers = (
+            ir.Conv("conv", layers[0].weight, conv_neurons, (2, 6, 6), (1, 1), (1, 1), weight_exp=-8),
+            *layers[1:],
+        )
+    else:
+        x = (rng.random((steps, 5, 2, 6, 6)) < 0.4).astype(np.uint8)
+    network = ir.Network("mixed", (2, 6, 6), encoding, steps, layers)
+    fast = reference.simulate(network, x, batch_size=2, record_spikes=True)
+    monkeypatch.setattr(reference, "FAST_INPUT_LIMIT", 0)  # every layer on the int64 functions
+    exact = reference.simulate(network, x, batch_size=2, record_spikes=True)
+    assert fast.activity.to_dict() == exact.activity.to_dict()
+    for name, spikes in exact.spikes.items():
+        assert np.array_equal(fast.spikes[name], spikes), name
+    assert exact.activity.spikes_per_sample > 0

@@ -246,11 +246,14 @@ def test_bias_registers_use_netxs_exponent():
 
 
 def test_an_overflowing_weight_is_refused_naming_the_layer():
+    """Refused when the layer may not be rescaled (--no-layer-scale); by default it is scaled down
+    by a power of two (spikes unchanged, the rounding reported) and fits."""
     recipe = _recipe()
     for bad in (4.0, 3.99):  # 3.99 * 64 rounds to 256 on the even grid
         model = _single_dense([[0.5, -0.5, bad], [0.0, 0.0, 0.0]], recipe)
+        assert quantize_model(model, recipe)[1].layers[0].scale_exp == -1
         with pytest.raises(QuantizationError) as info:
-            quantize_model(model, recipe)
+            quantize_model(model, recipe, scale_layers=False)
         assert str(info.value) == (
             f"layer 'output': weights span [-0.5000, {bad:.4f}], beyond Loihi's 8-bit grid [-4.0, 3.96875] "
             "(weight x 64 must be an even integer in [-256, 254]); "
@@ -258,20 +261,27 @@ def test_an_overflowing_weight_is_refused_naming_the_layer():
         )
 
 
-def test_batch_norm_that_scales_weights_off_the_grid_is_refused():
+def test_batch_norm_that_scales_weights_off_the_grid_scales_the_layer_down_or_is_refused():
     model, recipe = _with_batch_norm(
         [[1.0, 0, 0], [0, 1.0, 0]], [8.0, 1.0], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0]
     )
+    # folded weights 8 and 1: 8 * 2^-1 = 4 is still off the grid, 8 * 2^-2 = 2 fits
+    network, report = quantize_model(model, recipe)
+    (layer,), (stats,) = network.layers, report.layers
+    assert stats.scale_exp == -2
+    np.testing.assert_array_equal(layer.weight, [[128, 0, 0], [0, 16, 0]])
+    assert layer.neurons.vth_mant == 16  # the threshold 1.0 scaled with the weights: 64 / 4
     with pytest.raises(QuantizationError, match=r"layer 'output': weights span \[0.0000, 8.0000\]"):
-        quantize_model(model, recipe)
+        quantize_model(model, recipe, scale_layers=False)
 
 
 def test_a_bias_beyond_its_registers_is_refused():
     model, recipe = _with_batch_norm(
         [[0.5, 0, 0], [0, 0.5, 0]], [1.0, 1.0], [200.0, 0.0], [0.0, 0.0], [1.0, 1.0]
     )
+    assert quantize_model(model, recipe)[1].layers[0].scale_exp == -2  # 200 / 4 = 50 fits
     with pytest.raises(QuantizationError) as info:
-        quantize_model(model, recipe)
+        quantize_model(model, recipe, scale_layers=False)
     assert str(info.value) == (
         "layer 'output': the folded batch-norm bias spans [0.0000, 200.0000], beyond Loihi's bias "
         "register (13-bit mantissa, bias_exp = 6 as netx uses it: |bias| <= 63.98)"
@@ -302,10 +312,12 @@ def test_a_subtractive_reset_is_refused():
 
 def test_a_threshold_beyond_its_register_names_the_layer():
     recipe = _recipe(neuron=NeuronConfig(threshold=3000.0))
+    model = _single_dense([[0.5, 0, 0], [0, 0, 0]], recipe)
+    assert quantize_model(model, recipe)[1].layers[0].scale_exp == -1  # 1500 x 64 fits 17 bits
     with pytest.raises(
         QuantizationError, match=r"layer 'output': vThMant \(threshold x 64\) = 192000 is outside"
     ):
-        quantize_model(_single_dense([[0.5, 0, 0], [0, 0, 0]], recipe), recipe)
+        quantize_model(model, recipe, scale_layers=False)
 
 
 def test_nan_weights_are_refused():

@@ -56,6 +56,8 @@ from toolchain.snn.numerics import GRADED_ENCODINGS
 BIAS_EXP = 6
 #: the largest power of two by which a float layer is scaled (see :func:`quantize_model`)
 MAX_SCALE_EXP = 12
+#: the smallest: a layer whose folded weights overflow the grid may be scaled down this far
+MIN_SCALE_EXP = -4
 
 
 def input_encoding(scheme: str) -> ir.InputEncoding:
@@ -436,7 +438,7 @@ def _registers(
 
 
 def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: CubaLIF, name: str) -> int:
-    """The largest ``k`` in ``[0, MAX_SCALE_EXP]`` at which the layer scaled by ``2^k`` still fits.
+    """The largest ``k`` in ``[MIN_SCALE_EXP, MAX_SCALE_EXP]`` at which the layer scaled by 2^k fits.
 
     Scaling a layer's weights, bias and threshold by the same positive factor leaves its spikes
     unchanged (the CUBA dynamics are linear in ``u``, ``v``, input, bias and threshold, and the
@@ -444,9 +446,13 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
     rounding error shrinks by ``2^k``. ``k`` is the largest at which every weight stays on the
     8-bit grid, the threshold in its 17-bit register, the bias in its registers, and the current
     cannot wrap even if every input fires with the largest weight sum of any neuron
-    (``sum |w_int| << 6 / current_decay < 2^23``). 0 when nothing larger fits.
+    (``sum |w_int| << 6 / current_decay < 2^23``). A negative ``k`` (the layer scaled down) only
+    when the layer does not fit as it is, e.g. batch norm folded into weights beyond the grid's
+    ``[-4, 3.97]``; 0 when nothing fits (the export then refuses the layer, naming it).
     """
-    for k in range(MAX_SCALE_EXP, 0, -1):
+
+    def fitted(k: int) -> torch.Tensor | None:
+        """The integer weights at scale ``2^k``, or None if a register cannot hold the layer."""
         factor = 2.0**k
         try:
             neuron_registers(
@@ -456,8 +462,17 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
             if bias is not None:
                 bias_registers(bias * factor, name)
         except QuantizationError:
-            continue
-        if not _current_may_wrap(w_int, population.current_decay):
+            return None
+        return w_int
+
+    for k in range(MAX_SCALE_EXP, 0, -1):
+        w_int = fitted(k)
+        if w_int is not None and not _current_may_wrap(w_int, population.current_decay):
+            return k
+    if fitted(0) is not None:
+        return 0
+    for k in range(-1, MIN_SCALE_EXP - 1, -1):  # the layer does not fit as it is: scale it down
+        if fitted(k) is not None:
             return k
     return 0
 

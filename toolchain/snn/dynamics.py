@@ -267,7 +267,12 @@ _TRUNC_OFFSET = (DECAY_UNITY - 1) / (2 * DECAY_UNITY)
 
 
 def _trunc_decay_(value: torch.Tensor, keep: float, scratch: torch.Tensor) -> torch.Tensor:
-    """``value = trunc(value * keep)`` in place (float64 integers, ``keep`` a 12-bit fraction)."""
+    """``value = trunc(value * keep)`` in place (float64 integers, ``keep`` a 12-bit fraction);
+    nothing to compute for ``keep`` 1 (a voltage decay of 0) or 0 (an ``i_decay`` of 4096)."""
+    if keep == 1.0:
+        return value
+    if keep == 0.0:
+        return value.zero_()
     value.mul_(keep)
     torch.sign(value, out=scratch)
     return value.add_(scratch, alpha=-_TRUNC_OFFSET).add_(_TRUNC_OFFSET).floor_()
