@@ -308,16 +308,20 @@ def load_trained(
     input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
     model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
     apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
-    path = run / MODEL_FILE
+    load_model_weights(model, run / MODEL_FILE, f"not a model of recipe {recipe.name!r}")
+    return recipe, model
+
+
+def load_model_weights(model: nn.Module, path: Path, problem: str) -> None:
+    """Load a run folder's ``model.pt`` into ``model`` (``weights_only``); any failure is one line
+    naming ``path`` and ``problem`` (what the file is not, e.g. ``"not a model of recipe 'x'"``)."""
     if not path.is_file():
         raise ToolchainError(f"{path}: no trained model in this run folder")
-    problem = f"not a model of recipe {recipe.name!r}"
     state = load_torch(path, problem)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
-    return recipe, model
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

@@ -28,10 +28,17 @@ import torch
 from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset, as_float
 from toolchain.errors import RecipeError, ToolchainError
-from toolchain.io import load_torch, one_line, write_json
+from toolchain.io import write_json
 from toolchain.snn.ttfs_model import TTFSNetwork, build_ttfs_model
 from toolchain.train.distributed import DistributedContext, is_main
-from toolchain.train.trainer import METRICS_FILE, MODEL_FILE, RECIPE_FILE, TrainResult, fit
+from toolchain.train.trainer import (
+    METRICS_FILE,
+    MODEL_FILE,
+    RECIPE_FILE,
+    TrainResult,
+    fit,
+    load_model_weights,
+)
 
 
 @dataclass
@@ -181,15 +188,7 @@ def load_ttfs_run(
     from toolchain.snn.models import network_input_shape
 
     model = build_for_recipe(recipe, network_input_shape(sample_shape), num_classes)
-    path = run / MODEL_FILE
-    if not path.is_file():
-        raise ToolchainError(f"{path}: no trained model in this run folder")
-    problem = f"not a TTFS model of recipe {recipe.name!r}"
-    state = load_torch(path, problem)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
+    load_model_weights(model, run / MODEL_FILE, f"not a TTFS model of recipe {recipe.name!r}")
     model.eval()
     return recipe, model
 
