@@ -17,7 +17,7 @@ Definitions (the same for every backend, so that they can be compared):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -44,6 +44,34 @@ class LayerCounts:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @staticmethod
+    def from_totals(
+        static: LayerCounts,
+        *,
+        spikes: float,
+        synops: float,
+        active: float,
+        events: float,
+        samples: int,
+        time_steps: int,
+    ) -> LayerCounts:
+        """A layer's counts from totals over ``samples`` inferences of ``time_steps`` steps.
+
+        ``static`` gives the layer's name, kind, neurons, synapses, fan-in, fan-out and
+        ``graded_input`` (its activity fields are ignored); idle updates are
+        ``neurons * time_steps`` minus the active ones. With ``samples == 0`` every count is 0.
+        """
+        per = 1.0 / samples if samples else 0.0
+        active_per_sample = active * per
+        return replace(
+            static,
+            spikes_per_sample=spikes * per,
+            synops_per_sample=synops * per,
+            active_updates_per_sample=active_per_sample,
+            idle_updates_per_sample=static.neurons * time_steps - active_per_sample if samples else 0.0,
+            input_events_per_sample=events * per,
+        )
 
 
 @dataclass(frozen=True)

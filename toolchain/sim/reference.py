@@ -599,29 +599,43 @@ def _neurons_int64(
     return int(active.sum())
 
 
+def _static_counts(network: ir.Network, synapses: list[_Synapse]) -> list[LayerCounts]:
+    """Each synaptic layer's static counts (neurons, synapses, fan-in/out), no activity yet."""
+    graded = network.input_encoding == "graded"
+    return [
+        LayerCounts(
+            name=step.layer.name,
+            kind=step.layer.kind,
+            neurons=step.neurons,
+            synapses=step.synapses,
+            fan_in=step.fan_in,
+            fan_out=step.fan_out,
+            spikes_per_sample=0.0,
+            synops_per_sample=0.0,
+            active_updates_per_sample=0.0,
+            idle_updates_per_sample=0.0,
+            input_events_per_sample=0.0,
+            graded_input=index == 0 and graded,
+        )
+        for index, step in enumerate(synapses)
+    ]
+
+
 def _activity(
     network: ir.Network, synapses: list[_Synapse], totals: list[_Totals], samples: int, source: str
 ) -> Activity:
-    per = 1.0 / samples if samples else 0.0
-    layers = []
-    for index, (step, total) in enumerate(zip(synapses, totals, strict=True)):
-        active = total.active * per
-        layers.append(
-            LayerCounts(
-                name=step.layer.name,
-                kind=step.layer.kind,
-                neurons=step.neurons,
-                synapses=step.synapses,
-                fan_in=step.fan_in,
-                fan_out=step.fan_out,
-                spikes_per_sample=total.spikes * per,
-                synops_per_sample=total.synops * per,
-                active_updates_per_sample=active,
-                idle_updates_per_sample=step.neurons * network.time_steps - active if samples else 0.0,
-                input_events_per_sample=total.events * per,
-                graded_input=index == 0 and network.input_encoding == "graded",
-            )
+    layers = [
+        LayerCounts.from_totals(
+            static,
+            spikes=total.spikes,
+            synops=total.synops,
+            active=total.active,
+            events=total.events,
+            samples=samples,
+            time_steps=network.time_steps,
         )
+        for static, total in zip(_static_counts(network, synapses), totals, strict=True)
+    ]
     return Activity(
         network=network.name,
         source=source,
@@ -637,15 +651,7 @@ def layer_counts_template(network: ir.Network) -> list[LayerCounts]:
 
     For backends that measure only spikes (Lava): they fill in what they measured.
     """
-    return list(
-        _activity(
-            network,
-            [s for s in _prepare(network) if isinstance(s, _Synapse)],
-            [_Totals() for _ in network.synaptic_layers()],
-            0,
-            "static",
-        ).layers
-    )
+    return _static_counts(network, [s for s in _prepare(network) if isinstance(s, _Synapse)])
 
 
 __all__ = [

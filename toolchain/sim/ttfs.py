@@ -313,21 +313,29 @@ def _activity(
     layers = []
     for index, stage in enumerate(stages):
         c = stage.counts
-        active = c.active / n
+        static = LayerCounts(
+            name=stage.block.name,
+            kind=stage.block.kind,
+            neurons=stage.neurons,
+            synapses=stage.synapses,
+            fan_in=stage.fan_in,
+            fan_out=stage.fan_out,
+            spikes_per_sample=0.0,
+            synops_per_sample=0.0,
+            active_updates_per_sample=0.0,
+            idle_updates_per_sample=0.0,
+            input_events_per_sample=0.0,
+            graded_input=index == 0 and model.input_kernel is None,
+        )
         layers.append(
-            LayerCounts(
-                name=stage.block.name,
-                kind=stage.block.kind,
-                neurons=stage.neurons,
-                synapses=stage.synapses,
-                fan_in=stage.fan_in,
-                fan_out=stage.fan_out,
-                spikes_per_sample=c.spikes / n,
-                synops_per_sample=c.synops / n,
-                active_updates_per_sample=active,
-                idle_updates_per_sample=stage.neurons * time_steps - active,
-                input_events_per_sample=c.events / n,
-                graded_input=index == 0 and model.input_kernel is None,
+            LayerCounts.from_totals(
+                static,
+                spikes=c.spikes,
+                synops=c.synops,
+                active=c.active,
+                events=c.events,
+                samples=n,
+                time_steps=time_steps,
             )
         )
     kernels = {
