@@ -1,7 +1,6 @@
 """``toolchain export`` through its real entry points: the console script (a subprocess) for the
 main paths, ``toolchain.cli.main`` in-process for the rest; on tiny digits runs trained once."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -65,13 +64,7 @@ def fixed_run(tmp_path_factory) -> Path:
     return out
 
 
-def _needs(module: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not in this version yet")
-
-
 def test_netx_export_of_a_float_run_reports_quantization_and_accuracy(float_run, tmp_path):
-    _needs("toolchain.export.netx")
     out, report = tmp_path / "digits.net", tmp_path / "export.json"
     args = ["--format", "netx", "--out", str(out), "--samples", "100", "--json", str(report)]
     result = toolchain("export", str(float_run), *args)
@@ -104,7 +97,6 @@ def test_netx_export_of_a_float_run_reports_quantization_and_accuracy(float_run,
 
 
 def test_a_fixed_point_run_exports_exactly_with_the_same_accuracy(fixed_run, tmp_path, capsys):
-    _needs("toolchain.export.netx")
     report = tmp_path / "fixed.json"
     result = in_process(
         capsys,
@@ -134,7 +126,6 @@ def test_a_fixed_point_run_exports_exactly_with_the_same_accuracy(fixed_run, tmp
 
 
 def test_nir_export_without_evaluation_or_layer_scale(float_run, tmp_path, capsys):
-    _needs("toolchain.export.nir")
     out, report = tmp_path / "digits.nir", tmp_path / "nir.json"
     args = ["--format", "nir", "--out", str(out), "--no-eval", "--json", str(report)]
     result = in_process(capsys, "export", str(float_run), *args, "--no-layer-scale")
@@ -150,7 +141,6 @@ def test_nir_export_without_evaluation_or_layer_scale(float_run, tmp_path, capsy
 
 @pytest.mark.parametrize("onnx_model", ["snn", "ann"])
 def test_onnx_export_writes_the_float_model(float_run, tmp_path, onnx_model, capsys):
-    _needs("toolchain.export.onnx")
     out = tmp_path / f"{onnx_model}.onnx"
     result = in_process(
         capsys, "export", str(float_run), "--format", "onnx", "--onnx-model", onnx_model, "--out", str(out)

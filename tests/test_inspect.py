@@ -156,22 +156,13 @@ def test_cli_inspect_onnx_prints_and_writes_json(tmp_path, onnx_file):
     assert conv["shape"] == [4, 3, 3, 3] and conv["on_loihi_grid"] is False
 
 
-def _writer(module: str, name: str):
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ModuleNotFoundError, AttributeError):
-        return None
-
-
 @pytest.mark.parametrize(
     ("fmt", "module", "suffix"),
     [("netx", "toolchain.export.netx", ".net"), ("nir", "toolchain.export.nir", ".nir")],
 )
 def test_cli_inspect_graph_formats(tmp_path, fmt, module, suffix):
-    write = _writer(module, f"write_{fmt}")
-    read = _writer(module, f"read_{fmt}")
-    if write is None or read is None:
-        pytest.skip(f"{module}.write_{fmt}/read_{fmt} are not in this version yet")
+    write = getattr(importlib.import_module(module), f"write_{fmt}")
+    read = getattr(importlib.import_module(module), f"read_{fmt}")
     network = _network()
     path = write(network, tmp_path / f"hand{suffix}")
     out = tmp_path / "inspect.json"

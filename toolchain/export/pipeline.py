@@ -11,7 +11,6 @@ predict the same class. :func:`format_report` is the text the command prints.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 
 from toolchain import ir
 from toolchain.data import ArraySplit
-from toolchain.errors import NotImplementedYetError, QuantizationError, ToolchainError
+from toolchain.errors import QuantizationError, ToolchainError
 from toolchain.export.formats import FORMATS
 from toolchain.export.quantize import QuantizationReport, quantize_model
 from toolchain.export.run_loader import LoadedRun
@@ -204,26 +203,22 @@ def ann_twin(run: LoadedRun) -> torch.nn.Module:
 
 
 def _writer(fmt: str) -> Any:
-    module = _import_format(fmt)
-    return module.write_netx if fmt == "netx" else module.write_nir
+    if fmt == "netx":
+        from toolchain.export.netx import write_netx
+
+        return write_netx
+    from toolchain.export.nir import write_nir
+
+    return write_nir
 
 
 def _write_onnx(run: LoadedRun, onnx_model: str, out: Path) -> None:
-    module = _import_format("onnx")
+    from toolchain.export.onnx import export_ann_onnx, export_snn_onnx
+
     if onnx_model == "ann":
-        module.export_ann_onnx(ann_twin(run), out)
+        export_ann_onnx(ann_twin(run), out)
     else:
-        module.export_snn_onnx(run.model, run.recipe.encoding.time_steps, out)
-
-
-def _import_format(fmt: str) -> Any:
-    name = f"toolchain.export.{fmt}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        raise NotImplementedYetError(f"--format {fmt}: the {fmt} writer is not in this version yet") from None
+        export_snn_onnx(run.model, run.recipe.encoding.time_steps, out)
 
 
 def format_report(result: ExportResult) -> str:
