@@ -64,7 +64,7 @@ def test_graph_format_names_what_the_file_is(tmp_path):
 def test_a_reader_crash_becomes_a_one_line_model_file_error(tmp_path, monkeypatch):
     path = netx.write_netx(_network(), tmp_path / "a.net")
 
-    def broken(_path):
+    def broken(_path, **_settings):  # time_steps, input_encoding
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(netx, "read_netx", broken)

@@ -63,17 +63,17 @@ def test_ir_error_is_a_toolchain_error():
     ("kwargs", "message"),
     [
         (
-            {"i_decay": 0},
-            r"iDecay \(current decay x 4096\) = 0 is outside Loihi's register range \[1, 4096\]",
+            {"i_decay": -1},
+            r"iDecay \(current decay x 4096\) = -1 is outside Loihi's register range \[0, 4096\]",
         ),
         ({"i_decay": 4097}, r"iDecay \(current decay x 4096\) = 4097 is outside"),
         (
-            {"v_decay": 4096},
-            r"vDecay \(voltage decay x 4096\) = 4096 is outside Loihi's register range \[0, 4095\]",
+            {"v_decay": 4097},
+            r"vDecay \(voltage decay x 4096\) = 4097 is outside Loihi's register range \[0, 4096\]",
         ),
         (
-            {"vth_mant": 2**17},
-            r"vThMant \(threshold x 64\) = 131072 is outside Loihi's register range \[1, 131071\]",
+            {"vth_mant": 2**18},
+            r"vThMant \(threshold x 64\) = 262144 is outside Loihi's register range \[1, 262143\]",
         ),
         ({"vth_mant": 0}, r"vThMant \(threshold x 64\) = 0 is outside"),
         ({"bias_exp": 8}, r"bias_exp = 8 is outside Loihi's register range \[-8, 7\]"),

@@ -383,7 +383,8 @@ def test_missing_not_hdf5_and_truncated_files(valid_file, tmp_path):
 
 def test_a_file_without_the_toolchain_group_needs_time_steps(valid_file, tmp_path):
     path = _edited(valid_file, tmp_path, lambda f: f.__delitem__("toolchain"))
-    with pytest.raises(FormatError, match=r"/toolchain: missing .*pass time_steps= and input_encoding="):
+    hint = r"/toolchain: missing .*give --time-steps N and --input-encoding graded\|spikes$"
+    with pytest.raises(FormatError, match=hint):
         read_netx(path)
     network = read_netx(path, time_steps=7, input_encoding="spikes")
     assert network.time_steps == 7 and network.name == "edited"
@@ -716,8 +717,9 @@ def test_a_file_slayer_exports_reads_back(tmp_path):
 
 @pytest.mark.lava
 @lava_only
-def test_lava_fixed_point_conv_ignores_its_weight_exponent():
-    """Why graded input into a first conv layer cannot be run by netx's conv block (docs/formats.md)."""
+def test_lava_fixed_point_conv_applies_its_weight_exponent():
+    """Lava's fixed-point Conv ignores its weight_exp as shipped (12800 for both exponents);
+    toolchain.lava_compat's fix 5 makes it shift the sums, as its Dense does (docs/formats.md)."""
     lava = _lava()
     from lava.proc.conv.process import Conv
     from lava.proc.io.sink import RingBuffer as Sink
@@ -740,4 +742,4 @@ def test_lava_fixed_point_conv_ignores_its_weight_exponent():
             results.append(np.asarray(sink.data.get())[0, 0, 0].tolist())
         finally:
             source.stop()
-    assert results == [[0, 12800, 12800], [0, 12800, 12800]]  # -8 would give 50
+    assert results == [[0, 12800, 12800], [0, 50, 50]]  # floor(12800 / 256) = 50

@@ -29,6 +29,7 @@ from toolchain.export.nir import (
     write_nir,
 )
 from toolchain.export.nir.convention import nir_to_cuba
+from toolchain.sim.reference import simulate
 from toolchain.snn.dynamics import CubaState, cuba_step_fixed
 from toolchain.snn.lif import from_snntorch_leaky
 
@@ -333,7 +334,7 @@ def test_foreign_graph_on_the_grid_reads_exactly():
         w_in=np.full(2, 4.0),
     )
     graph = nir.NIRGraph.from_list(nir.Linear(weight=weight), cuba)
-    with pytest.raises(NirError, match="no time_steps in its metadata: pass time_steps"):
+    with pytest.raises(NirError, match=r"states no time steps .*: give --time-steps N$"):
         from_nir_graph(graph)
     network = from_nir_graph(graph, time_steps=5)
     (dense,) = network.layers
@@ -430,11 +431,40 @@ def test_reader_refuses_graphs_that_are_not_a_chain_of_layers():
         [("input", "a"), ("a", "lif"), ("lif", "a"), ("lif", "output")],
         type_check=False,
     )
-    with pytest.raises(NirError, match=r"node 'lif' has 2 successors"):
+    with pytest.raises(NirError, match=r"nodes \['a', 'lif'\] form a loop: a recurrent layer"):
         from_nir_graph(loop, time_steps=2)
     no_neurons = nir.NIRGraph.from_list(nir.Linear(weight=np.eye(2) / 2))
     with pytest.raises(NirError, match=r"node 'linear': a Linear must be followed by a neuron node"):
         from_nir_graph(no_neurons, time_steps=2)
+
+
+@pytest.mark.parametrize(
+    ("node", "registers"),
+    [
+        (nir.I(r=np.full(2, 1e4)), (4096, 0)),
+        (nir.LI(tau=np.full(2, 2e-4), r=np.full(2, 2.0), v_leak=np.zeros(2)), (4096, 2048)),
+        (
+            nir.CubaLI(
+                tau_syn=np.full(2, 4e-4),
+                tau_mem=np.full(2, 2e-4),
+                r=np.full(2, 2.0),
+                v_leak=np.zeros(2),
+                w_in=np.full(2, 4.0),
+            ),
+            (1024, 2048),
+        ),
+    ],
+    ids=["I", "LI", "CubaLI"],
+)
+def test_an_integrator_after_the_last_layer_is_a_potential_readout(node, registers):
+    graph = nir.NIRGraph.from_list(nir.Linear(weight=np.array([[0.5, -0.25], [1.0, 0.5]])), node)
+    network = from_nir_graph(graph, time_steps=4)
+    neurons = network.layers[-1].neurons
+    assert network.readout == "potential" and not neurons.spiking
+    assert (neurons.i_decay, neurons.v_decay) == registers
+    x = np.array([[[1, 0]], [[1, 1]], [[0, 1]], [[0, 0]]], dtype=np.uint8)
+    result = simulate(network, x)
+    assert result.counts.sum() == 0 and np.abs(result.potentials).max() > 0
 
 
 def test_reader_refuses_what_loihi_cannot_compute():
@@ -449,8 +479,16 @@ def test_reader_refuses_what_loihi_cannot_compute():
     li = nir.NIRGraph.from_list(
         nir.Linear(weight=np.array([[0.5]])), nir.LI(tau=np.full(1, 2e-4), r=np.ones(1), v_leak=np.zeros(1))
     )
-    with pytest.raises(NirError, match=r"node 'linear': a Linear must be followed by a neuron node"):
-        from_nir_graph(li, time_steps=3)
+    hidden_li = nir.NIRGraph.from_list(
+        nir.Linear(weight=np.array([[0.5]])),
+        nir.LI(tau=np.full(1, 2e-4), r=np.full(1, 2.0), v_leak=np.zeros(1)),
+        nir.Linear(weight=np.array([[0.5]])),
+        nir.LIF(tau=np.full(1, 2e-4), r=np.full(1, 2.0), v_leak=np.zeros(1), v_threshold=np.ones(1)),
+    )
+    with pytest.raises(
+        NirError, match=r"node 'linear': a Linear must be followed by a neuron node .* got LI"
+    ):
+        from_nir_graph(hidden_li, time_steps=3)
     scaled = _affine_lif()
     scaled.nodes["scale"] = nir.Scale(scale=np.full(1, 2.0))
     scaled.edges = [("input", "linear"), ("linear", "lif"), ("lif", "scale"), ("scale", "output")]

@@ -8,7 +8,6 @@ import torch
 
 from toolchain.config import parse_recipe
 from toolchain.data.encoding import encode
-from toolchain.errors import SimulationError
 from toolchain.export.netx import read_netx, write_netx
 from toolchain.export.quantize import quantize_model
 from toolchain.sim.compare import compare, simulate_torch
@@ -93,15 +92,30 @@ def test_conv_net_with_lowered_sum_pooling_agrees_with_lava(tmp_path):
     assert lowered.layers[1].stride == (2, 2)  # pool1 folded into conv2
 
 
-def test_graded_input_into_a_conv_layer_is_refused(tmp_path):
-    from toolchain.sim.lava_backend import simulate_lava
-
+@pytest.mark.parametrize(
+    ("architecture", "shape"), [("vgg", (2, 6, 6)), ("conv1d", (3, 12))], ids=["conv2d", "conv1d"]
+)
+def test_graded_input_into_a_conv_layer_agrees_with_lava(tmp_path, architecture, shape):
+    """8-bit graded input into a first conv layer (weight_exp -8): Lava's Conv applies the exponent
+    through toolchain.lava_compat's fix; without it the sums would be 256 times too large."""
     table = {
-        "encoding": {"scheme": "direct", "time_steps": 4},
-        "model": {"architecture": "vgg", "channels": [2], "pool_after": [], "hidden": [4]},
-        "neuron": {"numeric": "fixed_point"},
+        "encoding": {"scheme": "direct", "time_steps": 6},
+        "model": {"architecture": architecture, "channels": [4], "pool_after": [], "hidden": [6]},
+        "neuron": {"numeric": "fixed_point", "voltage_decay": 0.2},
     }
-    _, network = _network(table, (1, 4, 4), 2, 0.5)
-    path = write_netx(network, tmp_path / "conv.net")
-    with pytest.raises(SimulationError, match=r"layer 'conv1': weight_exp = -8, but Lava's fixed-point Conv"):
-        simulate_lava(path, np.zeros((1, 1, 4, 4)))
+    lowered = _agree(tmp_path, table, shape, 3, 0.6, samples=3)
+    assert lowered.input_encoding == "graded" and lowered.layers[0].weight_exp == -8
+
+
+def test_lava_conv_applies_its_weight_exponent():
+    """The compat fix alone: Lava's fixed-point Conv shifts its sums by weight_exp (a floor)."""
+    from toolchain import lava_compat
+
+    lava_compat.import_lava()
+    from lava.proc.conv import models
+
+    assert models._lava_compat_conv_weight_shift(np.array([-300, 300, 255]), np.array([-8])).tolist() == [
+        -2,
+        1,
+        0,
+    ]

@@ -75,7 +75,10 @@ class ModelConfig:
     ``pool_size`` after each conv layer listed in ``pool_after`` (1-based), then ``hidden`` dense
     layers and the output layer. ``batch_norm`` applies to every dense/conv layer (the output too),
     ``dropout`` to every one but the output.
-    The conv keys are ignored by ``mlp``.
+    The conv keys are ignored by ``mlp``. ``readout``: ``spike_count`` (the output layer's spikes
+    summed over time) or ``potential`` (the output layer never fires and integrates its input; the
+    logits are the time-mean of its synaptic input: the non-spiking linear readout of many SNN
+    papers, exported as a population whose threshold no voltage reaches).
     """
 
     architecture: str = choice("mlp", "conv1d", "vgg", default="mlp")
@@ -89,7 +92,7 @@ class ModelConfig:
     pool_size: int = bounded(2, ge=2)
     batch_norm: bool = False
     dropout: float = bounded(0.0, ge=0, lt=1)
-    readout: str = choice("spike_count", default="spike_count")
+    readout: str = choice("spike_count", "potential", default="spike_count")
 
     def __post_init__(self) -> None:
         if self.architecture == "mlp":
@@ -114,6 +117,9 @@ class TrainConfig:
     weight_decay: float = bounded(0.0, ge=0)
     #: bounded so that the per-epoch seeds derived from it fit torch's 64-bit generator
     seed: int = bounded(0, ge=0, le=2**32 - 1)
+    #: ``constant`` learning rate, or ``cosine``: annealed from ``learning_rate`` towards 0 over the
+    #: epochs (the ANN teacher's over its own epochs), ``lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2``
+    schedule: str = choice("constant", "cosine", default="constant")
     device: str = choice("cpu", "cuda", "auto", default="cpu")
 
 

@@ -19,10 +19,13 @@ layers between them::
     a_in[t] = shift(w_int @ s_prev[t - synapse_delay_steps], weight_exp)   # arithmetic shift (floor)
     s[t], state = cuba_step_fixed(state, a_in[t], i_decay - 1, v_decay, vth_mant, bias_mant, bias_exp)
 
-The readout is the output layer's spike count summed over the ``time_steps``; the class is its argmax
-(first maximum). Every dataclass validates itself on construction: a wrong shape, an integer outside
-its Loihi register or a layer that does not fit the previous one raises :class:`IRError` naming the
-layer.
+The readout (``Network.readout``) is either ``"spike_count"``, the output layer's spike count summed
+over the ``time_steps``, or ``"potential"``: the output layer never fires (``vth_mant >= 2^17``,
+:data:`toolchain.snn.loihi.NEVER_SPIKE_VTH_MANT`) and the scores are its voltage ``v`` after the last
+step (Lava's integer, ``2^12`` per float unit; divided by ``time_steps`` it is the trained model's
+logit). The class is the argmax (first maximum). Every dataclass validates itself on construction:
+a wrong shape, an integer outside its Loihi register or a layer that does not fit the previous one
+raises :class:`IRError` naming the layer.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ MAX_LAYER_WEIGHTS = 2**28
 
 InputEncoding = Literal["graded", "spikes"]
 INPUT_ENCODINGS: tuple[str, ...] = ("graded", "spikes")
+Readout = Literal["spike_count", "potential"]
+READOUTS: tuple[str, ...] = ("spike_count", "potential")
 
 
 class IRError(ToolchainError):
@@ -61,10 +66,11 @@ class IRError(ToolchainError):
 class CubaNeurons:
     """One population of Loihi CUBA-LIF neurons (the registers of netx's ``neuron`` group).
 
-    ``i_decay`` in ``[1, 4096]`` (the current keeps ``(4096 - i_decay) / 4096`` per step; Lava holds
-    ``du = i_decay - 1``), ``v_decay`` in ``[0, 4095]``, ``vth_mant`` in ``[1, 2^17 - 1]`` (spike
-    iff ``v > vth_mant << 6``), ``bias_mant`` a per-neuron ``int64`` array shaped like the layer's
-    output (or ``None``: no bias) with one ``bias_exp``. ``ref_delay`` is 1 (no refractory period
+    ``i_decay`` in ``[0, 4096]`` (the current keeps ``(4096 - i_decay) / 4096`` per step; Lava holds
+    ``du = i_decay - 1``), ``v_decay`` in ``[0, 4096]``, ``vth_mant`` in ``[1, 2^18 - 1]`` (spike
+    iff ``v > vth_mant << 6``; from ``2^17`` on, never: :attr:`spiking` is False), ``bias_mant`` a
+    per-neuron ``int64`` array shaped like the layer's output (or ``None``: no bias) with one
+    ``bias_exp``. ``ref_delay`` is 1 (no refractory period
     beyond the reset step), ``graded_spike`` is False (binary spikes).
     """
 
@@ -103,6 +109,11 @@ class CubaNeurons:
     def registers(self) -> CubaRegisters:
         """The decays and threshold as :class:`toolchain.snn.loihi.CubaRegisters` (validated there)."""
         return CubaRegisters(int(self.i_decay), int(self.v_decay), int(self.vth_mant))
+
+    @property
+    def spiking(self) -> bool:
+        """False when no voltage can reach the threshold (``vth_mant >= 2^17``): a potential readout."""
+        return self.registers.spiking
 
     @property
     def du_lava(self) -> int:
@@ -255,7 +266,8 @@ class Network:
     ``input_shape`` is one time step of the input per sample; ``time_steps`` the steps of one
     inference; ``synapse_delay_steps`` the delay of every synapse (1: Lava's Dense); ``metadata``
     free-form provenance (recipe, numeric mode, encoding, class names), kept by every format that
-    can hold it. The last layer must be synaptic: its spike counts are the readout.
+    can hold it. The last layer must be synaptic: its spike counts (``readout="spike_count"``) or its
+    final voltage (``readout="potential"``, a population that never fires) are the readout.
     """
 
     name: str
@@ -265,6 +277,7 @@ class Network:
     layers: tuple[Layer, ...]
     synapse_delay_steps: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
+    readout: Readout = "spike_count"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", _shape(self.name, "input_shape", self.input_shape, None))
@@ -289,6 +302,20 @@ class Network:
                     f"layer {layer.name!r} expects input {layer.in_shape}, the layer before gives {shape}"
                 )
             shape = layer.out_shape
+        output = self.layers[-1].neurons
+        if self.readout not in READOUTS:
+            raise IRError(f"network {self.name!r}: readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.readout == "potential" and output.spiking:
+            raise IRError(
+                f"layer {self.layers[-1].name!r}: a potential readout needs an output layer that never fires "
+                f"(vth_mant >= 2^17), got vth_mant = {output.vth_mant}"
+            )
+        if self.readout == "spike_count" and not output.spiking:
+            raise IRError(
+                f"layer {self.layers[-1].name!r}: the output layer never fires "
+                f"(vth_mant = {output.vth_mant}); its readout is its potential (readout 'potential'), "
+                "not its spike count"
+            )
         first = self.synaptic_layers()[0]
         expected_exp = -8 if self.input_encoding == "graded" else None
         if expected_exp is not None and first.weight_exp != expected_exp:
@@ -367,6 +394,7 @@ def _shape(name: str, key: str, value: Any, length: int | None, minimum: int = 1
 
 
 __all__ = [
+    "READOUTS",
     "Conv",
     "CubaNeurons",
     "Dense",
@@ -375,6 +403,7 @@ __all__ = [
     "Layer",
     "Network",
     "Pool",
+    "Readout",
     "SynapticLayer",
     "weight_float",
 ]

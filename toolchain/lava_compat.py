@@ -58,6 +58,15 @@ The fixes:
    rewritten to call :func:`_actor_setup` first, which sets ``torch.set_num_threads(1)`` in the
    actor when torch was imported, as torch's own ``DataLoader`` workers do. The parent is untouched.
 
+5. ``lava/proc/conv/models.py`` line 79 (``PyConvModelFixed.clamp_precision``): the ``Conv``
+   process declares a ``weight_exp`` ("weight * pow(2, weight_exp)", ``lava/proc/conv/process.py``
+   lines 41-44, stored as a ``Var`` at line 106) that the fixed-point model never applies, while
+   ``PyDenseModelBitAcc`` shifts its sums by it (``lava/proc/dense/models.py`` lines 103-107). A
+   conv layer fed 8-bit graded input (weight exponent -8) therefore computed sums 256 times too
+   large. The line is rewritten to shift the sum by ``weight_exp`` exactly as the dense model does
+   (:func:`_conv_weight_shift`: ``<<`` for a positive exponent, an arithmetic ``>>``, a floor, for
+   a negative one) before the 24-bit clamp. With the default ``weight_exp = 0`` nothing changes.
+
 Not fixes, checked: importing every module of lava-nc and lava-dl with these fixes succeeds;
 lava-nc and lava-dl use none of the numpy aliases removed in 1.24 (``np.bool``, ``np.int``,
 ``np.float``, ``np.object`` ...); slayer's only deprecated torch API is ``torch.nn.utils.weight_norm``
@@ -150,6 +159,17 @@ def _actor_setup() -> None:
         torch.set_num_threads(1)
 
 
+def _conv_weight_shift(a_out: Any, weight_exp: Any) -> Any:
+    """The conv sums scaled by the process's weight exponent (see fix 5 in the module docstring):
+    the shift ``PyDenseModelBitAcc`` applies to its sums."""
+    import numpy as np
+
+    exp = int(np.asarray(weight_exp).reshape(-1)[0])
+    if exp == 0:
+        return a_out
+    return np.left_shift(a_out, exp) if exp > 0 else np.right_shift(a_out, -exp)
+
+
 @dataclass(frozen=True)
 class _SourcePatch:
     """One textual rewrite of a lava module: ``pattern`` (multiline regex) must match ``count`` times."""
@@ -202,6 +222,22 @@ _PATCHES: dict[str, _ModulePatch] = {
             "_lava_compat_ensure_fork": _ensure_fork_start_method,
             "_lava_compat_actor_setup": _actor_setup,
         },
+    ),
+    "lava.proc.conv.models": _ModulePatch(
+        patches=(
+            _SourcePatch(
+                pattern=(
+                    r"^(?P<head>[ \t]+return )utils\.signed_clamp\(x, bits=24\)(?P<tail>[ \t]*(?:#.*)?)$"
+                ),
+                replacement=(
+                    r"\g<head>utils.signed_clamp(_lava_compat_conv_weight_shift(x, self.weight_exp), bits=24)"
+                    r"\g<tail>"
+                ),
+                count=1,
+                where="lava/proc/conv/models.py:79",
+            ),
+        ),
+        bindings={"_lava_compat_conv_weight_shift": _conv_weight_shift},
     ),
 }
 

@@ -1,5 +1,10 @@
 """``toolchain energy``:
 estimate energy and latency per inference on a neuromorphic target from measured activity.
+
+The activity is ``--activity`` (``toolchain simulate --json``), or measured here by the reference
+simulator: on a run folder's test samples, on ``--input`` (a user's own ``.npy``), or on the test
+split of the dataset a netx/NIR file's metadata names. ``--time-steps``, ``--input-encoding`` and
+``--dt`` give what a file another library wrote does not state (as for ``toolchain simulate``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from toolchain.commands.graph_options import add_graph_options
 from toolchain.errors import ToolchainError
 
 
@@ -38,13 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SIM.json",
         help="activity counts: the JSON of `toolchain simulate --json` (key `activity`) or an "
-        "Activity object; one per MODEL_OR_RUN, in order (default: simulate a run folder's test samples)",
+        "Activity object; one per MODEL_OR_RUN, in order (default: simulate --input, else the test "
+        "samples of the run folder or of the dataset the file's metadata names)",
     )
     parser.add_argument(
         "--samples",
         type=int,
         default=100,
-        help="test samples simulated when no --activity is given (default 100)",
+        help="samples simulated when no --activity is given (default 100)",
     )
     parser.add_argument(
         "--data-dir",
@@ -72,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT", help="write the estimate(s) as JSON"
     )
+    add_graph_options(parser)
     parser.set_defaults(handler=cmd_energy)
 
 
@@ -91,19 +99,18 @@ def cmd_energy(args: argparse.Namespace) -> int:
         )
     if args.samples < 1:
         raise ToolchainError(f"--samples: expected a positive number, got {args.samples}")
+    if args.activity and (args.input is not None or args.labels is not None):
+        raise ToolchainError("--input: the activity comes from --activity; give one or the other")
     target = load_target(args.target)
     estimates = []
     for i, model in enumerate(args.models):
-        network, run = load_network(model, args.data_dir)
+        network, run = load_network(model, args.data_dir, args)
         if args.activity:
             activity = read_activity(args.activity[i])
-        elif run is not None:
+        elif run is not None and args.input is None:
             activity = measure_activity(network, run, args.samples)
         else:
-            raise ToolchainError(
-                f"{model}: no activity: give --activity SIM.json (`toolchain simulate --json`), "
-                "or a run folder whose test samples can be simulated"
-            )
+            activity = simulate_activity(network, model, args)
         label = args.label[i] if args.label else model.stem if model.is_file() else model.name
         estimates.append(
             estimate(
@@ -133,17 +140,41 @@ def cmd_energy(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_network(path: Path, data_dir: Path | None) -> tuple[Any, Any]:
-    """``(ir.Network, LoadedRun | None)`` from a netx/NIR file (detected by content) or a run folder."""
+def load_network(
+    path: Path, data_dir: Path | None, options: argparse.Namespace | None = None
+) -> tuple[Any, Any]:
+    """``(ir.Network, LoadedRun | None)`` from a netx/NIR file (detected by content) or a run folder.
+
+    ``options``: the command's ``--time-steps``, ``--input-encoding`` and ``--dt``, for a file that
+    does not state them (:func:`toolchain.commands.graph_options.open_model`); a run folder's
+    recipe states them all, so there they are refused.
+    """
+    given = [
+        flag
+        for flag, key in (
+            ("--time-steps", "time_steps"),
+            ("--input-encoding", "input_encoding"),
+            ("--dt", "dt"),
+        )
+        if options is not None and getattr(options, key, None) is not None
+    ]
     if path.is_dir():
         from toolchain.export.quantize import quantize_model
         from toolchain.export.run_loader import load_run
 
+        if given:
+            raise ToolchainError(
+                f"{path}: {', '.join(given)} apply to netx and NIR files; a run folder's recipe states them"
+            )
         run = load_run(path, data_dir)
         network, _ = quantize_model(run.model, run.recipe, classes=run.dataset.classes, source=str(path))
         return network, run
     if not path.exists():
         raise ToolchainError(f"{path}: no such file or run folder")
+    if options is not None:
+        from toolchain.commands.graph_options import open_model
+
+        return open_model(path, options).network, None
     from toolchain.export.formats import read_graph
 
     network, _ = read_graph(path)
@@ -168,6 +199,30 @@ def read_activity(path: Path):
         raise ToolchainError(
             f"{path}: not an activity record (key `activity` of `toolchain simulate --json`): {exc}"
         ) from None
+
+
+def simulate_activity(network: Any, path: Path, args: argparse.Namespace):
+    """The reference simulator's activity of ``network`` (read from the file ``path``, or a run
+    folder's) on ``--input``, else on the first ``--samples`` test samples of the dataset the file's
+    metadata names (:func:`toolchain.commands.graph_options.model_inputs`)."""
+    from toolchain.commands.graph_options import model_inputs, warn_if_silent
+    from toolchain.export.formats import graph_format
+    from toolchain.sim.reference import simulate
+
+    dataset = network.metadata.get("dataset")
+    if args.input is None and (not isinstance(dataset, str) or not dataset):
+        from toolchain.sim.input_file import input_layout
+
+        raise ToolchainError(
+            f"{path}: no activity: give --activity SIM.json (`toolchain simulate --json`), or samples to "
+            f"simulate with --input FILE.npy ({input_layout(network)}); the file names no dataset"
+        )
+    inputs, info = model_inputs(network, path, args, args.samples)
+    what = f"samples of {info['input']}" if info.get("input") else f"test samples of {info['dataset']}"
+    print(f"simulating {inputs.samples} {what} ...", file=sys.stderr)
+    result = simulate(network, inputs.inputs)
+    warn_if_silent(result, network, "run" if path.is_dir() else graph_format(path), path)
+    return result.activity
 
 
 def measure_activity(network: Any, run: Any, samples: int):

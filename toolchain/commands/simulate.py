@@ -1,11 +1,16 @@
 """``toolchain simulate``: run an exported network in the bit-accurate reference simulator or in Lava.
 
 ``toolchain simulate FILE --backend reference|lava [--data-dir DIR] [--samples N] [--lava-samples M]
-[--compare] [--json OUT]``. FILE is a netx HDF5 file (``toolchain export --format netx``) or a NIR
-file (reference backend only). The dataset, its options and the encoding come from the file's
-metadata (``dataset``, ``encoding``; the data options from the run folder named by ``source`` when
-it holds a ``recipe.toml``). ``--compare`` runs the fixed-point torch model rebuilt from the file,
-the reference simulator and Lava (netx files) on the same inputs and reports, per layer, the spikes
+[--compare] [--json OUT] [--output OUT.npz] [--input X.npy [--labels Y.npy]] [--time-steps N]
+[--input-encoding graded|spikes] [--dt SECONDS]``. FILE is a netx HDF5 file (``toolchain export
+--format netx``, or lava-dl's ``export_hdf5``) or a NIR file (reference backend only). The dataset,
+its options and the encoding come from the file's metadata (``dataset``, ``encoding``; the data
+options from the run folder named by ``source`` when it holds a ``recipe.toml``), or the samples
+from ``--input`` (:mod:`toolchain.sim.input_file`); what a file written elsewhere does not state
+comes from ``--time-steps``, ``--input-encoding`` and ``--dt``
+(:mod:`toolchain.commands.graph_options`). ``--output`` writes the output layer's spikes and the
+predictions as ``.npz``. ``--compare`` runs the fixed-point torch model rebuilt from the file, the
+reference simulator and Lava (netx files) on the same inputs and reports, per layer, the spikes
 that differ in time or place. See ``docs/simulation.md``.
 """
 
@@ -15,11 +20,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from toolchain.commands.graph_options import add_graph_options, positive_int
 from toolchain.errors import ToolchainError
 
 BACKENDS = ("reference", "lava")
 #: samples Lava runs under --compare when --samples is not given (it takes about a second per sample)
 LAVA_COMPARE_SAMPLES = 100
+#: most bytes of spikes --output may have the simulator record (it records every layer's)
+OUTPUT_RECORD_LIMIT_BYTES = 2**31
+OUTPUT_HELP = (
+    "write the output layer's activity as .npz: predictions [B], counts [B, classes], spikes "
+    "[T, B, classes] (uint8), potentials [T, B, classes] (the output voltage after each step, when the "
+    "backend reports it) and labels [B] (when known)"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "simulate",
         help="run an exported network in the bit-accurate reference simulator or in Lava",
         description="Run an exported network (netx, or NIR with the reference backend) on the test split "
-        "of the dataset its metadata names, and report accuracy, spikes and synaptic operations per "
-        "sample per layer, and speed. --compare checks the fixed-point torch model, the reference "
-        "simulator and Lava against each other spike for spike.",
+        "of the dataset its metadata names, or on your own samples (--input), and report accuracy, "
+        "spikes and synaptic operations per sample per layer, and speed. A file another library wrote "
+        "(lava-dl's slayer, snnTorch) may not state its time steps, input encoding or dt: give them "
+        "with --time-steps, --input-encoding, --dt. --output writes the output spikes and predictions. "
+        "--compare checks the fixed-point torch model, the reference simulator and Lava against each "
+        "other spike for spike.",
     )
     parser.add_argument(
-        "file", type=Path, help="a netx (.net/.h5) or NIR (.nir) file from `toolchain export`"
+        "file",
+        type=Path,
+        help="a netx (.net/.h5) or NIR (.nir) file from `toolchain export` or another library",
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, default="reference", help="simulator (default: reference)"
@@ -45,13 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--samples",
-        type=_positive,
+        type=positive_int,
         default=None,
-        help="simulate the first N test samples (default: all)",
+        help="simulate the first N samples of the test split or of --input (default: all)",
     )
     parser.add_argument(
         "--lava-samples",
-        type=_positive,
+        type=positive_int,
         default=None,
         help=f"samples Lava runs (about a second each): default N with --backend lava, else "
         f"min(N, {LAVA_COMPARE_SAMPLES}) under --compare",
@@ -62,22 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also run the fixed-point torch model and (for netx files) Lava; report mismatched spikes",
     )
     parser.add_argument(
-        "--batch-size", type=_positive, default=256, help="reference simulator batch (default 256)"
+        "--batch-size", type=positive_int, default=256, help="reference simulator batch (default 256)"
     )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT", help="also write the results as JSON"
     )
+    parser.add_argument("--output", type=Path, default=None, metavar="OUT.npz", help=OUTPUT_HELP)
+    add_graph_options(parser)
     parser.set_defaults(handler=cmd_simulate)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def load_test_split(network: Any, path: Path, data_dir: Path | None) -> tuple[Any, dict[str, Any]]:
@@ -107,28 +117,30 @@ def load_test_split(network: Any, path: Path, data_dir: Path | None) -> tuple[An
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from toolchain.export.formats import read_graph
+    from toolchain.commands.graph_options import model_inputs, open_model, warn_if_silent
     from toolchain.io import write_json
-    from toolchain.sim.inputs import encoding_of, network_inputs
 
-    network, fmt = read_graph(args.file)
+    graph = open_model(args.file, args)
+    network, fmt = graph.network, graph.format
     if args.backend == "lava" and fmt != "netx":
         raise ToolchainError(f"{args.file}: the lava backend runs netx files; export with --format netx")
-    encoding = encoding_of(network, str(args.file))
-    split, data_info = load_test_split(network, args.file, args.data_dir)
-    inputs = network_inputs(network, split, encoding, samples=args.samples)
+    inputs, data_info = model_inputs(network, args.file, args, args.samples)
+    encoding = inputs.encoding
     default_lava = inputs.samples if args.backend == "lava" else LAVA_COMPARE_SAMPLES
     lava_samples = min(inputs.samples, args.lava_samples or default_lava)
+    record = args.compare or args.output is not None
+    if args.output is not None:
+        _check_record_size(network, inputs.samples if args.backend == "reference" else lava_samples)
 
     results: dict[str, Any] = {}
     if args.backend == "reference" or args.compare:
         from toolchain.sim.reference import simulate
 
         results["reference"] = simulate(
-            network, inputs.inputs, batch_size=args.batch_size, record_spikes=args.compare
+            network, inputs.inputs, batch_size=args.batch_size, record_spikes=record
         )
     if args.backend == "lava" or (args.compare and fmt == "netx"):
-        results["lava"] = _run_lava(args.file, network, inputs, lava_samples, record=args.compare)
+        results["lava"] = _run_lava(args.file, network, inputs, lava_samples, record=record)
     comparison = None
     not_compared: dict[str, str] = {}
     if args.compare:
@@ -142,17 +154,71 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         comparison = compare(results["reference"], others, inputs.labels)
 
     main = results[args.backend]
+    warn_if_silent(main, network, fmt, args.file)
     report = _report(args, network, fmt, main, inputs, data_info, encoding)
+    report["not_stated"] = sorted(graph.placeholders | (_relevant(fmt) - graph.stated))
+    if graph.dt is not None:
+        report["dt_s"] = graph.dt
     if comparison is not None:
         report["mismatched_spikes"] = comparison.mismatched_spikes
         report["comparison"] = comparison.to_dict()
         report["not_compared"] = not_compared
         if network.metadata.get("numeric") == "float":
             report["float_model"] = _float_model(network, inputs, args.data_dir)
+    if args.output is not None:
+        report["output"] = str(write_output(args.output, main, network, _labels(inputs, main.samples)))
     print(_format(report))
     if args.json is not None:
         write_json(args.json, report)
     return 1 if comparison is not None and not comparison.agree else 0
+
+
+def _relevant(fmt: str) -> set[str]:
+    return {"time_steps", "input_encoding"} | ({"dt"} if fmt == "nir" else set())
+
+
+def _labels(inputs: Any, samples: int) -> Any:
+    return None if inputs.labels is None else inputs.labels[:samples]
+
+
+def _check_record_size(network: Any, samples: int) -> None:
+    """Refuse an ``--output`` whose recording (every layer's spikes, one byte each) would not fit."""
+    import math
+
+    per_sample = network.time_steps * sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
+    if per_sample * samples > OUTPUT_RECORD_LIMIT_BYTES:
+        most = max(1, OUTPUT_RECORD_LIMIT_BYTES // per_sample)
+        raise ToolchainError(
+            f"--output: the simulator records every layer's spikes, {per_sample * samples / 1e9:.1f} GB "
+            f"for {samples} samples; simulate at most {most} at a time (--samples)"
+        )
+
+
+def write_output(path: Path, result: Any, network: Any, labels: Any) -> Path:
+    """Write ``result``'s output layer as ``.npz`` (keys: see ``OUTPUT_HELP`` and docs/simulation.md)."""
+    import io
+
+    import numpy as np
+
+    from toolchain.io import atomic_write
+
+    steps = network.time_steps
+    output = network.synaptic_layers()[-1].name
+    if result.spikes is None or output not in result.spikes:
+        raise ToolchainError(f"--output: the backend recorded no spikes of the output layer {output!r}")
+    arrays: dict[str, Any] = {
+        "predictions": np.asarray(result.predictions, dtype=np.int64),
+        "counts": np.asarray(result.counts, dtype=np.int64),
+        "spikes": np.asarray(result.spikes[output], dtype=np.uint8).reshape(steps, result.samples, -1),
+    }
+    potentials = getattr(result, "potentials", None)
+    if potentials is not None:
+        arrays["potentials"] = np.asarray(potentials, dtype=np.int64).reshape(steps, result.samples, -1)
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
 def _float_model(network: Any, inputs: Any, data_dir: Path | None) -> dict[str, Any]:
@@ -161,6 +227,8 @@ def _float_model(network: Any, inputs: Any, data_dir: Path | None) -> dict[str, 
     import numpy as np
     import torch
 
+    if inputs.labels is None:
+        return {"accuracy": None, "note": "no labels (--labels); float model not evaluated"}
     source = network.metadata.get("source")
     if not isinstance(source, str) or not source or not Path(source).is_dir():
         return {"accuracy": None, "note": "metadata names no run folder (source); float model not evaluated"}
@@ -207,7 +275,7 @@ def _report(
     encoding: Any,
 ) -> dict[str, Any]:
     activity = result.activity
-    labels = inputs.labels[: result.samples]
+    labels = _labels(inputs, result.samples)
     timing = result.timing
     report: dict[str, Any] = {
         "file": str(args.file),
@@ -218,7 +286,7 @@ def _report(
         "time_steps": network.time_steps,
         "encoding": {"scheme": encoding.scheme, "time_steps": encoding.time_steps},
         **data_info,
-        "accuracy": result.accuracy(labels),
+        "accuracy": None if labels is None else result.accuracy(labels),
         "spikes_per_sample": activity.spikes_per_sample,
         "synops_per_sample": activity.synops_per_sample,
         "layers": [
@@ -245,10 +313,18 @@ def _report(
 
 
 def _format(report: dict[str, Any]) -> str:
+    source = (
+        f"{report['dataset']} test samples" if report.get("dataset") else f"samples of {report.get('input')}"
+    )
+    accuracy = (
+        f"accuracy {report['accuracy']:.4f}"
+        if report["accuracy"] is not None
+        else "accuracy not measured (no labels: --labels)"
+    )
     lines = [
         f"{report['file']} ({report['format']}, {report['network']}): {report['backend']} backend, "
-        f"{report['samples']} {report['dataset']} test samples x {report['time_steps']} steps",
-        f"accuracy {report['accuracy']:.4f}, {report['spikes_per_sample']:.1f} spikes and "
+        f"{report['samples']} {source} x {report['time_steps']} steps",
+        f"{accuracy}, {report['spikes_per_sample']:.1f} spikes and "
         f"{report['synops_per_sample']:.1f} synops per sample",
     ]
     comparison = report.get("comparison")
@@ -272,15 +348,26 @@ def _format(report: dict[str, Any]) -> str:
         )
     if comparison is not None:
         samples = ", ".join(f"{name} {count}" for name, count in comparison["samples"].items())
+        potentials = comparison.get("mismatched_potentials") or {}
         verdict = "agree spike for spike" if comparison["agree"] else "DISAGREE"
+        if potentials and comparison["agree"]:
+            verdict += " and output potential for potential"
         lines.append(
-            f"compare ({samples} samples): {report['mismatched_spikes']} mismatched spikes: "
-            f"backends {verdict}"
+            f"compare ({samples} samples): {report['mismatched_spikes']} mismatched spikes"
+            + (
+                ", mismatched output potentials: " + ", ".join(f"{k} {v}" for k, v in potentials.items())
+                if potentials
+                else ""
+            )
+            + f": backends {verdict}"
         )
         accuracy = ", ".join(f"{name} {value:.4f}" for name, value in comparison["accuracy"].items())
-        lines.append(f"accuracy: {accuracy}")
+        if accuracy:
+            lines.append(f"accuracy: {accuracy}")
         for name, reason in report.get("not_compared", {}).items():
             lines.append(f"not compared: {name}: {reason}")
+    if report.get("output"):
+        lines.append(f"output spikes and predictions: {report['output']}")
     float_model = report.get("float_model")
     if float_model is not None:
         value = float_model["accuracy"]

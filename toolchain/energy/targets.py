@@ -1,7 +1,9 @@
 """Hardware target profiles: one TOML file per target, every constant with its citation.
 
 A profile lives in ``deploy/targets/<name>.toml`` (or in a folder named by ``$TOOLCHAIN_TARGETS``,
-``os.pathsep``-separated, or at any path given to :func:`load_target`). Layout::
+``os.pathsep``-separated, or at any path given to :func:`load_target`). An installed wheel holds the
+same files as package data, ``toolchain/targets/*.toml`` (copied there at build time, see setup.py),
+found through :mod:`importlib.resources`; a checkout reads ``deploy/targets`` itself. Layout::
 
     name = "loihi"
     kind = "neuromorphic"            # or "conventional" (prices the ANN twin)
@@ -27,6 +29,7 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +37,18 @@ from toolchain.errors import ToolchainError
 
 #: the environment variable naming extra folders of target profiles
 TARGETS_ENV = "TOOLCHAIN_TARGETS"
-#: the profiles shipped with the toolchain
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "deploy" / "targets"
+
+
+def _builtin_dir() -> Path:
+    """The shipped profiles: an installed wheel's package data, else the checkout's ``deploy/targets``."""
+    packaged = resources.files("toolchain").joinpath("targets")
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "deploy" / "targets"
+
+
+#: the profiles shipped with the toolchain (see :func:`_builtin_dir`)
+BUILTIN_DIR = _builtin_dir()
 
 TargetKind = Literal["neuromorphic", "conventional"]
 
@@ -198,6 +211,11 @@ class Target:
 
 def target_dirs() -> list[Path]:
     """Where profiles are looked up by name: ``$TOOLCHAIN_TARGETS`` folders first, then the built-ins."""
+    if not BUILTIN_DIR.is_dir():
+        raise TargetError(
+            "the built-in target profiles are missing (neither the package data toolchain/targets nor "
+            f"{BUILTIN_DIR} exists): reinstall the toolchain with `pip install .` from a checkout"
+        )
     extra = [Path(p) for p in os.environ.get(TARGETS_ENV, "").split(os.pathsep) if p]
     return [*extra, BUILTIN_DIR]
 

@@ -8,6 +8,11 @@ path for every graph format. ONNX files are read by
 :func:`toolchain.export.onnx.read_onnx` (size-limited, no external data) and described from
 their graph: inputs, outputs, operators, initializers and ``metadata_props``.
 
+A netx or NIR file written by another library may not state its time steps, input encoding or
+(NIR) time step ``dt``: it is still described (read with :func:`toolchain.export.formats.open_graph`'s
+placeholders), with those values ``None`` and named in ``network.not_stated``; a NIR graph also
+shows the ``dt`` its neurons were read with (``network.dt_s``).
+
 The result is plain data (JSON-ready); :func:`format_description` renders it as text tables.
 """
 
@@ -23,11 +28,13 @@ import numpy as np
 
 from toolchain import ir
 from toolchain.errors import one_line as _one_line
-from toolchain.export.formats import FORMATS, ModelFileError, detect_format, read_graph
+from toolchain.export.formats import FORMATS, GraphFile, ModelFileError, detect_format, open_graph
 from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
 
 #: values per chunk when an initializer's statistics are computed
 STATS_CHUNK = 1 << 22
+#: how the text shows a setting the file does not state (time steps, input encoding, NIR's dt)
+NOT_STATED = "not stated in the file"
 
 
 #: a file cannot be described: missing, of an unknown format, or unreadable (the error every
@@ -35,8 +42,12 @@ STATS_CHUNK = 1 << 22
 InspectError = ModelFileError
 
 
-def describe(path: str | Path) -> dict[str, Any]:
-    """What the netx, NIR or ONNX file ``path`` holds, as plain data (see the module docstring)."""
+def describe(path: str | Path, *, dt: float | None = None) -> dict[str, Any]:
+    """What the netx, NIR or ONNX file ``path`` holds, as plain data (see the module docstring).
+
+    ``dt``: for a NIR graph, the time step (seconds) to read its neurons with instead of its
+    metadata's (:func:`toolchain.export.formats.open_graph`).
+    """
     path = Path(path)
     if not path.exists():
         raise InspectError(f"{path}: no such file")
@@ -46,6 +57,11 @@ def describe(path: str | Path) -> dict[str, Any]:
     head: dict[str, Any] = {"file": str(path), "format": fmt, "size_bytes": path.stat().st_size}
     if fmt == "onnx":
         from toolchain.export.onnx import read_onnx
+
+        if dt is not None:
+            raise InspectError(
+                f"{path}: an ONNX model holds no time constants: --dt applies to NIR files only"
+            )
 
         model = read_onnx(path)
         try:
@@ -57,8 +73,28 @@ def describe(path: str | Path) -> dict[str, Any]:
 
         if (ttfs := describe_ttfs_nir(path)) is not None:
             return {**head, **ttfs}
-    network, _ = read_graph(path)
-    return {**head, **describe_network(network)}
+    graph = open_graph(path, dt=dt, placeholders=True)
+    return {**head, **_stated(describe_network(graph.network), graph)}
+
+
+def _stated(description: dict[str, Any], graph: GraphFile) -> dict[str, Any]:
+    """``description`` with what the file does not state marked: placeholders as ``None``, the
+    settings in ``network.not_stated``, NIR's ``dt`` in ``network.dt_s``, warnings in ``notes``."""
+    net = description["network"]
+    relevant = ("time_steps", "input_encoding") + (("dt",) if graph.format == "nir" else ())
+    for key in graph.placeholders:
+        net[key] = None
+    net["not_stated"] = [key for key in relevant if key not in graph.stated]
+    notes = list(graph.notes)
+    if graph.format == "nir":
+        net["dt_s"] = graph.dt
+    if "input_encoding" in graph.placeholders:
+        notes.append(
+            "the input encoding is not stated: the first layer is shown as for spike input (weight "
+            "exponent 0); for graded input it would be -8, its float weights 256 times smaller"
+        )
+    description["notes"] = notes
+    return description
 
 
 def describe_network(network: ir.Network) -> dict[str, Any]:
@@ -326,13 +362,23 @@ def _format_metadata(metadata: dict[str, Any]) -> list[str]:
 
 def _format_network(description: dict[str, Any]) -> list[str]:
     net = description["network"]
+    unstated = set(net.get("not_stated", ()))
+    encoding = net["input_encoding"]
+    if encoding is None:
+        encoding = f"input encoding {NOT_STATED}"
+    elif "input_encoding" in unstated:
+        encoding += f": {NOT_STATED}, NIR's default"
+    steps = f"{net['time_steps']} time steps" if net["time_steps"] is not None else f"time steps {NOT_STATED}"
+    dt = ""
+    if "dt_s" in net:
+        dt = f", dt {net['dt_s']:g} s" + (f" ({NOT_STATED}: the default)" if "dt" in unstated else "")
     lines = [
-        f"network {net['name']!r}: input {_shape_text(net['input_shape'])} ({net['input_encoding']}), "
-        f"{net['time_steps']} time steps, synapse delay {net['synapse_delay_steps']}, "
-        f"{net['classes']} classes",
+        f"network {net['name']!r}: input {_shape_text(net['input_shape'])} ({encoding}), "
+        f"{steps}{dt}, synapse delay {net['synapse_delay_steps']}, {net['classes']} classes",
         f"{net['layers']} layers, {net['neurons']} neurons, {net['weights']} weights "
         f"({net['nonzero_weights']} nonzero), integers in Loihi units",
         *_format_metadata(description["metadata"]),
+        *(f"note: {note}" for note in description.get("notes", ())),
         "",
     ]
     header = [

@@ -59,6 +59,9 @@ SIDECAR = "toolchain"
 NETX_BIAS_EXP = 6
 #: payload bits of graded input (``hdf5.Network(input_message_bits=8)``)
 GRADED_MESSAGE_BITS = 8
+#: the neuron netx builds for a dense layer without a ``neuron`` group: a non-leaky integrator that
+#: never fires (``lava/lib/dl/netx/hdf5.py:348-357``; ``1 << 18 - 1`` there is ``1 << 17``)
+NEURONLESS_DENSE = {"i_decay": 0, "v_decay": 4096, "vth_mant": 1 << 17}
 #: reader limits: layers in a file, elements of all arrays together, bytes of the sidecar's JSON
 MAX_LAYERS = 4096
 MAX_FILE_ELEMENTS = 2**26
@@ -143,6 +146,7 @@ def _write(handle: h5py.File, network: ir.Network) -> None:
         "input_encoding": network.input_encoding,
         "time_steps": network.time_steps,
         "synapse_delay_steps": network.synapse_delay_steps,
+        "readout": network.readout,
         "layers": records,
         "lava": {
             "input_message_bits": GRADED_MESSAGE_BITS if graded else 0,
@@ -299,8 +303,10 @@ def read_netx(
 ) -> ir.Network:
     """Read a netx HDF5 file (ours, or one slayer's ``export_hdf5`` wrote) as a deployment graph.
 
-    ``time_steps`` and ``input_encoding`` default to the values in the file's ``/toolchain`` group;
-    a file without one (written by slayer) needs them as arguments. Raises
+    ``time_steps`` and ``input_encoding`` default to the values in the file's ``/toolchain`` group
+    (given, they take precedence over it); a file without one (written by slayer) states neither,
+    so both keyword arguments are needed (on the command line: ``--time-steps`` and
+    ``--input-encoding``, the flags the error names). Raises
     :class:`~toolchain.errors.FormatError` naming the file and key for a missing, truncated or
     corrupt file, an unsupported layer, an absurd size or an invalid value.
 
@@ -497,8 +503,15 @@ class _Reader:
         encoding = input_encoding if input_encoding is not None else (sidecar or {}).get("input_encoding")
         steps = time_steps if time_steps is not None else (sidecar or {}).get("time_steps")
         if encoding is None or steps is None:
+            missing = [
+                flag
+                for flag, value in (("--time-steps N", steps), ("--input-encoding graded|spikes", encoding))
+                if value is None
+            ]
             raise self.fail(
-                "/toolchain", "missing (not written by the toolchain): pass time_steps= and input_encoding="
+                "/toolchain",
+                "missing (not written by the toolchain), so the file states neither the time steps nor "
+                f"the input encoding: give {' and '.join(missing)}",
             )
         records = sidecar["layers"] if sidecar else None
         declared = tuple(sidecar["input_shape"]) if sidecar else None
@@ -512,6 +525,7 @@ class _Reader:
                 layers=tuple(layers),
                 synapse_delay_steps=1,
                 metadata=sidecar["metadata"] if sidecar else {"source": f"netx file {self.path.name}"},
+                readout=_readout(sidecar, layers),
             )
         except ir.IRError as exc:
             raise self.fail("/layer", str(exc)) from None
@@ -683,6 +697,11 @@ class _Reader:
         raise self.fail(f"{where}/bias", f"shape {bias.shape} is neither ({channels},) nor (W, H, C)")
 
     def neuron(self, group: h5py.Group, where: str, bias: np.ndarray | None) -> ir.CubaNeurons:
+        if "neuron" not in group and self.string(group, "type", where) == "dense":
+            # netx's non-leaky integrator for a dense layer without neurons (hdf5.py:348-357)
+            return self.guard(
+                where, lambda: ir.CubaNeurons(**NEURONLESS_DENSE, bias_mant=bias, bias_exp=NETX_BIAS_EXP)
+            )
         where = f"{where}/neuron"
         neuron = self.child(group, "neuron", where.rsplit("/", 1)[0], h5py.Group)
         kind = self.string(neuron, "type", where)
@@ -728,6 +747,17 @@ class _Reader:
         return _check_sidecar(data, lambda what: self.fail(f"{where}.network", what))
 
 
+def _readout(sidecar: dict[str, Any] | None, layers: list[ir.Layer]) -> ir.Readout:
+    """The sidecar's readout, else the one the output layer allows: its potential when it never fires
+    (netx's dense layer without neurons, slayer's ``Affine``), else its spike count."""
+    if sidecar is not None and "readout" in sidecar:
+        return sidecar["readout"]
+    output = layers[-1]
+    if isinstance(output, ir.Dense | ir.Conv) and not output.neurons.spiking:
+        return "potential"
+    return "spike_count"
+
+
 def _check_sidecar(data: Any, fail: Any) -> dict[str, Any]:
     expected = {
         "name": str,
@@ -745,6 +775,8 @@ def _check_sidecar(data: Any, fail: Any) -> dict[str, Any]:
             raise fail(f"{key!r} must be a {kind.__name__}")
     if data["input_encoding"] not in ir.INPUT_ENCODINGS:
         raise fail(f"input_encoding must be one of {ir.INPUT_ENCODINGS}")
+    if "readout" in data and data["readout"] not in ir.READOUTS:
+        raise fail(f"readout must be one of {ir.READOUTS}")
     if data["synapse_delay_steps"] != 1:
         raise fail("synapse_delay_steps must be 1 (netx's synapses)")
     if not all(

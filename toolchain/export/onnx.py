@@ -114,7 +114,8 @@ def export_snn_onnx(
 
     Input ``input`` ``[T, B, *model.input_shape]``: the encoded input (for ``direct`` encoding the
     sample repeated ``T`` times; for rate/latency/spikes the 0/1 spike trains). Outputs
-    ``spike_counts`` ``[B, classes]`` and, with ``record_spikes``, ``spikes_<layer>``
+    ``spike_counts`` ``[B, classes]`` (``logits``, the output voltage after the last step divided by
+    ``T``, for a ``potential`` readout) and, with ``record_spikes``, ``spikes_<layer>``
     ``[T, B, *shape]`` per spiking layer. Fixed-point models keep their float64 arithmetic (their
     input hook, e.g. the 8-bit graded input of ``direct`` encoding, is part of the graph).
     """
@@ -131,11 +132,17 @@ def export_snn_onnx(
         _check_fixed_point_supported(model)
     dtype, device = _parameter_dtype(model)
     example = torch.zeros(time_steps, 2, *model.input_shape, dtype=dtype, device=device)
-    names = list(model.layer_names)
-    outputs = ["spike_counts", *([f"spikes_{name}" for name in names] if record_spikes else [])]
-    dynamic_axes: dict[str, dict[int, str]] = {"input": {1: BATCH_AXIS}, "spike_counts": {0: BATCH_AXIS}}
+    potential = model.readout == "potential"
+    names = list(model.layer_names[:-1] if potential else model.layer_names)  # the layers that fire
+    result = "logits" if potential else "spike_counts"
+    outputs = [result, *([f"spikes_{name}" for name in names] if record_spikes else [])]
+    dynamic_axes: dict[str, dict[int, str]] = {"input": {1: BATCH_AXIS}, result: {0: BATCH_AXIS}}
     dynamic_axes.update({name: {1: BATCH_AXIS} for name in outputs[1:]})
-    described = {"spike_counts": "[B, classes]: output spikes summed over the time steps"}
+    described = {
+        result: "[B, classes]: the output layer's voltage after the last step / T (it never fires)"
+        if potential
+        else "[B, classes]: output spikes summed over the time steps"
+    }
     described.update({name: "[T, B, *layer shape]: 0/1 spikes" for name in outputs[1:]})
     props = {
         "toolchain.graph": "snn_unrolled",
@@ -144,6 +151,7 @@ def export_snn_onnx(
         "input_shape": list(model.input_shape),
         "outputs": described,
         "layer_names": names,
+        "readout": model.readout,
         "numeric": numeric,
         "synapse_delay_steps": _synapse_delay(model),
     }
@@ -152,9 +160,9 @@ def export_snn_onnx(
         onnx_model = _trace(wrapper, example, output_names=outputs, dynamic_axes=dynamic_axes)
     shapes: dict[str, list[int | str]] = {
         "input": [time_steps, BATCH_AXIS, *model.input_shape],
-        "spike_counts": [BATCH_AXIS, model.num_classes],
+        result: [BATCH_AXIS, model.num_classes],
     }
-    for block in model.synaptic_blocks():
+    for block in model.synaptic_blocks()[: len(names)]:
         shapes[f"spikes_{block.name}"] = [time_steps, BATCH_AXIS, *block.out_shape]
     _declare_shapes(onnx_model, shapes)
     _name_initializers(onnx_model, model, "model.")

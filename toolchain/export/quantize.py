@@ -45,6 +45,7 @@ from toolchain.snn.loihi import (
     CubaRegisters,
     RoundingReport,
     neuron_registers,
+    readout_registers,
     weights_to_int,
 )
 from toolchain.snn.models import SpikingNetwork
@@ -272,6 +273,7 @@ def quantize_model(
         layers=tuple(layers),
         synapse_delay_steps=delay_steps,
         metadata=metadata,
+        readout=recipe.model.readout,  # type: ignore[arg-type]
     )
     return network, QuantizationReport(numeric, encoding, tuple(reports), tuple(inexact))
 
@@ -337,15 +339,20 @@ def _synaptic_layer(
         spatial = len(block.out_shape) - 1
         per_neuron = np.broadcast_to(channel_bias.reshape(-1, *([1] * spatial)), block.out_shape).copy()
     fixed = population.registers is not None
-    scale_exp = _scale_exponent(weight, per_neuron, population, name) if scale and not fixed else 0
+    steps = recipe.encoding.time_steps
+    scale_exp = _scale_exponent(weight, per_neuron, population, name, steps) if scale and not fixed else 0
     factor = 2.0**scale_exp
     registers, neuron_report, changed = _registers(population, recipe, name, factor)
     w_int = weights_to_int(weight * factor, name)
     notes: list[str] = []
-    if not fixed and _current_may_wrap(w_int, registers.current_decay):  # fixed point wraps alike
+    if not fixed and _may_overflow(w_int, population, steps):  # fixed point wraps alike
         notes.append(
             f"layer {name!r}: its 24-bit current could wrap if every input fired at once "
             f"(largest sum |w_int| = {int(w_int.abs().flatten(1).sum(dim=1).max())}, limit 2^23 >> 6)"
+            if population.spiking
+            else f"layer {name!r}: its 24-bit voltage (the potential readout) could saturate if every input "
+            f"fired at every one of the {steps} steps (largest sum |w_int| = "
+            f"{int(w_int.abs().flatten(1).sum(dim=1).max())}, limit 2^23 >> 6 over the steps)"
         )
     error = (w_int.to(torch.float64) / (WEIGHT_SCALE * factor) - weight).abs()
     bias_mant: np.ndarray | None = None
@@ -414,6 +421,13 @@ def _registers(
     A fixed-point population already computes with its registers: the rounding from the recipe's
     values happened before training, and the export changes nothing.
     """
+    if not population.spiking:  # a potential readout: its own decays, a threshold no voltage reaches
+        regs = population.registers or readout_registers(population.current_decay, population.voltage_decay)
+        report = [
+            RoundingReport("current_decay", population.current_decay, regs.current_decay),
+            RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
+        ]
+        return regs, report, population.registers is None and any(item.abs_error > 0 for item in report)
     if population.registers is not None:
         regs = population.registers
         asked = recipe.neuron
@@ -437,7 +451,9 @@ def _registers(
     return regs, report, any(item.abs_error > 0 for item in report)
 
 
-def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: CubaLIF, name: str) -> int:
+def _scale_exponent(
+    weight: torch.Tensor, bias: np.ndarray | None, population: CubaLIF, name: str, steps: int
+) -> int:
     """The largest ``k`` in ``[MIN_SCALE_EXP, MAX_SCALE_EXP]`` at which the layer scaled by 2^k fits.
 
     Scaling a layer's weights, bias and threshold by the same positive factor leaves its spikes
@@ -446,7 +462,9 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
     rounding error shrinks by ``2^k``. ``k`` is the largest at which every weight stays on the
     8-bit grid, the threshold in its 17-bit register, the bias in its registers, and the current
     cannot wrap even if every input fires with the largest weight sum of any neuron
-    (``sum |w_int| << 6 / current_decay < 2^23``). A negative ``k`` (the layer scaled down) only
+    (``sum |w_int| << 6 / current_decay < 2^23``; for a potential readout, which never fires, the
+    voltage summed over the ``steps`` cannot saturate, :func:`_may_overflow`). A negative ``k`` (the
+    layer scaled down) only
     when the layer does not fit as it is, e.g. batch norm folded into weights beyond the grid's
     ``[-4, 3.97]``; 0 when nothing fits (the export then refuses the layer, naming it).
     """
@@ -455,9 +473,10 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
         """The integer weights at scale ``2^k``, or None if a register cannot hold the layer."""
         factor = 2.0**k
         try:
-            neuron_registers(
-                population.current_decay, population.voltage_decay, population.threshold * factor
-            )
+            if population.spiking:
+                neuron_registers(
+                    population.current_decay, population.voltage_decay, population.threshold * factor
+                )
             w_int = weights_to_int(weight * factor, name)
             if bias is not None:
                 bias_registers(bias * factor, name)
@@ -467,7 +486,7 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
 
     for k in range(MAX_SCALE_EXP, 0, -1):
         w_int = fitted(k)
-        if w_int is not None and not _current_may_wrap(w_int, population.current_decay):
+        if w_int is not None and not _may_overflow(w_int, population, steps):
             return k
     if fitted(0) is not None:
         return 0
@@ -475,6 +494,16 @@ def _scale_exponent(weight: torch.Tensor, bias: np.ndarray | None, population: C
         if fitted(k) is not None:
             return k
     return 0
+
+
+def _may_overflow(w_int: torch.Tensor, population: CubaLIF, steps: int) -> bool:
+    """Whether a 24-bit state register could leave its range: the current of a spiking population
+    (:func:`_current_may_wrap`), or the voltage of a potential readout, which integrates every step's
+    input: ``steps * sum |w_int| << 6 / current_decay >= 2^23``."""
+    if population.spiking:
+        return _current_may_wrap(w_int, population.current_decay)
+    fan_in_sum = float(w_int.abs().flatten(1).sum(dim=1).max())
+    return steps * fan_in_sum * 2**ACTIVATION_SHIFT / max(population.current_decay, 1e-12) >= STATE_LIMIT
 
 
 def _current_may_wrap(w_int: torch.Tensor, current_decay: float) -> bool:

@@ -30,6 +30,7 @@ from toolchain.errors import SimulationError
 from toolchain.sim.reference import SimulationResult, check_inputs
 from toolchain.snn.architectures import LayerSpec
 from toolchain.snn.blocks import SynapticBlock
+from toolchain.snn.dynamics import STATE_SCALE
 from toolchain.snn.loihi import INPUT_SHIFT, WEIGHT_SCALE, CubaRegisters
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.neurons import CubaLIF
@@ -107,7 +108,7 @@ def torch_model(network: ir.Network) -> SpikingNetwork:
         threshold=first.threshold,
         synapse_delay=network.synapse_delay_steps,
     )
-    model = SpikingNetwork([_spec(layer) for layer in network.layers], neuron)
+    model = SpikingNetwork([_spec(layer) for layer in network.layers], neuron, network.readout)
     apply_numerics(model, neuron, "direct" if graded else "spikes")
     blocks = {block.name: block for block in model.synaptic_blocks()}
     with torch.no_grad():
@@ -131,7 +132,8 @@ def simulate_torch(
     graded = network.input_encoding == "graded"
     x_all = torch.from_numpy(np.asarray(inputs, dtype=np.float64))
     samples = int(x_all.shape[0] if graded else x_all.shape[1])
-    counts, spikes = [], {name: [] for name in model.layer_names}
+    counts, potentials = [], []
+    spikes: dict[str, list[np.ndarray]] = {name: [] for name in model.layer_names}
     with torch.no_grad():
         for first in range(0, samples, TORCH_BATCH):
             if graded:
@@ -142,15 +144,28 @@ def simulate_torch(
                     network.time_steps, -1, *network.input_shape
                 )
             out = model(x)
-            counts.append(out.logits.to(torch.int64).numpy())
+            if out.potentials is None:
+                counts.append(out.logits.to(torch.int64).numpy())
+            else:  # a potential readout: Lava's integer voltages (the model holds them / 2^12)
+                volts = torch.round(out.potentials * STATE_SCALE).to(torch.int64)
+                potentials.append(volts.numpy())
+                counts.append(np.zeros((volts.shape[1], network.num_classes), np.int64))
+                if record_spikes:  # the readout never fires (the graph guarantees it): record its zeros
+                    spikes[network.layers[-1].name].append(np.zeros(tuple(volts.shape), np.uint8))
             if record_spikes:
                 for name, s in out.spikes.items():
                     spikes[name].append(s.to(torch.uint8).numpy())
     from toolchain.activity import Activity
 
     activity = Activity(network.name, "torch_fixed_point", samples, network.time_steps, ())
+    recorded = {name: parts for name, parts in spikes.items() if parts} if record_spikes else None
     return SimulationResult.from_batches(
-        counts, network.num_classes, activity, spikes if record_spikes else None
+        counts,
+        network.num_classes,
+        activity,
+        recorded,
+        potentials=potentials or None,
+        readout_kind=network.readout,
     )
 
 
@@ -182,18 +197,25 @@ class Comparison:
     mismatches: dict[str, dict[str, int]] = field(default_factory=dict)  # backend -> layer -> count
     samples: dict[str, int] = field(default_factory=dict)  # backend -> samples compared
     accuracy: dict[str, float] = field(default_factory=dict)  # backend -> accuracy on its samples
+    #: backend -> output potentials ``(t, sample, class)`` that differ (a potential readout only)
+    potential_mismatches: dict[str, int] = field(default_factory=dict)
 
     @property
     def mismatched_spikes(self) -> int:
         return sum(sum(per_layer.values()) for per_layer in self.mismatches.values())
 
     @property
+    def mismatched_potentials(self) -> int:
+        return sum(self.potential_mismatches.values())
+
+    @property
     def agree(self) -> bool:
-        return self.mismatched_spikes == 0
+        return self.mismatched_spikes == 0 and self.mismatched_potentials == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "mismatched_spikes": self.mismatched_spikes,
+            "mismatched_potentials": dict(self.potential_mismatches),
             "agree": self.agree,
             "samples": dict(self.samples),
             "accuracy": dict(self.accuracy),
@@ -225,6 +247,7 @@ def compare(
         raise SimulationError("the reference result holds no spikes (simulate with record_spikes=True)")
     layers = tuple(reference.spikes)
     mismatches: dict[str, dict[str, int]] = {}
+    potential_mismatches: dict[str, int] = {}
     samples: dict[str, int] = {"reference": reference.samples}
     accuracy: dict[str, float] = {}
     if labels is not None:
@@ -236,10 +259,31 @@ def compare(
         if missing:
             raise SimulationError(f"backend {name!r} recorded no spikes for layers {missing}")
         mismatches[name] = mismatched_spikes(reference.spikes, result.spikes, result.samples)
+        if reference.readout == "potential":
+            potential_mismatches[name] = mismatched_potentials(reference, result, name)
         samples[name] = result.samples
         if labels is not None:
             accuracy[name] = result.accuracy(labels[: result.samples])
-    return Comparison(layers, mismatches, samples, accuracy)
+    return Comparison(layers, mismatches, samples, accuracy, potential_mismatches)
 
 
-__all__ = ["TORCH_BATCH", "Comparison", "compare", "mismatched_spikes", "simulate_torch", "torch_model"]
+def mismatched_potentials(reference: SimulationResult, other: SimulationResult, backend: str) -> int:
+    """The output potentials ``(t, sample, class)`` where ``other`` differs from ``reference``, on the
+    samples ``other`` ran; refuses a result without potentials."""
+    if reference.potentials is None or other.potentials is None:
+        raise SimulationError(f"backend {backend!r} recorded no output potentials for a potential readout")
+    a, b = reference.potentials[:, : other.samples], other.potentials
+    if a.shape != b.shape:
+        raise SimulationError(f"output potentials shaped {a.shape} and {b.shape} cannot be compared")
+    return int(np.count_nonzero(a != b))
+
+
+__all__ = [
+    "TORCH_BATCH",
+    "Comparison",
+    "compare",
+    "mismatched_potentials",
+    "mismatched_spikes",
+    "simulate_torch",
+    "torch_model",
+]

@@ -6,6 +6,8 @@ it for the network's ``time_steps`` steps:
 - the input comes from a ``RingBuffer`` source process holding the sample's ``T`` steps (0/1 spikes,
   or the 8-bit graded payloads ``round(x * 255)``: then netx is built with
   ``input_message_bits = 8``) and connected to the first layer's input port;
+- a ``potential`` readout (an output layer that never fires) is read from its LIF process's ``v``
+  after every step (the run advances one step at a time then), in Lava's integers;
 - every layer's spikes go to an ``Extractor`` process (``lava.proc.io.extractor``), which hands one
   whole vector per step to this process through a channel. A ``RingBuffer`` sink read with
   ``data.get()`` moves one value per message (seconds for a ``256 x 100`` buffer); the extractor
@@ -13,8 +15,10 @@ it for the network's ``time_steps`` steps:
 - netx computes each dense layer's weight exponent itself (``optimize_weight_bits``: weights shifted
   left by ``k`` bits, exponent ``-k``) and ignores the file's; the exponent of the deployment graph
   (``-8`` for graded input) is added to it through the synapse's ``weight_exp`` process parameter.
-  Lava's fixed-point ``Conv`` applies no exponent at all, so a conv layer with ``weight_exp != 0``
-  is refused, naming it.
+  Lava's fixed-point ``Conv`` declares a ``weight_exp`` but does not apply it;
+  :mod:`toolchain.lava_compat` (fix 5) makes it shift the sums as the dense model does, and the
+  graph's exponent is set on the conv's ``weight_exp`` variable, so graded input into a first conv
+  layer runs exactly.
 
 Each sample gets a fresh network, compiled and started: Lava cannot re-initialise a runtime (a
 second ``create_runtime`` from the same executable hangs) and a conv synapse's buffer is no ``Var``
@@ -41,6 +45,7 @@ from toolchain.sim.reference import (
     check_inputs,
     layer_counts_template,
     readout,
+    scores,
 )
 
 
@@ -141,6 +146,8 @@ def simulate_lava(
         select_tag="fixed_pt", exception_proc_model_map={Extractor: PyLoihiExtractorModel}
     )
     counts = np.zeros((samples, network.num_classes), dtype=np.int64)
+    read_v = network.readout == "potential"
+    potentials = np.zeros((steps, samples, network.num_classes), dtype=np.int64) if read_v else None
     totals = np.zeros(len(synaptic), dtype=np.int64)
     recorded: dict[str, np.ndarray] | None = (
         {layer.name: np.zeros((steps, samples, *layer.out_shape), np.uint8) for layer in synaptic}
@@ -179,7 +186,14 @@ def simulate_lava(
         try:
             source.create_runtime(run_cfg=run_cfg)
             started = time.perf_counter()
-            source.run(condition=lava.run_conditions.RunSteps(num_steps=steps))
+            if potentials is None:
+                source.run(condition=lava.run_conditions.RunSteps(num_steps=steps))
+            else:
+                out_layer, out_block = synaptic[-1], blocks[-1]
+                for t in range(steps):
+                    source.run(condition=lava.run_conditions.RunSteps(num_steps=1))
+                    v = np.asarray(out_block.neuron.v.get())[None]
+                    potentials[t, sample] = _from_lava(v, out_layer.out_shape, transposes[-1]).reshape(-1)
             ran = time.perf_counter()
             for index, (layer, extractor, transpose) in enumerate(
                 zip(synaptic, extractors, transposes, strict=True)
@@ -203,7 +217,9 @@ def simulate_lava(
     timing = LavaTiming(startup_s, run_s, read_s, samples, steps)
     return SimulationResult(
         counts=counts,
-        predictions=readout(counts),
+        predictions=readout(scores(network.readout, counts, potentials)),
+        potentials=potentials,
+        readout=network.readout,
         activity=activity,
         spikes=recorded,
         timing=SimulationTiming(startup_s, run_s + read_s, samples, steps),
@@ -212,15 +228,13 @@ def simulate_lava(
 
 
 def lava_refusal(network: ir.Network) -> str | None:
-    """Why Lava cannot run ``network`` exactly (``None`` when it can): Lava's fixed-point
-    convolution applies no weight exponent, so a conv layer with one (8-bit graded input into a
-    first conv layer) would compute something else."""
-    for layer in network.synaptic_layers():
+    """Why Lava cannot run ``network`` exactly (``None`` when it can). A conv layer's weight exponent
+    (8-bit graded input into a first conv layer) runs through :mod:`toolchain.lava_compat`'s fix of
+    Lava's fixed-point ``Conv``; a conv exponent other than the graded input's -8 cannot be written
+    to netx at all."""
+    for layer in network.synaptic_layers()[1:]:
         if isinstance(layer, ir.Conv) and layer.weight_exp != 0:
-            return (
-                f"layer {layer.name!r}: weight_exp = {layer.weight_exp}, but Lava's fixed-point Conv applies "
-                "no weight exponent (graded input into a conv layer); use spike input, e.g. rate encoding"
-            )
+            return f"layer {layer.name!r}: weight_exp = {layer.weight_exp} on a conv layer after the first"
     return None
 
 
@@ -235,6 +249,10 @@ def _check_blocks(path: Path, network: ir.Network, blocks: list[Any]) -> None:
     for layer, block in zip(synaptic, blocks, strict=True):
         kind = type(block).__name__
         if layer.weight_exp == 0:
+            continue
+        if kind == "Conv":  # a Var of Lava's Conv, applied by toolchain.lava_compat's fix 5
+            var = block.synapse.weight_exp
+            var.init = np.asarray(var.init).reshape(-1) + layer.weight_exp
             continue
         if kind != "Dense":
             raise SimulationError(

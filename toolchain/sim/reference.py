@@ -103,7 +103,10 @@ class SimulationResult:
     """What a backend returns for ``B`` samples.
 
     ``counts`` ``[B, classes]``: the output layer's spikes summed over the time steps;
-    ``predictions`` ``[B]``: their argmax (first maximum); ``activity``: per-layer counts;
+    ``potentials`` ``[T, B, classes]`` (``int64``, Lava's units): the output layer's voltage after
+    each step, when the backend records it (always for a ``potential`` readout);
+    ``scores`` ``[B, classes]``: what the network's ``readout`` ranks (the counts, or the final
+    potentials); ``predictions`` ``[B]``: their argmax (first maximum); ``activity``: per-layer counts;
     ``spikes``: every synaptic layer's spikes ``[T, B, *shape]`` (``uint8``) by layer name when
     recorded, else ``None`` (a backend may record only some layers).
     """
@@ -114,10 +117,17 @@ class SimulationResult:
     spikes: dict[str, np.ndarray] | None = None
     timing: SimulationTiming | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    potentials: np.ndarray | None = None
+    readout: str = "spike_count"
 
     @property
     def samples(self) -> int:
         return int(self.counts.shape[0])
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The readout's scores ``[B, classes]``: spike counts, or the voltage after the last step."""
+        return scores(self.readout, self.counts, self.potentials)
 
     def accuracy(self, labels: np.ndarray | Sequence[int]) -> float:
         """The fraction of predictions equal to ``labels``."""
@@ -134,13 +144,21 @@ class SimulationResult:
         activity: Activity,
         spikes: dict[str, list[np.ndarray]] | None = None,
         timing: SimulationTiming | None = None,
+        potentials: Sequence[np.ndarray] | None = None,
+        readout_kind: str = "spike_count",
     ) -> SimulationResult:
-        """The result of a run in batches: ``counts`` ``[b, classes]`` and each layer's ``spikes``
-        ``[T, b, *shape]`` batch by batch, joined along the samples, with their :func:`readout`."""
+        """The result of a run in batches: ``counts`` ``[b, classes]``, each layer's ``spikes`` and the
+        output ``potentials`` ``[T, b, ...]`` batch by batch, joined along the samples, with their
+        :func:`readout`."""
         joined = np.concatenate(counts) if len(counts) else np.zeros((0, classes), np.int64)
+        joined_v = None
+        if potentials is not None and len(potentials):
+            joined_v = np.concatenate(potentials, axis=1)
         return cls(
             counts=joined,
-            predictions=readout(joined),
+            predictions=readout(scores(readout_kind, joined, joined_v)),
+            potentials=joined_v,
+            readout=readout_kind,
             activity=activity,
             spikes=None
             if spikes is None
@@ -150,8 +168,21 @@ class SimulationResult:
 
 
 def readout(counts: np.ndarray) -> np.ndarray:
-    """The predicted class of each row of spike counts ``[B, classes]``: the first maximum."""
+    """The predicted class of each row of scores ``[B, classes]`` (spike counts or final
+    potentials): the first maximum."""
     return np.argmax(counts, axis=1)
+
+
+def scores(readout_kind: str, counts: np.ndarray, potentials: np.ndarray | None) -> np.ndarray:
+    """What a network's readout ranks: the spike ``counts`` ``[B, classes]`` (``spike_count``), or the
+    output voltage after the last step, ``potentials[-1]`` flattened to ``[B, classes]`` (``potential``)."""
+    if readout_kind == "spike_count":
+        return counts
+    if potentials is None:
+        raise SimulationError("a potential readout needs the output layer's potentials, none were recorded")
+    if potentials.shape[0] == 0:
+        return np.zeros_like(counts)
+    return potentials[-1].reshape(potentials.shape[1], -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,11 +422,13 @@ def simulate(
 
     totals = [_Totals() for _ in synapses]
     counts: list[np.ndarray] = []
+    potentials: list[np.ndarray] = []
     recorded: dict[str, list[np.ndarray]] = {s.layer.name: [] for s in synapses}
     with torch.no_grad():
         for first in range(0, samples, chunk):
             x = x_all[first : first + chunk] if graded else x_all[:, first : first + chunk]
-            spikes = _run_batch(network, plan, x, graded, totals)
+            spikes, voltages = _run_batch(network, plan, x, graded, totals)
+            potentials.append(voltages.to(torch.int64).reshape(steps, voltages.shape[1], -1).numpy())
             counts.append(
                 spikes[-1].reshape(steps, spikes[-1].shape[1], -1).sum(dim=0).to(torch.int64).numpy()
             )
@@ -410,6 +443,8 @@ def simulate(
         _activity(network, synapses, totals, samples, "reference"),
         recorded if record_spikes else None,
         SimulationTiming(startup_s, run_s, samples, steps),
+        potentials,
+        network.readout,
     )
 
 
@@ -419,8 +454,9 @@ def _run_batch(
     x: torch.Tensor,
     graded: bool,
     totals: list[_Totals],
-) -> list[torch.Tensor]:
-    """Every synaptic layer's spikes ``[T, b, *shape]`` (0/1 ``float32``) for one chunk of samples.
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every synaptic layer's spikes ``[T, b, *shape]`` (0/1 ``float32``) for one chunk of samples,
+    and the output layer's voltage after each step ``[T, b, *shape]`` (``float64`` integers).
 
     Values between layers stay in ``float32`` (0/1 spikes, their pooled sums, 8-bit payloads: all
     exact) so that the next matrix product needs no conversion.
@@ -432,6 +468,8 @@ def _run_batch(
     per_input: torch.Tensor | None = None
     out: list[torch.Tensor] = []
     index = 0
+    last = sum(isinstance(step, _Synapse) for step in plan) - 1
+    voltages: torch.Tensor | None = None
     for step in plan:
         if isinstance(step, ir.Flatten):
             h = h.reshape(*h.shape[: 1 if constant else 2], -1)
@@ -448,14 +486,17 @@ def _run_batch(
         totals[index].synops += synops * repeat
         a_in = step.synaptic_input(flat_in)
         a_in = a_in.reshape(*lead, *a_in.shape[1:])
-        spikes, active, per_neuron = _neurons(step, a_in, steps, network.synapse_delay_steps, constant)
+        spikes, active, per_neuron, voltages = _neurons(
+            step, a_in, steps, network.synapse_delay_steps, constant, record_v=index == last
+        )
         per_input = per_neuron.sum(dim=0)
         totals[index].spikes += int(per_input.sum())
         totals[index].active += active
         index += 1
         out.append(spikes)
         h, constant = spikes, False
-    return out
+    assert voltages is not None
+    return out, voltages
 
 
 def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
@@ -472,8 +513,8 @@ def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
 
 
 def _neurons(
-    step: _Synapse, a_in: torch.Tensor, steps: int, delay: int, constant: bool
-) -> tuple[torch.Tensor, int, torch.Tensor]:
+    step: _Synapse, a_in: torch.Tensor, steps: int, delay: int, constant: bool, *, record_v: bool = False
+) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]:
     """Step the layer's CUBA neurons for ``steps``; their spikes ``[T, b, *shape]`` and active updates.
 
     ``a_in`` is the synaptic input of every step ``[T, b, *shape]`` (or ``[b, *shape]``, the same
@@ -484,7 +525,8 @@ def _neurons(
     slices of at most :data:`NEURON_SLICE_ELEMENTS` so that one step's tensors stay in the cache;
     otherwise the ``int64`` functions. A convolution's output in channels-last order is stepped in
     that order (a permuted view, the bias permuted alike) and its spikes come back in it. Also
-    returns each neuron's spike count ``[b, *shape]`` (float64).
+    returns each neuron's spike count ``[b, *shape]`` (float64) and, with ``record_v``, the voltage
+    after each step ``[T, b, *shape]`` (float64 integers; else ``None``).
     """
     lead = 1 if constant else 2
     bias_mant = step.bias_mant
@@ -495,10 +537,13 @@ def _neurons(
         a_in = a_in.movedim(lead, -1)
         if isinstance(bias_mant, torch.Tensor):
             bias_mant = bias_mant.movedim(0, -1)
-    spikes, active, counts = _neurons_ordered(step.layer.neurons, bias_mant, a_in, steps, delay, constant)
+    spikes, active, counts, voltages = _neurons_ordered(
+        step.layer.neurons, bias_mant, a_in, steps, delay, constant, record_v
+    )
     if channels_last:
-        return spikes.movedim(-1, 2), active, counts.movedim(-1, 1)
-    return spikes, active, counts
+        voltages = None if voltages is None else voltages.movedim(-1, 2)
+        return spikes.movedim(-1, 2), active, counts.movedim(-1, 1), voltages
+    return spikes, active, counts, voltages
 
 
 def _neurons_ordered(
@@ -508,15 +553,19 @@ def _neurons_ordered(
     steps: int,
     delay: int,
     constant: bool,
-) -> tuple[torch.Tensor, int, torch.Tensor]:
+    record_v: bool = False,
+) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]:
     """:func:`_neurons` on ``a_in`` whose last dimensions are the neurons in memory order."""
     shape = a_in.shape if constant else a_in.shape[1:]
     spikes = torch.empty((steps, *shape), dtype=torch.float32)
+    voltages = torch.empty((steps, *shape), dtype=torch.float64) if record_v else None
     low, high = torch.aminmax(a_in) if a_in.numel() else (torch.zeros(()), torch.zeros(()))
     max_abs = int(max(-float(low), float(high)))
     if max_abs >= FAST_INPUT_LIMIT:
-        active = _neurons_int64(neurons, bias_mant, a_in.to(torch.int64), steps, delay, constant, spikes)
-        return spikes, active, spikes.sum(dim=0, dtype=torch.float64)
+        active = _neurons_int64(
+            neurons, bias_mant, a_in.to(torch.int64), steps, delay, constant, spikes, voltages
+        )
+        return spikes, active, spikes.sum(dim=0, dtype=torch.float64), voltages
     bias = None if neurons.bias_mant is None else fast_bias(bias_mant, neurons.bias_exp)
     wrap = current_may_wrap(max_abs, neurons.du_lava)
     batch = shape[0]
@@ -526,8 +575,11 @@ def _neurons_ordered(
     for first in range(0, batch, width):
         part = slice(first, first + width)
         x = fast_input(a_in[part]) if constant else a_in[:, part]
-        active += _neurons_fast(neurons, x, bias, steps, delay, constant, wrap, spikes[:, part], counts[part])
-    return spikes, active, counts
+        active += _neurons_fast(
+            neurons, x, bias, steps, delay, constant, wrap, spikes[:, part], counts[part],
+            None if voltages is None else voltages[:, part],
+        )  # fmt: skip
+    return spikes, active, counts, voltages
 
 
 def _neurons_fast(
@@ -540,6 +592,7 @@ def _neurons_fast(
     wrap: bool,
     spikes: torch.Tensor,
     counts: torch.Tensor,
+    voltages: torch.Tensor | None = None,
 ) -> int:
     """:func:`_neurons` on one slice of the batch with :func:`~toolchain.snn.dynamics.cuba_step_fixed_`;
     writes the slice's ``spikes`` and each neuron's spike ``counts``, returns its active updates.
@@ -570,6 +623,8 @@ def _neurons_fast(
         )  # fmt: skip
         counts.add_(spiked)
         spikes[t].copy_(spiked)
+        if voltages is not None:
+            voltages[t].copy_(v)
     return int(active.sum(dtype=torch.float64))
 
 
@@ -581,6 +636,7 @@ def _neurons_int64(
     delay: int,
     constant: bool,
     spikes: torch.Tensor,
+    voltages: torch.Tensor | None = None,
 ) -> int:
     """:func:`_neurons` with the ``int64`` functions of :mod:`toolchain.snn.dynamics` (any input)."""
     du, dv, vth = neurons.du_lava, neurons.v_decay, neurons.vth_mant
@@ -596,6 +652,8 @@ def _neurons_int64(
         state = cuba_subthreshold_fixed(state, x_t, du, dv, bias_mant, neurons.bias_exp)
         spiked, state = spike_and_reset_fixed(state, vth)
         spikes[t] = spiked
+        if voltages is not None:
+            voltages[t] = state.v
     return int(active.sum())
 
 

@@ -223,6 +223,8 @@ def current_may_wrap(max_abs_a_in: int, du_lava: int) -> bool:
     ``|a_in| <= max_abs_a_in``: ``|u[t]| <= keep * |u[t-1]| + X`` with ``X = max_abs_a_in << 6`` and
     ``keep = (4096 - du_lava - 1) / 4096`` bounds ``|u|`` by ``X * 4096 / (du_lava + 1)``; below
     ``2^23`` the wrap never changes ``u`` and :func:`cuba_step_fixed_` may skip it (``wrap=False``)."""
+    if du_lava + CURRENT_DECAY_OFFSET <= 0:  # iDecay = 0: the current keeps everything (no bound)
+        return max_abs_a_in > 0
     bound = (max_abs_a_in << ACTIVATION_SHIFT) * DECAY_UNITY // (du_lava + CURRENT_DECAY_OFFSET)
     return bound >= STATE_LIMIT
 
@@ -302,13 +304,22 @@ def cuba_step_quantized(
     (``(du_lava + 1) / 4096``, ``dv / 4096``) and threshold ``vth_mant / 64``: a straight-through
     estimator around the integer rounding.
     """
+    pre_reset = cuba_subthreshold_quantized(state, x, du_lava, dv, input_scale)
+    return spike_and_reset(pre_reset, vth_mant / 2**THRESHOLD_SHIFT, spike_fn)
+
+
+def cuba_subthreshold_quantized(
+    state: CubaState, x: torch.Tensor, du_lava: int, dv: int, input_scale: int = 2**6
+) -> CubaState:
+    """The integration of :func:`cuba_step_quantized` alone (no spike, no reset): Lava's values of
+    :func:`cuba_subthreshold_fixed` divided by :data:`STATE_SCALE`, the float step's gradients. A
+    population that never fires (a potential readout) is this step alone."""
     current_decay = (du_lava + CURRENT_DECAY_OFFSET) / DECAY_UNITY
     smooth = cuba_subthreshold(state, x, current_decay, dv / DECAY_UNITY)
     with torch.no_grad():
         a_in = torch.round(x * input_scale).to(torch.int64)
         exact = cuba_subthreshold_fixed(CubaState(_to_int(state.u), _to_int(state.v)), a_in, du_lava, dv)
-    pre_reset = CubaState(_straight_through(smooth.u, exact.u), _straight_through(smooth.v, exact.v))
-    return spike_and_reset(pre_reset, vth_mant / 2**THRESHOLD_SHIFT, spike_fn)
+    return CubaState(_straight_through(smooth.u, exact.u), _straight_through(smooth.v, exact.v))
 
 
 def _to_int(value: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,12 @@ slayer (``w_scale = 64``, ``p_scale = 4096``) and Lava's bit-accurate process mo
   ``[0, 4095]`` (12 bits, no offset).
 - **Threshold**: ``vThMant = round(threshold * 64)`` in ``[1, 2^17 - 1]``; Lava compares
   ``v > vThMant << 6``.
+- **Non-spiking populations** (a readout that integrates, slayer's ``Affine`` block, netx's dense
+  layer without a ``neuron`` group): ``vThMant`` of at least ``2^17`` (:data:`NEVER_SPIKE_VTH_MANT`;
+  slayer writes ``2^18 - 1``) puts the threshold at or above ``2^23``, which the 24-bit voltage
+  (saturated at ``2^23 - 1``) never exceeds. netx's neuron-less default also holds ``iDecay = 0``
+  (the current keeps everything) and ``vDecay = 4096`` (the voltage keeps nothing): Lava simulates
+  both (``du = -1``), so the registers accept them; recipes never produce them.
 - **Graded input** (the analog input of ``direct`` encoding): an 8-bit payload
   ``round(x * 255)`` per input, and the first synapse's weight exponent ``-8`` (an arithmetic right
   shift, i.e. a floor) brings the sum back to the weights' scale: the input is seen as
@@ -34,6 +40,10 @@ WEIGHT_MIN = -256
 WEIGHT_MAX = 254
 #: threshold mantissa register (17 bits, unsigned here)
 VTH_MANT_MAX = 2**17 - 1
+#: a threshold mantissa at or above this never fires (``vth << 6 >= 2^23`` > any saturated voltage)
+NEVER_SPIKE_VTH_MANT = 2**17
+#: the largest threshold mantissa a file may hold (slayer's ``Affine`` writes ``2^18 - 1``)
+VTH_MANT_FILE_MAX = 2**18 - 1
 #: graded input payload bits and the first synapse's matching right shift
 INPUT_PAYLOAD_MAX = 255
 INPUT_SHIFT = 8
@@ -48,9 +58,14 @@ class CubaRegisters:
     vth_mant: int
 
     def __post_init__(self) -> None:
-        _check_range("iDecay (current decay x 4096)", self.i_decay, 1, DECAY_UNITY)
-        _check_range("vDecay (voltage decay x 4096)", self.v_decay, 0, DECAY_UNITY - 1)
-        _check_range("vThMant (threshold x 64)", self.vth_mant, 1, VTH_MANT_MAX)
+        _check_range("iDecay (current decay x 4096)", self.i_decay, 0, DECAY_UNITY)
+        _check_range("vDecay (voltage decay x 4096)", self.v_decay, 0, DECAY_UNITY)
+        _check_range("vThMant (threshold x 64)", self.vth_mant, 1, VTH_MANT_FILE_MAX)
+
+    @property
+    def spiking(self) -> bool:
+        """False for a population that can never fire (``vth_mant >= 2^17``): a potential readout."""
+        return self.vth_mant < NEVER_SPIKE_VTH_MANT
 
     @property
     def du_lava(self) -> int:
@@ -91,20 +106,32 @@ def neuron_registers(
 ) -> tuple[CubaRegisters, list[RoundingReport]]:
     """The registers nearest to float neuron parameters, and what rounding changed.
 
-    Raises :class:`QuantizationError` naming the parameter when it has no register value
-    (a current decay of 0, a voltage decay of 1, a threshold beyond ``(2^17 - 1) / 64``).
+    Raises :class:`QuantizationError` naming the parameter when it has no register value on the
+    chip (a current decay of 0, a voltage decay of 1, a threshold beyond ``(2^17 - 1) / 64``): the
+    wider values :class:`CubaRegisters` accepts from files are Lava's, not the hardware's.
     """
-    registers = CubaRegisters(
-        i_decay=round(current_decay * DECAY_UNITY),
-        v_decay=round(voltage_decay * DECAY_UNITY),
-        vth_mant=round(threshold * 2**THRESHOLD_SHIFT),
-    )
+    i_decay = round(current_decay * DECAY_UNITY)
+    v_decay = round(voltage_decay * DECAY_UNITY)
+    vth_mant = round(threshold * 2**THRESHOLD_SHIFT)
+    _check_range("iDecay (current decay x 4096)", i_decay, 1, DECAY_UNITY)
+    _check_range("vDecay (voltage decay x 4096)", v_decay, 0, DECAY_UNITY - 1)
+    _check_range("vThMant (threshold x 64)", vth_mant, 1, VTH_MANT_MAX)
+    registers = CubaRegisters(i_decay=i_decay, v_decay=v_decay, vth_mant=vth_mant)
     report = [
         RoundingReport("current_decay", current_decay, registers.current_decay),
         RoundingReport("voltage_decay", voltage_decay, registers.voltage_decay),
         RoundingReport("threshold", threshold, registers.threshold),
     ]
     return registers, report
+
+
+def readout_registers(current_decay: float, voltage_decay: float) -> CubaRegisters:
+    """The registers of a population that integrates and never fires (a potential readout)."""
+    return CubaRegisters(
+        i_decay=round(current_decay * DECAY_UNITY),
+        v_decay=round(voltage_decay * DECAY_UNITY),
+        vth_mant=NEVER_SPIKE_VTH_MANT,
+    )
 
 
 def weight_grid(weight: torch.Tensor) -> torch.Tensor:

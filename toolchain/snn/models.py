@@ -3,7 +3,11 @@
 :class:`SpikingNetwork` runs an ordered list of blocks (:mod:`toolchain.snn.blocks`) planned by
 :func:`toolchain.snn.architectures.plan_layers`: every dense or conv layer feeds a population of
 CUBA-LIF neurons (:class:`toolchain.snn.neurons.CubaLIF`), pooling and flatten are structural. The
-readout is the spike count of the output layer summed over time.
+readout (``[model].readout``) is either the spike count of the output layer summed over time
+(``spike_count``), or ``potential``: the output layer never fires and integrates its synaptic input
+(current decay 1, voltage decay 0, so ``v[t] = v[t-1] + x[t]``); the logits are its voltage after
+the last step divided by ``T``, i.e. the time-mean of the output layer's synaptic input (a
+non-spiking linear readout averaged over time).
 """
 
 from __future__ import annotations
@@ -21,12 +25,17 @@ from toolchain.snn.dynamics import SpikeFn
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
 
+#: ``[model].readout`` values: output spike counts, or the final voltage of a non-firing output layer
+READOUTS = ("spike_count", "potential")
+
 
 @dataclass
 class SNNOutput:
     """What a forward pass returns.
 
-    ``logits`` ``[B, classes]``: the readout (spike counts of the output layer, summed over time).
+    ``logits`` ``[B, classes]``: the readout (spike counts of the output layer summed over time, or
+    the potential readout's final voltage / ``T``). ``potentials``: the potential readout's voltage
+    ``[T, B, classes]`` after each step (``None`` for a spike-count readout).
     ``spikes``: every spiking layer's spikes ``[T, B, *layer shape]`` by layer name (``conv1``:
     ``[T, B, C, H, W]``, ``dense1``: ``[T, B, neurons]``), before dropout, still attached to the graph
     so that activity regularizers can use them.
@@ -34,6 +43,7 @@ class SNNOutput:
 
     logits: torch.Tensor
     spikes: dict[str, torch.Tensor]
+    potentials: torch.Tensor | None = None
 
     def spike_counts_per_sample(self) -> dict[str, torch.Tensor]:
         """Spikes per sample ``[B]`` of each layer (detached)."""
@@ -49,12 +59,26 @@ class SpikingNetwork(nn.Module):
     neuron (batch norm's folds into one at export).
     """
 
-    def __init__(self, specs: Sequence[LayerSpec], neuron: NeuronConfig) -> None:
+    def __init__(
+        self, specs: Sequence[LayerSpec], neuron: NeuronConfig, readout: str = "spike_count"
+    ) -> None:
         super().__init__()
         if not specs or specs[-1].kind != "dense":
             raise ValueError("a spiking network ends with a dense output layer")
+        if readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {READOUTS}, got {readout!r}")
         spike_fn = spike_function(neuron.surrogate, neuron.surrogate_scale)
-        self.blocks = build_blocks(list(specs), lambda: neuron_population(neuron, spike_fn))
+        synaptic = [spec for spec in specs if spec.synaptic]
+        populations = iter(
+            [
+                readout_population(neuron)
+                if readout == "potential" and spec is synaptic[-1]
+                else neuron_population(neuron, spike_fn)
+                for spec in synaptic
+            ]
+        )
+        self.readout = readout
+        self.blocks = build_blocks(list(specs), lambda: next(populations))
         self.input_shape: tuple[int, ...] = specs[0].in_shape
         self.num_classes: int = specs[-1].out_shape[0]
         self.layer_names: list[str] = [spec.name for spec in specs if spec.synaptic]
@@ -76,11 +100,16 @@ class SpikingNetwork(nn.Module):
         with the same number of elements per sample when either shape is flat."""
         h = shape_input(x, self.input_shape, time_major=True)
         spikes: dict[str, torch.Tensor] = {}
-        for block in self.blocks:
+        *hidden, output = self.blocks
+        for block in hidden:
             h = block(h)
             if isinstance(block, SynapticBlock):
                 spikes[block.name] = h
                 h = block.drop(h)
+        h = output(h)
+        if self.readout == "potential":
+            return SNNOutput(logits=h[-1] / h.shape[0], spikes=spikes, potentials=h)
+        spikes[output.name] = h
         return SNNOutput(logits=h.sum(dim=0), spikes=spikes)
 
 
@@ -94,6 +123,13 @@ def neuron_population(neuron: NeuronConfig, spike_fn: SpikeFn) -> CubaLIF:
         delay_steps=neuron.synapse_delay,
         reset=neuron.reset,
     )
+
+
+def readout_population(neuron: NeuronConfig) -> CubaLIF:
+    """The output population of a ``potential`` readout: integrates (current decay 1, voltage decay
+    0) and never fires; its input is delayed as every synapse's."""
+    spike_fn = spike_function(neuron.surrogate, neuron.surrogate_scale)
+    return CubaLIF(1.0, 0.0, neuron.threshold, spike_fn, delay_steps=neuron.synapse_delay, spiking=False)
 
 
 def network_input_shape(sample_shape: Sequence[int] | int, scheme: str = "direct") -> tuple[int, ...]:
@@ -120,13 +156,15 @@ def build_model(
     fit the shape.
     """
     shape = network_input_shape(input_shape)
-    return SpikingNetwork(plan_layers(model, shape, num_classes), neuron)
+    return SpikingNetwork(plan_layers(model, shape, num_classes), neuron, model.readout)
 
 
 __all__ = [
+    "READOUTS",
     "SNNOutput",
     "SpikingNetwork",
     "build_model",
     "network_input_shape",
     "neuron_population",
+    "readout_population",
 ]

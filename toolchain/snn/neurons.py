@@ -10,7 +10,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from toolchain.snn.dynamics import CubaState, SpikeFn, cuba_step, cuba_step_quantized, heaviside
+from toolchain.snn.dynamics import (
+    CubaState,
+    SpikeFn,
+    cuba_step,
+    cuba_step_quantized,
+    cuba_subthreshold,
+    cuba_subthreshold_quantized,
+    heaviside,
+)
 from toolchain.snn.fused import cuba_sequence
 from toolchain.snn.loihi import CubaRegisters, synaptic_input_grid
 from toolchain.snn.surrogate import SurrogateSpike
@@ -27,6 +35,10 @@ class CubaLIF(nn.Module):
     exactly (straight-through gradients): see :func:`toolchain.snn.dynamics.cuba_step_quantized`.
     In float mode with a surrogate spike function the whole sequence runs as one autograd node
     (:func:`toolchain.snn.fused.cuba_sequence`: the same values and gradients, several times faster).
+
+    ``spiking=False`` makes a population that integrates and never fires (a potential readout): its
+    output is the voltage ``v[t]`` ``[T, B, ...]`` after each step instead of spikes; in fixed point
+    its registers are :func:`toolchain.snn.loihi.readout_registers` (a threshold no voltage reaches).
     """
 
     def __init__(
@@ -38,8 +50,10 @@ class CubaLIF(nn.Module):
         *,
         delay_steps: int = 0,
         reset: str = "zero",
+        spiking: bool = True,
     ) -> None:
         super().__init__()
+        self.spiking = spiking
         self.current_decay = current_decay
         self.voltage_decay = voltage_decay
         self.threshold = threshold
@@ -57,6 +71,8 @@ class CubaLIF(nn.Module):
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         current = delay(current, self.delay_steps)
+        if not self.spiking:
+            return self.potentials(current)
         if self.registers is None and isinstance(self.spike_fn, SurrogateSpike):
             return cuba_sequence(
                 current,
@@ -86,11 +102,27 @@ class CubaLIF(nn.Module):
             spikes.append(s_t)
         return torch.stack(spikes)
 
+    def potentials(self, current: torch.Tensor) -> torch.Tensor:
+        """The voltage ``[T, B, ...]`` after each step, without spikes (already delayed ``current``)."""
+        state = CubaState.zeros_like(current[0])
+        voltages = []
+        if self.registers is None:
+            for x_t in current:
+                state = cuba_subthreshold(state, x_t, self.current_decay, self.voltage_decay)
+                voltages.append(state.v)
+        else:
+            regs = self.registers
+            for x_t in synaptic_input_grid(current):
+                state = cuba_subthreshold_quantized(state, x_t, regs.du_lava, regs.v_decay)
+                voltages.append(state.v)
+        return torch.stack(voltages)
+
     def extra_repr(self) -> str:
         numeric = "float" if self.registers is None else f"fixed point {self.registers}"
+        threshold = self.threshold if self.spiking else "none (never fires)"
         return (
             f"current_decay={self.current_decay}, voltage_decay={self.voltage_decay}, "
-            f"threshold={self.threshold}, reset={self.reset}, delay_steps={self.delay_steps}, {numeric}"
+            f"threshold={threshold}, reset={self.reset}, delay_steps={self.delay_steps}, {numeric}"
         )
 
 

@@ -17,7 +17,13 @@ from torch.nn.utils import parametrize
 
 from toolchain.config import NeuronConfig
 from toolchain.errors import QuantizationError, RecipeError
-from toolchain.snn.loihi import RoundingReport, graded_input, neuron_registers, weight_grid
+from toolchain.snn.loihi import (
+    RoundingReport,
+    graded_input,
+    neuron_registers,
+    readout_registers,
+    weight_grid,
+)
 from toolchain.snn.neurons import CubaLIF
 
 #: encodings whose input is analog (graded spikes on Loihi) rather than binary spikes
@@ -47,7 +53,11 @@ def apply_numerics(model: nn.Module, neuron: NeuronConfig, encoding_scheme: str)
     except QuantizationError as exc:
         raise RecipeError(f"[neuron] in fixed_point mode: {exc}") from None
     for population in populations:
-        population.use_fixed_point(registers)
+        population.use_fixed_point(
+            registers
+            if population.spiking
+            else readout_registers(population.current_decay, population.voltage_decay)
+        )
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             parametrize.register_parametrization(module, "weight", _WeightGrid())

@@ -62,16 +62,17 @@ def activation_sum(
     """``sum_l weights[l] * sum_b mean_i r_bi^p`` over the layers named in ``weights``.
 
     ``spikes``: each layer's spikes ``[T, B, *shape]``; ``norm``: ``"l1"`` (p = 1) or ``"l2"``
-    (p = 2); a layer with weight 0 is skipped. Raises ``KeyError`` for a weight of an unknown layer.
+    (p = 2); a layer with weight 0 is skipped. Raises ``KeyError`` for a non-zero weight of a layer
+    without spikes.
     """
     if norm not in ("l1", "l2"):
         raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
     total: torch.Tensor | None = None
     for name, weight in weights.items():
+        if weight == 0:
+            continue  # e.g. the output layer, or a readout that never fires (no spikes recorded)
         if name not in spikes:
             raise KeyError(name)
-        if weight == 0:
-            continue
         rates = firing_rates(spikes[name])
         per_sample = rates.mean(dim=1) if norm == "l1" else (rates**2).mean(dim=1)
         term = per_sample.sum() * weight

@@ -40,6 +40,7 @@ from toolchain.errors import ToolchainError
 from toolchain.io import load_torch, one_line, save_torch, write_json
 from toolchain.snn.ann import AnnNetwork, build_ann
 from toolchain.train.evaluate import batches, load_batch
+from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 
 TEACHER_FILE = "teacher.pt"
 TEACHER_METRICS_FILE = "teacher.json"
@@ -159,6 +160,10 @@ def train_ann_teacher(
     start = time.perf_counter()
     losses: list[float] = []
     for epoch in range(1, cfg.teacher_epochs + 1):
+        rate = epoch_learning_rate(
+            cfg.teacher_learning_rate, recipe.train.schedule, epoch, cfg.teacher_epochs
+        )
+        set_learning_rate(optimizer, rate)
         ann.train()
         generator = torch.Generator().manual_seed(recipe.train.seed * 1_000_003 + epoch + 7_919)
         torch.manual_seed(recipe.train.seed * 1_000_003 + epoch + 7_919)  # dropout masks

@@ -47,6 +47,7 @@ from toolchain.train.distributed import (
 )
 from toolchain.train.evaluate import Evaluation, encode_batch, evaluate, load_batch
 from toolchain.train.losses import Objective
+from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 from toolchain.train.teacher import TeacherInfo, TeacherLogits, load_teacher
 
 MODEL_FILE = "model.pt"
@@ -199,6 +200,7 @@ def fit(
     net = _data_parallel(model, distributed)
 
     for epoch in range(len(history) + 1, cfg.epochs + 1):
+        set_learning_rate(optimizer, epoch_learning_rate(cfg.learning_rate, cfg.schedule, epoch, cfg.epochs))
         record = _train_epoch(
             net, optimizer, recipe, dataset, epoch, device, progress and main, distributed, objective
         )

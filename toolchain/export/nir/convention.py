@@ -45,6 +45,17 @@ from toolchain.ir import MAX_LAYER_NEURONS
 #: the de facto NIR time step (snnTorch's export_to_nir / import_from_nir), in seconds
 DEFAULT_DT_S = 1e-4
 
+#: how a library's NIR export means a neuron node's values (docs/formats.md#nir, "Foreign float
+#: graphs"): ``"nir"`` is NIR's equations under forward Euler with ``dt`` in seconds (snnTorch,
+#: SpikingJelly, this toolchain); ``"norse"`` is Norse 1.1.0's ``to_nir`` (it writes ``tau = dt /
+#: tau_inv``, a current that jumps by ``w_in S`` and an ``IF`` that adds ``r I`` whatever ``dt``);
+#: ``"sinabs"`` is sinabs 3.1.3's ``to_nir`` (time constants in steps, exact exponential decay)
+CONVENTIONS = ("nir", "norse", "sinabs")
+
+#: the time step each convention reads a graph with when neither the graph nor the caller states
+#: one: snnTorch's 1e-4 s, Norse's ``to_nir`` default 1e-3 s, and one step for sinabs
+CONVENTION_DT = {"nir": DEFAULT_DT_S, "norse": 1e-3, "sinabs": 1.0}
+
 #: the discretization written into every graph's metadata
 DISCRETIZATION = (
     "forward Euler with time step dt; the voltage integrates the current of the same step: "
@@ -119,12 +130,18 @@ def cuba_to_nir(params: DiscreteCuba, dt: float, where: str) -> nir.CubaLIF:
     )
 
 
-def nir_to_cuba(node: Any, dt: float, where: str) -> DiscreteCuba:
+def nir_to_cuba(node: Any, dt: float, where: str, convention: str = "nir") -> DiscreteCuba:
     """The discrete population that one Euler step of ``dt`` of a NIR neuron node computes.
 
-    ``node`` is a ``CubaLIF``, ``LIF`` or ``IF``; every parameter must be finite, with positive
-    time constants, and ``v_reset`` must be 0 (the CUBA neuron resets to zero). Anything else is a
-    ``NirError`` naming ``where`` and the parameter.
+    ``convention`` (one of :data:`CONVENTIONS`) reads a library's graph as that library means it:
+    ``"norse"`` divides the time constants by ``dt``, does not scale the input of a ``CubaLIF``'s
+    current by ``dt / tau_syn`` and takes an ``IF``'s input scale as ``r``; ``"sinabs"`` decays by
+    ``1 - exp(-dt / tau)`` (``dt`` in steps) instead of ``dt / tau``.
+
+    ``node`` is a ``CubaLIF``, ``LIF`` or ``IF``, or one of the integrators without a threshold
+    that a potential readout uses (``CubaLI``, ``LI``, ``I``: their ``threshold`` is infinite);
+    every parameter must be finite, with positive time constants, and ``v_reset`` must be 0 (the
+    CUBA neuron resets to zero). Anything else is a ``NirError`` naming ``where`` and the parameter.
     """
     if isinstance(node, nir.CubaLIF):
         names = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in")
@@ -132,9 +149,22 @@ def nir_to_cuba(node: Any, dt: float, where: str) -> DiscreteCuba:
         names = ("tau", "r", "v_leak", "v_threshold", "v_reset")
     elif isinstance(node, nir.IF):
         names = ("r", "v_threshold", "v_reset")
+    elif isinstance(node, nir.CubaLI):
+        names = ("tau_syn", "tau_mem", "r", "v_leak", "w_in")
+    elif isinstance(node, nir.LI):
+        names = ("tau", "r", "v_leak")
+    elif isinstance(node, nir.I):
+        names = ("r",)
     else:
-        raise NirError(f"{where}: {type(node).__name__} is not a spiking neuron node (CubaLIF, LIF, IF)")
+        raise NirError(
+            f"{where}: {type(node).__name__} is not a neuron node "
+            "(CubaLIF, LIF, IF; CubaLI, LI, I as a readout)"
+        )
+    if convention not in CONVENTIONS:
+        raise NirError(f"convention = {convention!r}: expected one of {', '.join(CONVENTIONS)}")
     values = {name: float_array(getattr(node, name, None), f"{where}.{name}") for name in names}
+    values.setdefault("v_threshold", np.asarray(np.inf))  # an integrator never fires
+    values.setdefault("v_reset", np.asarray(0.0))
     try:
         shape = np.broadcast_shapes(*(value.shape for value in values.values()))
     except ValueError:
@@ -150,18 +180,26 @@ def nir_to_cuba(node: Any, dt: float, where: str) -> DiscreteCuba:
             f"[{values['v_reset'].min()}, {values['v_reset'].max()}]"
         )
     ones = np.ones(shape)
-    if isinstance(node, nir.CubaLIF):
-        current_decay = dt / values["tau_syn"]
-        voltage_decay = dt / values["tau_mem"]
-        scale = current_decay * values["w_in"] * voltage_decay * values["r"]
+    if convention == "norse":  # Norse's to_nir writes tau = dt / tau_inv, i.e. dt times the time constant
+        values.update({name: values[name] / dt for name in ("tau_syn", "tau_mem", "tau") if name in values})
+
+    def step(tau: np.ndarray) -> np.ndarray:  # the fraction of a state that decays in one step
+        return -np.expm1(-dt / tau) if convention == "sinabs" else dt / tau
+
+    if isinstance(node, nir.CubaLIF | nir.CubaLI):
+        current_decay = step(values["tau_syn"])
+        voltage_decay = step(values["tau_mem"])
+        current_gain = ones if convention == "norse" else current_decay  # Norse: I jumps by w_in S
+        scale = current_gain * values["w_in"] * voltage_decay * values["r"]
         bias = voltage_decay * values["v_leak"]
-    elif isinstance(node, nir.LIF):
+    elif isinstance(node, nir.LIF | nir.LI):
         current_decay = ones
-        voltage_decay = dt / values["tau"]
+        voltage_decay = step(values["tau"])
         scale = voltage_decay * values["r"]
         bias = voltage_decay * values["v_leak"]
-    else:
-        current_decay, voltage_decay, scale, bias = ones, np.zeros(shape), dt * values["r"], np.zeros(shape)
+    else:  # IF, I: Norse's IAF adds its input unscaled, whatever dt
+        gain = 1.0 if convention == "norse" else dt
+        current_decay, voltage_decay, scale, bias = ones, np.zeros(shape), gain * values["r"], np.zeros(shape)
     for name, decay in (("current", current_decay), ("voltage", voltage_decay)):
         if np.any(decay > 1):
             raise NirError(

@@ -37,7 +37,7 @@ from toolchain.export.nir.convention import (
 from toolchain.export.nir.files import load_graph
 from toolchain.export.nir.writer import TOOLCHAIN_KEY, is_toolchain_graph
 from toolchain.snn.dynamics import DECAY_UNITY, STATE_SCALE, effective_bias
-from toolchain.snn.loihi import WEIGHT_SCALE
+from toolchain.snn.loihi import NEVER_SPIKE_VTH_MANT, WEIGHT_SCALE
 
 #: relative tolerance for "a float on the integer grid": float32 storage of an on-grid value
 #: (relative error <= 2^-24 per operation) passes; the grid's spacing is far above it
@@ -48,37 +48,58 @@ MAX_TIME_STEPS = 2**20
 
 SYNAPSE_NODES = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
 NEURON_NODES = (nir.CubaLIF, nir.LIF, nir.IF)
+#: integrators without a threshold: allowed after the last synaptic node, as a potential readout
+READOUT_NODES = (nir.CubaLI, nir.LI, nir.I)
 OFF_GRID_HINT = "toolchain.export.nir.nir_to_torch runs float graphs"
 
 
-def read_nir(path: str | Path, *, time_steps: int | None = None) -> ir.Network:
+def read_nir(
+    path: str | Path,
+    *,
+    time_steps: int | None = None,
+    input_encoding: ir.InputEncoding | None = None,
+    dt: float | None = None,
+) -> ir.Network:
     """The deployment graph in a NIR file (see :func:`from_nir_graph`); errors name the file."""
     graph = load_graph(path)
     try:
-        return from_nir_graph(graph, time_steps=time_steps, name=Path(path).stem)
+        return from_nir_graph(
+            graph, time_steps=time_steps, input_encoding=input_encoding, dt=dt, name=Path(path).stem
+        )
     except ToolchainError as exc:
         raise NirError(f"{path}: {exc}") from None
 
 
 def from_nir_graph(
-    graph: nir.NIRGraph, *, time_steps: int | None = None, name: str | None = None
+    graph: nir.NIRGraph,
+    *,
+    time_steps: int | None = None,
+    input_encoding: ir.InputEncoding | None = None,
+    dt: float | None = None,
+    name: str | None = None,
 ) -> ir.Network:
     """The :class:`~toolchain.ir.Network` a NIR graph describes, bit-exactly.
 
-    ``time_steps`` (and the input encoding, synapse delay and ``dt``) come from the graph's metadata
-    when this toolchain wrote it; a foreign graph needs ``time_steps`` and is read with binary spike
-    input, a synapse delay of 0 steps (NIR's edges are instantaneous) and ``dt = 1e-4`` s.
+    ``time_steps``, ``input_encoding`` and ``dt`` (seconds) default to the graph's metadata (this
+    toolchain writes all three; given, they take precedence over it). A foreign graph states no
+    time steps, so ``time_steps`` is needed (on the command line ``--time-steps``, the flag the
+    error names); without metadata it is read with binary spike input, a synapse delay of 0 steps
+    (NIR's edges are instantaneous) and snnTorch's ``dt = 1e-4`` s
+    (:data:`~toolchain.export.nir.convention.DEFAULT_DT_S`). A ``dt`` that is not positive, or that
+    is so small against a time constant that a decay ``dt / tau`` rounds to 0 on Loihi's 1/4096
+    grid (the neurons would never leak: a ``dt`` in the wrong unit), is refused.
     """
     _refuse_ttfs(graph)
     meta = _plain(graph.metadata if isinstance(graph.metadata, dict) else {})
     ours = is_toolchain_graph(meta)
-    dt = scalar(meta.get("dt", DEFAULT_DT_S), "metadata.dt", float)
+    dt_source = "dt (--dt)" if dt is not None else "metadata.dt"
+    dt = scalar(dt if dt is not None else meta.get("dt", DEFAULT_DT_S), dt_source, float)
     if not dt > 0:
-        raise NirError(f"metadata.dt = {dt}: expected a positive time step in seconds")
+        raise NirError(f"{dt_source} = {dt}: expected a positive time step in seconds")
     steps = time_steps if time_steps is not None else meta.get("time_steps")
     if steps is None:
-        raise NirError("the graph has no time_steps in its metadata: pass time_steps")
-    encoding = str(meta.get("input_encoding", "spikes"))
+        raise NirError("the graph states no time steps (no time_steps in its metadata): give --time-steps N")
+    encoding = str(input_encoding if input_encoding is not None else meta.get("input_encoding", "spikes"))
     delay = scalar(meta.get("synapse_delay_steps", 1 if ours else 0), "metadata.synapse_delay_steps", int)
     provenance: dict[str, Any] = {}
     network_name = name or "nir"
@@ -92,8 +113,7 @@ def from_nir_graph(
             raise NirError("metadata.toolchain.provenance is not a JSON object")
 
     nodes = chain(graph)
-    input_node = graph.nodes[nodes[0]]
-    input_shape = shape_of(input_node.input_type.get("input"), f"node {nodes[0]!r}: shape")
+    input_shape, leading = sample_shape(graph, nodes)
     shape = input_shape
     layers: list[ir.Layer] = []
     body = nodes[1:-1]
@@ -103,10 +123,15 @@ def from_nir_graph(
         key = body[index]
         node = graph.nodes[key]
         if isinstance(node, SYNAPSE_NODES):
-            if index + 1 >= len(body) or not isinstance(graph.nodes[body[index + 1]], NEURON_NODES):
+            last = index + 2 == len(body)
+            accepted = NEURON_NODES + READOUT_NODES if last else NEURON_NODES
+            if index + 1 >= len(body) or not isinstance(graph.nodes[body[index + 1]], accepted):
+                follower = type(graph.nodes[body[index + 1]]).__name__ if index + 1 < len(body) else "nothing"
                 raise NirError(
                     f"node {key!r}: a {type(node).__name__} must be followed by a neuron node "
-                    "(CubaLIF, LIF, IF): Loihi has neurons after every synaptic layer"
+                    "(CubaLIF, LIF, IF; an integrator CubaLI, LI or I only as the last, non-spiking "
+                    "readout), "
+                    f"got {follower}: Loihi has neurons after every synaptic layer"
                 )
             neuron_key = body[index + 1]
             weight_exp = _weight_exp(node, key, encoding, first_synapse)
@@ -119,7 +144,7 @@ def from_nir_graph(
         elif isinstance(node, nir.Flatten):
             layer = _flatten(key, node, shape)
             index += 1
-        elif isinstance(node, NEURON_NODES):
+        elif isinstance(node, NEURON_NODES + READOUT_NODES):
             raise NirError(f"node {key!r}: a {type(node).__name__} without a weight node before it")
         else:
             raise NirError(
@@ -130,6 +155,8 @@ def from_nir_graph(
         shape = layer.out_shape
     output = graph.nodes[nodes[-1]]
     out_shape = shape_of(output.output_type.get("output"), f"node {nodes[-1]!r}: shape")
+    if leading and len(out_shape) > len(leading) and out_shape[: len(leading)] == leading:
+        out_shape = out_shape[len(leading) :]
     if math.prod(out_shape) != math.prod(shape):
         raise NirError(f"node {nodes[-1]!r}: output shape {out_shape}, the last layer gives {shape}")
     steps = scalar(steps, "time_steps", int)
@@ -144,7 +171,16 @@ def from_nir_graph(
         layers=tuple(layers),
         synapse_delay_steps=delay,
         metadata=provenance,
+        readout=_readout(layers),
     )
+
+
+def _readout(layers: list[ir.Layer]) -> ir.Readout:
+    """A potential readout when the last layer never fires (an integrator node), else spike counts."""
+    last = layers[-1] if layers else None
+    if isinstance(last, ir.Dense | ir.Conv) and not last.neurons.spiking:
+        return "potential"
+    return "spike_count"
 
 
 def _refuse_ttfs(graph: nir.NIRGraph) -> None:
@@ -177,6 +213,22 @@ def chain(graph: nir.NIRGraph) -> list[str]:
         if source not in successors or target not in successors:
             raise NirError(f"edge ({source!r}, {target!r}) names a node the graph does not have")
         successors[source].append(target)
+    for key, node in graph.nodes.items():
+        if not isinstance(node, nir.NIRNode):  # Norse's to_nir writes None for a layer it cannot map
+            raise NirError(
+                f"node {key!r} is empty ({type(node).__name__}): the exporting library wrote no NIR node "
+                "for that layer (Norse 1.1.0's to_nir does so for pooling and Flatten), so the graph "
+                "does not describe the network"
+            )
+        if isinstance(node, nir.NIRGraph):
+            what = "a recurrent subgraph (its edges form a loop)" if _loop(node) else "a subgraph"
+            raise NirError(f"node {key!r} is {what}: only a flat chain of layers is supported")
+    loop = _loop(graph)
+    if loop:
+        raise NirError(
+            f"nodes {loop} form a loop: a recurrent layer (e.g. snnTorch's RLeaky or RSynaptic) is not "
+            "supported, only a feed-forward chain of layers"
+        )
     order = [inputs[0]]
     while order[-1] != outputs[0]:
         after = successors[order[-1]]
@@ -194,6 +246,46 @@ def chain(graph: nir.NIRGraph) -> list[str]:
             f"nodes {extra} (or extra edges) are off the chain from {inputs[0]!r} to {outputs[0]!r}"
         )
     return order
+
+
+def _loop(graph: nir.NIRGraph) -> list[str]:
+    """The nodes of one loop of ``graph``'s edges (a recurrent connection), or ``[]`` when it has none."""
+    successors: dict[Any, list[Any]] = {}
+    for source, target in graph.edges:
+        successors.setdefault(source, []).append(target)
+    state: dict[Any, int] = {}  # 1: on the current path, 2: done
+    for start in successors:
+        if start in state:
+            continue
+        path, stack = [start], [iter(successors.get(start, ()))]
+        state[start] = 1
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(target) == 1:
+                return [str(key) for key in path[path.index(target) :]]
+            elif target not in state:
+                state[target] = 1
+                path.append(target)
+                stack.append(iter(successors.get(target, ())))
+    return []
+
+
+def sample_shape(graph: nir.NIRGraph, nodes: list[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The per-sample shape of the chain ``nodes``' ``Input`` node, and the leading axes dropped from it.
+
+    Leading axes that the first layer does not take are the sample axes a library recorded from the
+    sample it traced (Norse's ``to_nir`` keeps the batch axis, sinabs's the time axis of a
+    ``[B, T, ...]`` sample): they are dropped (and from the ``Output`` node's shape, where it has them).
+    """
+    shape = shape_of(graph.nodes[nodes[0]].input_type.get("input"), f"node {nodes[0]!r}: shape")
+    first = graph.nodes[nodes[1]] if len(nodes) > 2 else None
+    takes = {nir.Linear: 1, nir.Affine: 1, nir.Conv1d: 2, nir.Conv2d: 3, nir.SumPool2d: 3, nir.AvgPool2d: 3}
+    ndim = next((n for kind, n in takes.items() if type(first) is kind), len(shape))
+    extra = max(0, len(shape) - ndim)
+    return shape[extra:], shape[:extra]
 
 
 def _synaptic_layer(
@@ -215,10 +307,20 @@ def _synaptic_layer(
         )
     w_int = _on_grid(weight * WEIGHT_SCALE / 2.0**weight_exp, f"node {key!r}: weight x 64 / 2^{weight_exp}")
     params = nir_to_cuba(neuron, dt, f"node {neuron_key!r}")
+    for what, decay in (("current", params.current_decay), ("voltage", params.voltage_decay)):
+        negligible = (decay > 0) & (decay * DECAY_UNITY < 0.5)
+        if np.any(negligible):
+            raise NirError(
+                f"node {neuron_key!r}: dt = {dt:g} s gives a {what} decay dt/tau = "
+                f"{decay[negligible].min():.3g}, below Loihi's step of 1/{DECAY_UNITY}: the neurons would "
+                "never leak; is dt (the graph's "
+                "metadata.dt, or --dt) in seconds?"
+            )
     if not _close(params.input_scale, 1.0):
         raise NirError(
             f"node {neuron_key!r}: input scale (dt/tau_syn) w_in (dt/tau_mem) r = "
-            f"{params.input_scale.min():.6g}..{params.input_scale.max():.6g}, Loihi's is 1; {OFF_GRID_HINT}"
+            f"{params.input_scale.min():.6g}..{params.input_scale.max():.6g} with dt = {dt:g} s, "
+            f"Loihi's is 1; the graph was written for another dt, or is off Loihi's grid: {OFF_GRID_HINT}"
         )
     if isinstance(node, nir.Linear | nir.Affine):
         if w_int.ndim != 2:
@@ -257,7 +359,10 @@ def _neurons(key: str, node: Any, params: Any, out_shape: tuple[int, ...]) -> ir
     v_decay = _uniform(
         _on_grid(params.voltage_decay * DECAY_UNITY, f"node {key!r}: voltage decay x 4096"), key
     )
-    vth = _uniform(_on_grid(params.threshold * WEIGHT_SCALE, f"node {key!r}: v_threshold x 64"), key)
+    if np.all(np.isinf(params.threshold)):  # an integrator (a potential readout): it never fires
+        vth = NEVER_SPIKE_VTH_MANT
+    else:
+        vth = _uniform(_on_grid(params.threshold * WEIGHT_SCALE, f"node {key!r}: v_threshold x 64"), key)
     bias_state = _on_grid(
         np.broadcast_to(params.bias, params.shape).reshape(-1) * STATE_SCALE, f"node {key!r}: bias x 4096"
     )

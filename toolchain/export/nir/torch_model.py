@@ -6,7 +6,8 @@ torch layers applied to all steps at once (:class:`toolchain.snn.layers.TimeDist
 nodes as :class:`NirCuba` populations stepped by :func:`toolchain.snn.neurons.cuba_float_sequence`
 (:func:`toolchain.snn.dynamics.cuba_step` each step, as :class:`toolchain.snn.neurons.CubaLIF`) with the
 per-neuron parameters that :func:`toolchain.export.nir.convention.nir_to_cuba` derives from NIR's
-(forward Euler, ``dt`` from the graph's metadata, else snnTorch's 1e-4 s). snnTorch's ``Leaky``
+(forward Euler, ``dt`` from the argument, else the graph's metadata, else snnTorch's 1e-4 s with a
+warning; Norse's and sinabs's graphs with ``convention="norse"`` / ``"sinabs"``). snnTorch's ``Leaky``
 (a ``LIF`` node) and ``Synaptic`` (a ``CubaLIF`` node) come out as the CUBA forms of
 :mod:`toolchain.snn.lif`: ``voltage_decay = 1 - beta``, ``current_decay = 1 - alpha`` (and 1 for
 ``Leaky``), zero reset. The module returns the last population's spikes ``[T, B, n]``.
@@ -15,6 +16,7 @@ per-neuron parameters that :func:`toolchain.export.nir.convention.nir_to_cuba` d
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +26,17 @@ import torch
 from torch import nn
 
 from toolchain.export.nir.convention import (
-    DEFAULT_DT_S,
+    CONVENTION_DT,
+    CONVENTIONS,
     DiscreteCuba,
     NirError,
     float_array,
     nir_to_cuba,
     scalar,
-    shape_of,
     show,
 )
 from toolchain.export.nir.files import load_graph
-from toolchain.export.nir.reader import chain
+from toolchain.export.nir.reader import chain, sample_shape
 from toolchain.export.nir.writer import is_toolchain_graph
 from toolchain.snn.layers import Flatten, TimeDistributed
 from toolchain.snn.neurons import cuba_float_sequence, delay
@@ -81,48 +83,68 @@ class NirNetwork(nn.Module):
         return x.flatten(2)
 
 
-def nir_to_torch(graph_or_path: nir.NIRGraph | str | Path, *, dt: float | None = None) -> NirNetwork:
+def nir_to_torch(
+    graph_or_path: nir.NIRGraph | str | Path, *, dt: float | None = None, convention: str = "nir"
+) -> NirNetwork:
     """A torch module that runs a float NIR graph (see the module docstring).
 
-    ``dt`` (seconds) overrides the graph's metadata; without either, snnTorch's 1e-4 s is used.
+    ``dt`` (seconds; steps for sinabs) overrides the graph's metadata; without either, the
+    convention's time step is used (:data:`~toolchain.export.nir.convention.CONVENTION_DT`:
+    snnTorch's 1e-4 s, Norse's 1e-3 s, one step for sinabs) and, except for sinabs, whose time
+    constants are in steps, a ``UserWarning`` names it once per call. A ``dt`` that is not a
+    positive finite number is a :class:`NirError`. ``convention`` reads a library's graph as that
+    library means it (:data:`~toolchain.export.nir.convention.CONVENTIONS`: ``"nir"`` for
+    snnTorch, SpikingJelly and this toolchain, ``"norse"``, ``"sinabs"``).
     Supported nodes: ``Input``, ``Affine``, ``Linear``, ``Conv1d``, ``Conv2d``, ``SumPool2d``,
     ``AvgPool2d``, ``Flatten``, ``CubaLIF``, ``LIF``, ``IF``, ``Output`` in one chain ending in a
     neuron node; anything else is a :class:`NirError` naming the node.
     """
     if isinstance(graph_or_path, nir.NIRGraph):
-        return _build(graph_or_path, dt)
+        return _build(graph_or_path, dt, convention)
     graph = load_graph(graph_or_path)
     try:
-        return _build(graph, dt)
+        return _build(graph, dt, convention)
     except NirError as exc:
         raise NirError(f"{graph_or_path}: {exc}") from None
 
 
-def _build(graph: nir.NIRGraph, dt: float | None) -> NirNetwork:
+def _build(graph: nir.NIRGraph, dt: float | None, convention: str) -> NirNetwork:
+    if convention not in CONVENTIONS:
+        raise NirError(f"convention = {convention!r}: expected one of {', '.join(CONVENTIONS)}")
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    step = dt if dt is not None else _meta_float(meta.get("dt", DEFAULT_DT_S))
-    if not step > 0:
-        raise NirError(f"dt = {step}: expected a positive time step in seconds")
+    step = _meta_float(dt if dt is not None else meta.get("dt", CONVENTION_DT[convention]))
+    if not (step > 0 and math.isfinite(step)):
+        raise NirError(f"dt = {step}: expected a positive, finite time step in seconds")
     delay_steps = 0
     if is_toolchain_graph(meta):
         delay_steps = _meta_int(meta.get("synapse_delay_steps", 0), "metadata.synapse_delay_steps")
     nodes = chain(graph)
-    input_type = graph.nodes[nodes[0]].input_type.get("input")
-    input_shape = shape_of(input_type, f"node {nodes[0]!r}: shape")
+    input_shape, _ = sample_shape(graph, nodes)
     shape = input_shape
     names, layers = [], []
     for key in nodes[1:-1]:
         node = graph.nodes[key]
-        layer = _layer(key, node, shape, step, delay_steps)
+        layer = _layer(key, node, shape, step, delay_steps, convention)
         shape = _out_shape(layer, shape)
         names.append(key)
         layers.append(layer)
     if not layers or not isinstance(layers[-1], NirCuba):
         raise NirError("the graph must end in a neuron node (CubaLIF, LIF, IF): nir_to_torch returns spikes")
+    if dt is None and "dt" not in meta and convention != "sinabs":
+        source = "Norse's to_nir default" if convention == "norse" else "snnTorch's and SpikingJelly's"
+        warnings.warn(
+            f"the NIR graph states no time step (no dt in its metadata): nir_to_torch reads its neurons "
+            f"with dt = {step:g} s ({source}); pass dt=SECONDS if it was exported with another, and "
+            "convention='norse' or 'sinabs' for those libraries' graphs",
+            UserWarning,
+            stacklevel=3,
+        )
     return NirNetwork(names, layers, input_shape)
 
 
-def _layer(key: str, node: Any, shape: tuple[int, ...], dt: float, delay_steps: int) -> nn.Module:
+def _layer(
+    key: str, node: Any, shape: tuple[int, ...], dt: float, delay_steps: int, convention: str
+) -> nn.Module:
     where = f"node {key!r}"
     if isinstance(node, nir.Linear | nir.Affine):
         weight = float_array(node.weight, f"{where}: weight", ndim=2)
@@ -175,7 +197,7 @@ def _layer(key: str, node: Any, shape: tuple[int, ...], dt: float, delay_steps: 
         # NIR's dims exclude the batch; [T * B, ...] in TimeDistributed adds one in front
         return TimeDistributed(nn.Flatten(start + 1, end if end < 0 else end + 1))
     if isinstance(node, nir.CubaLIF | nir.LIF | nir.IF):
-        params = nir_to_cuba(node, dt, where)
+        params = nir_to_cuba(node, dt, where, convention)
         try:
             broadcast = np.broadcast_shapes(params.shape, shape)
         except ValueError:
@@ -228,7 +250,7 @@ def _meta_float(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise NirError(f"metadata.dt = {show(value)}: expected a number of seconds") from None
+        raise NirError(f"dt = {show(value)}: expected a number of seconds") from None
 
 
 def _meta_int(value: Any, what: str) -> int:

@@ -1,7 +1,8 @@
 """A deployment graph (:class:`toolchain.ir.Network`) as a NIR graph, in float units.
 
 Every synaptic layer becomes a weight node (``Linear`` for dense layers, ``Conv1d``/``Conv2d``)
-followed by a ``CubaLIF`` node named ``<layer>.neurons``; sum/average 2-D pooling becomes
+followed by a ``CubaLIF`` node named ``<layer>.neurons`` (for a potential readout, a population
+that never fires: NIR's integrator ``I``, or ``CubaLI`` when it leaks); sum/average 2-D pooling becomes
 ``SumPool2d``/``AvgPool2d``, flattening ``Flatten``; the graph starts at ``input`` and ends at
 ``output`` (``input.io``/``output.io`` when a layer has that name). Values are the float meaning
 of the Loihi integers (:func:`toolchain.ir.weight_float`,
@@ -178,7 +179,7 @@ def _synapse_node(layer: ir.SynapticLayer, meta: dict[str, Any]) -> nir.NIRNode:
     )
 
 
-def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.CubaLIF:
+def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.NIRNode:
     neurons = layer.neurons
     shape = layer.out_shape
     bias_state = np.zeros(shape, dtype=np.int64)
@@ -192,7 +193,11 @@ def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.CubaLIF:
         bias=bias_state.astype(np.float64) / STATE_SCALE,
         input_scale=np.ones(shape),
     )
-    node = cuba_to_nir(params, dt, f"layer {layer.name!r}")
+    node = (
+        cuba_to_nir(params, dt, f"layer {layer.name!r}")
+        if neurons.spiking
+        else _readout_node(params, dt, layer)
+    )
     loihi: dict[str, Any] = {
         "iDecay": neurons.i_decay,
         "vDecay": neurons.v_decay,
@@ -206,6 +211,32 @@ def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.CubaLIF:
     return node
 
 
+def _readout_node(params: DiscreteCuba, dt: float, layer: ir.SynapticLayer) -> nir.NIRNode:
+    """A population that never fires (a potential readout) as NIR's integrator ``I`` (current decay 1,
+    voltage decay 0, no bias: ``v[t] = v[t-1] + dt r I[t]`` with ``r = 1 / dt``) or leaky ``CubaLI``."""
+    if np.all(params.current_decay == 1.0) and np.all(params.voltage_decay == 0.0):
+        if np.any(params.bias != 0):
+            raise NirError(
+                f"layer {layer.name!r}: a non-leaky readout with a bias has no NIR node (I has no bias); "
+                "export it to netx"
+            )
+        return nir.I(r=np.full(params.shape, 1.0 / dt))
+    if np.any(params.voltage_decay <= 0) or np.any(params.current_decay <= 0):
+        raise NirError(
+            f"layer {layer.name!r}: a readout with a decay of 0 and the other not 1 has no finite NIR "
+            "CubaLI (an infinite time constant)"
+        )
+    tau_syn = dt / params.current_decay
+    tau_mem = dt / params.voltage_decay
+    return nir.CubaLI(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        r=tau_mem / dt,
+        v_leak=params.bias / params.voltage_decay,
+        w_in=tau_syn / dt,
+    )
+
+
 def _graph_metadata(network: ir.Network, dt: float) -> dict[str, Any]:
     try:
         provenance = json.dumps(network.metadata, sort_keys=True)
@@ -215,6 +246,7 @@ def _graph_metadata(network: ir.Network, dt: float) -> dict[str, Any]:
         "dt": float(dt),
         "discretization": DISCRETIZATION,
         "time_steps": network.time_steps,
+        "readout": network.readout,
         "input_encoding": network.input_encoding,
         "input_meaning": INPUT_MEANING[network.input_encoding],
         "synapse_delay_steps": network.synapse_delay_steps,
