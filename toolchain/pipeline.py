@@ -411,6 +411,7 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
         "samples": lava.samples,
         "accuracy": lava.accuracy(inputs.labels),
         "mismatched_spikes": comparison.mismatched_spikes,
+        "mismatched_potentials": comparison.mismatched_potentials if network.readout == "potential" else None,
         "comparison": comparison.to_dict(),
         "not_compared": notes,
         "timing": timing,
@@ -418,7 +419,10 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
     }
     write_json(out, report)
     if not comparison.agree:
-        options.log(f"[lava] WARNING: {comparison.mismatched_spikes} spikes differ between backends")
+        options.log(
+            f"[lava] WARNING: {comparison.mismatched_spikes} spikes and {comparison.mismatched_potentials} "
+            "output potentials differ between backends"
+        )
     return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
 
 
@@ -488,6 +492,7 @@ def _summary(recipe: Recipe, run_dir: Path, state: _State) -> dict[str, Any]:
         },
         "spikes_per_sample": sim.get("spikes_per_sample", train.get("spikes_per_sample")),
         "mismatched_spikes": lava.get("mismatched_spikes"),
+        "mismatched_potentials": lava.get("mismatched_potentials"),
         "energy_per_inference_j": energy.get("energy_per_inference_j"),
         "latency_per_inference_s": energy.get("latency_per_inference_s"),
         "target": energy.get("target"),
@@ -525,8 +530,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"spikes     {summary['spikes_per_sample']:.1f} per sample")
     mismatched = summary["mismatched_spikes"]
     if mismatched is not None:
-        verdict = "backends agree spike for spike" if mismatched == 0 else "backends DISAGREE"
-        lines.append(f"agreement  {mismatched} mismatched spikes (reference, Lava, torch): {verdict}")
+        potentials = summary.get("mismatched_potentials")
+        agree = mismatched == 0 and not potentials
+        verdict = "backends agree spike for spike" if agree else "backends DISAGREE"
+        if potentials is not None:  # a potential readout: its voltages are compared too
+            verdict += " and output potential for potential" if agree else ""
+            mismatched = f"{mismatched} mismatched spikes, {potentials} mismatched output potentials"
+        else:
+            mismatched = f"{mismatched} mismatched spikes"
+        lines.append(f"agreement  {mismatched} (reference, Lava, torch): {verdict}")
     if summary["energy_per_inference_j"] is not None:
         from toolchain.energy.report import format_j, format_s
 
