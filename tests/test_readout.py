@@ -20,7 +20,7 @@ from toolchain.export.onnx import export_snn_onnx, run_onnx
 from toolchain.export.quantize import quantize_model
 from toolchain.sim.compare import compare, simulate_torch
 from toolchain.sim.reference import simulate
-from toolchain.snn.dynamics import STATE_SCALE
+from toolchain.snn.dynamics import STATE_SCALE, heaviside
 from toolchain.snn.loihi import NEVER_SPIKE_VTH_MANT, CubaRegisters
 from toolchain.snn.models import build_model, readout_population
 from toolchain.snn.numerics import apply_numerics
@@ -56,7 +56,7 @@ def _spikes(steps: int, batch: int, inputs: int = 10, seed: int = 0) -> np.ndarr
 
 def test_readout_population_integrates_by_hand():
     """v[t] = v[t-1] + x[t] (current decay 1, voltage decay 0), never a spike; logits = v[T-1] / T."""
-    population = readout_population(parse_recipe({"name": "x"}).neuron)
+    population = readout_population(parse_recipe({"name": "x"}).neuron, heaviside)
     population.delay_steps = 0
     x = torch.tensor([[[0.5, -1.0]], [[0.25, 2.0]], [[1.0, 0.0]]])
     volts = population(x)

@@ -58,8 +58,6 @@ if TYPE_CHECKING:
 BACKENDS: tuple[str, ...] = ("reference", "lava", "torch")
 #: what :func:`write` picks from a file's suffix
 SUFFIX_FORMATS: dict[str, str] = {".net": "netx", ".h5": "netx", ".hdf5": "netx", ".nir": "nir"}
-#: most bytes of spikes :func:`simulate` records (every synaptic layer's, one byte per neuron and step)
-RECORD_LIMIT_BYTES = 2**31
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,7 +370,9 @@ def simulate(
     network, path = _network(network)
     x, labels = _inputs(network, inputs, samples, data_dir)
     if record_spikes:
-        _check_record_size(network, _count(network, x))
+        from toolchain.sim.reference import check_spike_record
+
+        check_spike_record(network, _count(network, x), "samples=, or record_spikes=False")
     result = _run(backend, network, path, x, record_spikes, batch_size)
     if labels is not None:
         result = dataclasses.replace(result, metadata={**result.metadata, "labels": labels[: result.samples]})
@@ -414,7 +414,9 @@ def compare(
     x, labels = _inputs(network, inputs, samples, data_dir)
     count = _count(network, x)
     if reference is None:
-        _check_record_size(network, count)
+        from toolchain.sim.reference import check_spike_record
+
+        check_spike_record(network, count, "samples=, or record_spikes=False")
         reference = _run("reference", network, path, x, True, 256)
     elif reference.samples != count:
         raise ToolchainError(
@@ -464,32 +466,19 @@ def estimate_energy(
     ``placement`` (cores), ``workload`` and the ANN twin's ``baselines``. A full report:
     ``toolchain.energy.report.write_report([estimate], folder)``.
     """
-    from toolchain.activity import Activity
     from toolchain.energy.model import estimate
     from toolchain.energy.targets import Target, load_target
-    from toolchain.sim.reference import SimulationResult
 
     if order not in ("spatial", "c"):
         raise ToolchainError(f"estimate_energy: order {order!r}: expected 'spatial' or 'c'")
     network, _ = _network(network)
     if activity is None:
         activity = simulate(network, samples=samples, record_spikes=False, data_dir=data_dir).activity
-    elif isinstance(activity, SimulationResult):
-        activity = activity.activity
     elif isinstance(activity, str | os.PathLike):
         from toolchain.commands.energy import read_activity
 
         activity = read_activity(Path(activity))
-    if not isinstance(activity, Activity):
-        raise ToolchainError(
-            f"estimate_energy: activity must be a SimulationResult, an Activity or a JSON path, "
-            f"got {type(activity).__name__}"
-        )
-    if not activity.layers:
-        raise ToolchainError(
-            f"estimate_energy: the {activity.source!r} activity holds no per-layer counts "
-            "(the torch backend measures none): use the reference simulator's"
-        )
+    activity = _activity("estimate_energy: activity", activity, "an Activity or a JSON path")
     profile = target if isinstance(target, Target) else load_target(target)
     return estimate(network, activity, profile, static=static, overhead=overhead, label=label, order=order)
 
@@ -562,7 +551,9 @@ def plot_activity(
     series = dict(results) if isinstance(results, Mapping) else {"": results}
     if not series:
         raise ToolchainError("plot_activity: no results to plot")
-    activities = {label: _activity(label, value) for label, value in series.items()}
+    activities = {
+        label: _activity(f"plot_activity: {label or 'results'}", value) for label, value in series.items()
+    }
     first = next(iter(activities.values()))
     names = [layer.name for layer in first.layers]
     for label, activity in activities.items():
@@ -648,16 +639,6 @@ def _count(network: ir.Network, x: Any) -> int:
     return int(x.shape[axis]) if x.ndim > axis else 0
 
 
-def _check_record_size(network: ir.Network, samples: int) -> None:
-    per_sample = network.time_steps * sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
-    if per_sample * samples > RECORD_LIMIT_BYTES:
-        most = max(1, RECORD_LIMIT_BYTES // per_sample)
-        raise SimulationError(
-            f"recording every layer's spikes of {samples} samples takes {per_sample * samples / 1e9:.1f} GB: "
-            f"simulate at most {most} samples at a time (samples=), or pass record_spikes=False"
-        )
-
-
 def _run(
     backend: str, network: ir.Network, path: Path | None, x: Any, record: bool, batch_size: int
 ) -> SimulationResult:
@@ -683,19 +664,18 @@ def _run(
         return simulate_lava(write(network, Path(folder) / "network.net"), x, record_spikes=record)
 
 
-def _activity(label: str, value: Any) -> Activity:
+def _activity(where: str, value: Any, also: str = "an Activity") -> Activity:
+    """The per-layer :class:`~toolchain.activity.Activity` of a SimulationResult or an Activity
+    ``value``, or the toolchain's one-line error prefixed with ``where``."""
     from toolchain.activity import Activity
 
     activity = getattr(value, "activity", value)
     if not isinstance(activity, Activity):
-        raise ToolchainError(
-            f"plot_activity: {label or 'results'}: expected a SimulationResult or an Activity, "
-            f"got {type(value).__name__}"
-        )
+        raise ToolchainError(f"{where}: expected a SimulationResult or {also}, got {type(value).__name__}")
     if not activity.layers:
         raise ToolchainError(
-            f"plot_activity: {label or 'the result'}: the {activity.source!r} backend measured no per-layer "
-            "activity (the torch backend measures none): plot the reference simulator's"
+            f"{where}: the {activity.source!r} activity holds no per-layer counts: its backend measured no "
+            "per-layer activity (the torch backend measures none); use the reference simulator's"
         )
     return activity
 

@@ -341,6 +341,16 @@ class Network:
         return iter(self.layers)
 
 
+def implied_readout(layers: tuple[Layer, ...] | list[Layer]) -> Readout:
+    """The readout a file's last layer implies when the file does not state one: its potential when
+    it never fires (netx's dense layer without neurons, slayer's ``Affine``, a NIR integrator), else
+    its spike count."""
+    last = layers[-1] if layers else None
+    if isinstance(last, Dense | Conv) and not last.neurons.spiking:
+        return "potential"
+    return "spike_count"
+
+
 def weight_float(layer: SynapticLayer) -> np.ndarray:
     """A synaptic layer's weights in float units: ``w_int / 64 * 2**weight_exp``."""
     return layer.weight.astype(np.float64) / WEIGHT_SCALE * 2.0**layer.weight_exp
@@ -405,5 +415,6 @@ __all__ = [
     "Pool",
     "Readout",
     "SynapticLayer",
+    "implied_readout",
     "weight_float",
 ]

@@ -387,12 +387,9 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
         from toolchain import lava_compat
 
         lava_compat.import_lava()
-        from toolchain.sim.lava_backend import lava_refusal, simulate_lava
+        from toolchain.sim.lava_backend import simulate_lava
     except LavaUnavailableError as exc:
         raise _Skip(f"Lava is not available here: {exc}") from None
-    refusal = lava_refusal(network)
-    if refusal is not None:
-        raise _Skip(f"Lava cannot run this network exactly: {refusal}")
     inputs = _inputs(network, run_dir, options, context, options.lava_samples)
     reference = simulate(network, inputs.inputs, record_spikes=True)
     lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True)

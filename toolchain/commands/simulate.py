@@ -27,7 +27,6 @@ BACKENDS = ("reference", "lava")
 #: samples Lava runs under --compare when --samples is not given (it takes about a second per sample)
 LAVA_COMPARE_SAMPLES = 100
 #: most bytes of spikes --output may have the simulator record (it records every layer's)
-OUTPUT_RECORD_LIMIT_BYTES = 2**31
 OUTPUT_HELP = (
     "write the output layer's activity as .npz: predictions [B], counts [B, classes], spikes "
     "[T, B, classes] (uint8), potentials [T, B, classes] (the output voltage after each step, when the "
@@ -130,7 +129,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     lava_samples = min(inputs.samples, args.lava_samples or default_lava)
     record = args.compare or args.output is not None
     if args.output is not None:
-        _check_record_size(network, inputs.samples if args.backend == "reference" else lava_samples)
+        from toolchain.sim.reference import check_spike_record
+
+        check_spike_record(
+            network,
+            inputs.samples if args.backend == "reference" else lava_samples,
+            "--samples",
+            "--output: ",
+        )
 
     results: dict[str, Any] = {}
     if args.backend == "reference" or args.compare:
@@ -179,19 +185,6 @@ def _relevant(fmt: str) -> set[str]:
 
 def _labels(inputs: Any, samples: int) -> Any:
     return None if inputs.labels is None else inputs.labels[:samples]
-
-
-def _check_record_size(network: Any, samples: int) -> None:
-    """Refuse an ``--output`` whose recording (every layer's spikes, one byte each) would not fit."""
-    import math
-
-    per_sample = network.time_steps * sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
-    if per_sample * samples > OUTPUT_RECORD_LIMIT_BYTES:
-        most = max(1, OUTPUT_RECORD_LIMIT_BYTES // per_sample)
-        raise ToolchainError(
-            f"--output: the simulator records every layer's spikes, {per_sample * samples / 1e9:.1f} GB "
-            f"for {samples} samples; simulate at most {most} at a time (--samples)"
-        )
 
 
 def write_output(path: Path, result: Any, network: Any, labels: Any) -> Path:

@@ -525,7 +525,7 @@ class _Reader:
                 layers=tuple(layers),
                 synapse_delay_steps=1,
                 metadata=sidecar["metadata"] if sidecar else {"source": f"netx file {self.path.name}"},
-                readout=_readout(sidecar, layers),
+                readout=(sidecar or {}).get("readout") or ir.implied_readout(layers),
             )
         except ir.IRError as exc:
             raise self.fail("/layer", str(exc)) from None
@@ -745,17 +745,6 @@ class _Reader:
         except (ValueError, RecursionError) as exc:
             raise self.fail(f"{where}.network", f"invalid JSON ({_first_line(exc)})") from None
         return _check_sidecar(data, lambda what: self.fail(f"{where}.network", what))
-
-
-def _readout(sidecar: dict[str, Any] | None, layers: list[ir.Layer]) -> ir.Readout:
-    """The sidecar's readout, else the one the output layer allows: its potential when it never fires
-    (netx's dense layer without neurons, slayer's ``Affine``), else its spike count."""
-    if sidecar is not None and "readout" in sidecar:
-        return sidecar["readout"]
-    output = layers[-1]
-    if isinstance(output, ir.Dense | ir.Conv) and not output.neurons.spiking:
-        return "potential"
-    return "spike_count"
 
 
 def _check_sidecar(data: Any, fail: Any) -> dict[str, Any]:

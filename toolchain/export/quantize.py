@@ -346,13 +346,14 @@ def _synaptic_layer(
     w_int = weights_to_int(weight * factor, name)
     notes: list[str] = []
     if not fixed and _may_overflow(w_int, population, steps):  # fixed point wraps alike
+        largest = int(w_int.abs().flatten(1).sum(dim=1).max())
         notes.append(
             f"layer {name!r}: its 24-bit current could wrap if every input fired at once "
-            f"(largest sum |w_int| = {int(w_int.abs().flatten(1).sum(dim=1).max())}, limit 2^23 >> 6)"
+            f"(largest sum |w_int| = {largest}, limit 2^23 >> 6)"
             if population.spiking
             else f"layer {name!r}: its 24-bit voltage (the potential readout) could saturate if every input "
-            f"fired at every one of the {steps} steps (largest sum |w_int| = "
-            f"{int(w_int.abs().flatten(1).sum(dim=1).max())}, limit 2^23 >> 6 over the steps)"
+            f"fired at every one of the {steps} steps (largest sum |w_int| = {largest}, limit 2^23 >> 6 "
+            "over the steps)"
         )
     error = (w_int.to(torch.float64) / (WEIGHT_SCALE * factor) - weight).abs()
     bias_mant: np.ndarray | None = None

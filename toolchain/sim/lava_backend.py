@@ -130,9 +130,6 @@ def simulate_lava(
         from toolchain.export.netx import read_netx
 
         network = read_netx(path)
-    refusal = lava_refusal(network)
-    if refusal is not None:
-        raise SimulationError(f"{path}: {refusal}")
     x_all = check_inputs(network, inputs).numpy()
     graded = network.input_encoding == "graded"
     samples = int(x_all.shape[0] if graded else x_all.shape[1])
@@ -225,17 +222,6 @@ def simulate_lava(
         timing=SimulationTiming(startup_s, run_s + read_s, samples, steps),
         metadata={"lava_timing": timing.to_dict()},
     )
-
-
-def lava_refusal(network: ir.Network) -> str | None:
-    """Why Lava cannot run ``network`` exactly (``None`` when it can). A conv layer's weight exponent
-    (8-bit graded input into a first conv layer) runs through :mod:`toolchain.lava_compat`'s fix of
-    Lava's fixed-point ``Conv``; a conv exponent other than the graded input's -8 cannot be written
-    to netx at all."""
-    for layer in network.synaptic_layers()[1:]:
-        if isinstance(layer, ir.Conv) and layer.weight_exp != 0:
-            return f"layer {layer.name!r}: weight_exp = {layer.weight_exp} on a conv layer after the first"
-    return None
 
 
 def _check_blocks(path: Path, network: ir.Network, blocks: list[Any]) -> None:

@@ -167,6 +167,23 @@ class SimulationResult:
         )
 
 
+#: the most bytes a recording of every layer's spikes (``record_spikes=True``, one byte each) may take
+SPIKE_RECORD_LIMIT_BYTES = 2**31
+
+
+def check_spike_record(network: ir.Network, samples: int, fewer: str, where: str = "") -> None:
+    """Refuse recording every layer's spikes of ``samples`` samples when it would take more than
+    :data:`SPIKE_RECORD_LIMIT_BYTES`; the error (prefixed with ``where``) says how many fit and how to
+    ask for fewer (``fewer``, e.g. ``"--samples"``)."""
+    per_sample = network.time_steps * sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
+    if per_sample * samples > SPIKE_RECORD_LIMIT_BYTES:
+        most = max(1, SPIKE_RECORD_LIMIT_BYTES // per_sample)
+        raise SimulationError(
+            f"{where}recording every layer's spikes of {samples} samples takes "
+            f"{per_sample * samples / 1e9:.1f} GB: simulate at most {most} samples at a time ({fewer})"
+        )
+
+
 def readout(counts: np.ndarray) -> np.ndarray:
     """The predicted class of each row of scores ``[B, classes]`` (spike counts or final
     potentials): the first maximum."""

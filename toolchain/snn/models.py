@@ -19,14 +19,12 @@ import torch
 from torch import nn
 
 from toolchain.config import ModelConfig, NeuronConfig
+from toolchain.ir import READOUTS
 from toolchain.snn.architectures import LayerSpec, plan_layers
 from toolchain.snn.blocks import Block, SynapticBlock, build_blocks, shape_input
 from toolchain.snn.dynamics import SpikeFn
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
-
-#: ``[model].readout`` values: output spike counts, or the final voltage of a non-firing output layer
-READOUTS = ("spike_count", "potential")
 
 
 @dataclass
@@ -71,7 +69,7 @@ class SpikingNetwork(nn.Module):
         synaptic = [spec for spec in specs if spec.synaptic]
         populations = iter(
             [
-                readout_population(neuron)
+                readout_population(neuron, spike_fn)
                 if readout == "potential" and spec is synaptic[-1]
                 else neuron_population(neuron, spike_fn)
                 for spec in synaptic
@@ -125,10 +123,9 @@ def neuron_population(neuron: NeuronConfig, spike_fn: SpikeFn) -> CubaLIF:
     )
 
 
-def readout_population(neuron: NeuronConfig) -> CubaLIF:
+def readout_population(neuron: NeuronConfig, spike_fn: SpikeFn) -> CubaLIF:
     """The output population of a ``potential`` readout: integrates (current decay 1, voltage decay
     0) and never fires; its input is delayed as every synapse's."""
-    spike_fn = spike_function(neuron.surrogate, neuron.surrogate_scale)
     return CubaLIF(1.0, 0.0, neuron.threshold, spike_fn, delay_steps=neuron.synapse_delay, spiking=False)
 
 
@@ -160,7 +157,6 @@ def build_model(
 
 
 __all__ = [
-    "READOUTS",
     "SNNOutput",
     "SpikingNetwork",
     "build_model",

@@ -10,8 +10,6 @@ import math
 
 import torch
 
-SCHEDULES = ("constant", "cosine")
-
 
 def epoch_learning_rate(base: float, schedule: str, epoch: int, epochs: int) -> float:
     """The learning rate of ``epoch`` (1-based) of ``epochs``: ``base`` (``constant``), or cosine
@@ -31,4 +29,4 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) ->
         group["lr"] = learning_rate
 
 
-__all__ = ["SCHEDULES", "epoch_learning_rate", "set_learning_rate"]
+__all__ = ["epoch_learning_rate", "set_learning_rate"]

@@ -102,12 +102,28 @@ class DiscreteCuba:
         return tuple(self.threshold.shape)
 
 
-def cuba_to_nir(params: DiscreteCuba, dt: float, where: str) -> nir.CubaLIF:
-    """The NIR ``CubaLIF`` whose Euler step of ``dt`` is the discrete population ``params``.
+def cuba_to_nir(params: DiscreteCuba, dt: float, where: str, *, spiking: bool = True) -> nir.NIRNode:
+    """The NIR node whose Euler step of ``dt`` is the discrete population ``params``: ``CubaLIF``,
+    or for a population that never fires (``spiking=False``, a potential readout) the integrator
+    ``I`` (current decay 1, voltage decay 0, no bias: ``v[t] = v[t-1] + dt r I[t]``, ``r = 1 / dt``)
+    or, when it leaks, ``CubaLI``.
 
-    Refuses (``NirError`` naming ``where``) a voltage decay of 0: ``tau_mem = dt / 0`` is infinite
-    and ``r = tau_mem / dt`` with it, which no NIR reader can evaluate.
+    Refuses (``NirError`` naming ``where``) a voltage decay of 0 (other than ``I``'s): ``tau_mem =
+    dt / 0`` is infinite and ``r = tau_mem / dt`` with it, which no NIR reader can evaluate.
     """
+    if not np.all(params.input_scale == 1.0):
+        raise NirError(f"{where}: input_scale must be 1 when writing (fold it into the weights)")
+    if not spiking and np.all(params.current_decay == 1.0) and np.all(params.voltage_decay == 0.0):
+        if np.any(params.bias != 0):
+            raise NirError(
+                f"{where}: a non-leaky readout with a bias has no NIR node (I has no bias); export it to netx"
+            )
+        return nir.I(r=np.full(params.shape, 1.0 / dt))
+    if not spiking and (np.any(params.voltage_decay <= 0) or np.any(params.current_decay <= 0)):
+        raise NirError(
+            f"{where}: a readout with a decay of 0 and the other not 1 has no finite NIR CubaLI "
+            "(an infinite time constant)"
+        )
     if np.any(params.voltage_decay <= 0):
         raise NirError(
             f"{where}: a voltage decay of 0 (no leak) has no finite NIR CubaLIF "
@@ -115,18 +131,19 @@ def cuba_to_nir(params: DiscreteCuba, dt: float, where: str) -> nir.CubaLIF:
         )
     if np.any(params.current_decay <= 0):
         raise NirError(f"{where}: a current decay of 0 has no finite NIR CubaLIF (tau_syn is infinite)")
-    if not np.all(params.input_scale == 1.0):
-        raise NirError(f"{where}: input_scale must be 1 when writing (fold it into the weights)")
     tau_syn = dt / params.current_decay
     tau_mem = dt / params.voltage_decay
+    common = {
+        "tau_syn": tau_syn,
+        "tau_mem": tau_mem,
+        "r": tau_mem / dt,
+        "v_leak": params.bias / params.voltage_decay,
+        "w_in": tau_syn / dt,
+    }
+    if not spiking:
+        return nir.CubaLI(**common)
     return nir.CubaLIF(
-        tau_syn=tau_syn,
-        tau_mem=tau_mem,
-        r=tau_mem / dt,
-        v_leak=params.bias / params.voltage_decay,
-        v_threshold=params.threshold.astype(np.float64),
-        v_reset=np.zeros(params.shape),
-        w_in=tau_syn / dt,
+        **common, v_threshold=params.threshold.astype(np.float64), v_reset=np.zeros(params.shape)
     )
 
 

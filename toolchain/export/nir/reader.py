@@ -171,16 +171,8 @@ def from_nir_graph(
         layers=tuple(layers),
         synapse_delay_steps=delay,
         metadata=provenance,
-        readout=_readout(layers),
+        readout=ir.implied_readout(layers),
     )
-
-
-def _readout(layers: list[ir.Layer]) -> ir.Readout:
-    """A potential readout when the last layer never fires (an integrator node), else spike counts."""
-    last = layers[-1] if layers else None
-    if isinstance(last, ir.Dense | ir.Conv) and not last.neurons.spiking:
-        return "potential"
-    return "spike_count"
 
 
 def _refuse_ttfs(graph: nir.NIRGraph) -> None:

@@ -193,11 +193,7 @@ def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.NIRNode:
         bias=bias_state.astype(np.float64) / STATE_SCALE,
         input_scale=np.ones(shape),
     )
-    node = (
-        cuba_to_nir(params, dt, f"layer {layer.name!r}")
-        if neurons.spiking
-        else _readout_node(params, dt, layer)
-    )
+    node = cuba_to_nir(params, dt, f"layer {layer.name!r}", spiking=neurons.spiking)
     loihi: dict[str, Any] = {
         "iDecay": neurons.i_decay,
         "vDecay": neurons.v_decay,
@@ -209,32 +205,6 @@ def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.NIRNode:
         loihi["bias_mant"] = neurons.bias_mant.astype(np.int64)
     node.metadata = {"layer": layer.name, "kind": "neurons", "loihi": loihi}
     return node
-
-
-def _readout_node(params: DiscreteCuba, dt: float, layer: ir.SynapticLayer) -> nir.NIRNode:
-    """A population that never fires (a potential readout) as NIR's integrator ``I`` (current decay 1,
-    voltage decay 0, no bias: ``v[t] = v[t-1] + dt r I[t]`` with ``r = 1 / dt``) or leaky ``CubaLI``."""
-    if np.all(params.current_decay == 1.0) and np.all(params.voltage_decay == 0.0):
-        if np.any(params.bias != 0):
-            raise NirError(
-                f"layer {layer.name!r}: a non-leaky readout with a bias has no NIR node (I has no bias); "
-                "export it to netx"
-            )
-        return nir.I(r=np.full(params.shape, 1.0 / dt))
-    if np.any(params.voltage_decay <= 0) or np.any(params.current_decay <= 0):
-        raise NirError(
-            f"layer {layer.name!r}: a readout with a decay of 0 and the other not 1 has no finite NIR "
-            "CubaLI (an infinite time constant)"
-        )
-    tau_syn = dt / params.current_decay
-    tau_mem = dt / params.voltage_decay
-    return nir.CubaLI(
-        tau_syn=tau_syn,
-        tau_mem=tau_mem,
-        r=tau_mem / dt,
-        v_leak=params.bias / params.voltage_decay,
-        w_in=tau_syn / dt,
-    )
 
 
 def _graph_metadata(network: ir.Network, dt: float) -> dict[str, Any]:
