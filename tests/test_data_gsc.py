@@ -289,6 +289,23 @@ def test_minmax_scale_refuses_what_it_cannot_scale() -> None:
         gsc.minmax_scale(np.zeros((0, 2, 3), np.float32), constant)
 
 
+def test_standard_scale_hand_computed() -> None:
+    # channel 0: values 0, 2, 4, 2 (mean 2, std sqrt(2)); channel 1: 1, 1, 1, 5 (mean 2, std sqrt(3))
+    train = np.array([[[0, 2], [1, 1]], [[4, 2], [1, 5]]], dtype=np.float32)
+    test = np.array([[[2, 9], [2, -9]]], dtype=np.float32)
+    train_x, test_x, report = gsc.standard_scale(train, test, sigmas=1.0)
+    np.testing.assert_allclose(report.low, [2 - 2**0.5, 2 - 3**0.5])
+    np.testing.assert_allclose(report.high, [2 + 2**0.5, 2 + 3**0.5])
+    # (x - low) / (2 * std): 0 -> -0.207 (clipped to 0), 2 -> 0.5, 4 -> 1.207 (clipped to 1)
+    np.testing.assert_allclose(train_x[:, 0], [[0, 0.5], [1, 0.5]])
+    assert train_x[1, 1, 1] == 1.0  # 5 -> 1.077, clipped
+    np.testing.assert_allclose(test_x, [[[0.5, 1.0], [0.5, 0.0]]])
+    assert (report.train_clipped, report.test_clipped) == (3, 2)
+    assert "mean +- 1 standard deviations" in report.describe()
+    with pytest.raises(DataError, match=r"clip_sigmas = 3\): feature channel 0 is constant"):
+        gsc.standard_scale(np.ones((2, 1, 3), np.float32), np.ones((1, 1, 3), np.float32), sigmas=3.0)
+
+
 def test_minmax_option_scales_with_train_statistics(tmp_path: Path, tmp_cache: Path) -> None:
     _words_folder(tmp_path)
     options = {"split": "speaker", "test_fraction": 0.5}

@@ -14,8 +14,10 @@ from toolchain.config import EncodingConfig, ModelConfig, NeuronConfig, Recipe, 
 from toolchain.data import dataset_shape
 from toolchain.data.encoding import encode
 from toolchain.errors import QuantizationError, UnsupportedDynamicsError
-from toolchain.export.quantize import bias_registers, input_encoding, quantize_model
+from toolchain.export.quantize import input_encoding, quantize_model
+from toolchain.sim.reference import simulate
 from toolchain.snn.dynamics import CubaState, cuba_step_fixed
+from toolchain.snn.loihi import bias_registers
 from toolchain.snn.models import build_model
 from toolchain.snn.numerics import apply_numerics
 
@@ -392,19 +394,71 @@ def test_a_fixed_point_model_exports_exactly(name):
     assert report.to_dict()["exact"] is True and report.to_dict()["max_weight_error"] == 0.0
 
 
-def test_a_fixed_point_model_with_batch_norm_is_not_called_exact():
-    neuron = NeuronConfig(numeric="fixed_point")
-    recipe = _recipe(
-        "rate", neuron=neuron, model=ModelConfig(architecture="mlp", hidden=[4], batch_norm=True)
+def _folded_fixed_point_model(readout: str = "potential", seed: int = 0):
+    """A graded-input conv1d net with batch norm everywhere, fixed point, non-trivial norms (folded
+    weights beyond the 8-bit grid in the first layer, biases off every grid)."""
+    neuron = NeuronConfig(numeric="fixed_point", threshold=2.0, voltage_decay=0.5, current_decay=1.0)
+    model_cfg = ModelConfig(
+        architecture="conv1d",
+        channels=[6, 5],
+        kernel_size=3,
+        stride=2,
+        padding="same",
+        pool_after=[],
+        batch_norm=True,
+        readout=readout,
     )
-    model = build_model(recipe.model, neuron, (3,), 2)
-    for block in model.synaptic_blocks():
-        block.norm.module.running_var.fill_(0.7)
-        block.norm.module.bias.data.fill_(0.1)
-    apply_numerics(model, neuron, "rate")
-    _, report = quantize_model(model.eval(), recipe)
-    assert not report.exact
-    assert any("quantization changed its weights, bias or neuron registers" in r for r in report.inexact)
+    recipe = _recipe("direct", steps=8, neuron=neuron, model=model_cfg)
+    torch.manual_seed(seed)
+    model = build_model(model_cfg, neuron, (4, 9), 3)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for index, block in enumerate(model.synaptic_blocks()):
+            norm = block.norm.module
+            channels = norm.num_features
+            norm.running_mean.copy_(torch.randn(channels, generator=generator) * 0.2)
+            norm.running_var.copy_(
+                torch.rand(channels, generator=generator) * 0.05 + (0.0003 if index == 0 else 0.3)
+            )
+            norm.weight.copy_(torch.rand(channels, generator=generator) + 0.5)
+            norm.bias.copy_(torch.randn(channels, generator=generator) * 0.7)
+    apply_numerics(model, neuron, "direct")
+    return recipe, model.eval()
+
+
+@pytest.mark.parametrize("readout", ["potential", "spike_count"])
+def test_fixed_point_training_with_batch_norm_computes_what_the_export_writes(readout):
+    """Fixed-point mode folds batch norm (running statistics) and scales each layer by the
+    exporter's power of two: the export changes nothing (exact), and the reference simulator of the
+    exported graph agrees with the model spike for spike and class for class."""
+    recipe, model = _folded_fixed_point_model(readout)
+    network, report = quantize_model(model, recipe)
+    assert report.exact, report.inexact
+    assert report.max_weight_error == 0.0 and report.max_bias_error == 0.0
+    assert report.layers[0].scale_exp < 0  # the folded first layer had to be scaled down to fit
+    assert all(layer.batch_norm_folded for layer in report.layers)
+    x = torch.rand(16, 4, 9, generator=torch.Generator().manual_seed(3)).double()
+    result = simulate(network, x.numpy(), record_spikes=True)
+    with torch.no_grad():
+        out = model(x.unsqueeze(0).expand(8, *x.shape))
+    for name, spikes in out.spikes.items():
+        np.testing.assert_array_equal(result.spikes[name], spikes.numpy().astype(np.uint8), err_msg=name)
+    assert sum(int(s.sum()) for s in out.spikes.values()) > 0  # not a silent network
+    np.testing.assert_array_equal(result.predictions, out.logits.argmax(dim=1).numpy())
+
+
+def test_fixed_point_batch_norm_is_frozen_and_still_trained():
+    """In fixed point the norm's statistics stay those of float training (Loihi has no batch), while
+    its gain and shift and the weights get gradients through the folded, gridded layer."""
+    _, model = _folded_fixed_point_model()
+    model.train()
+    norm = model.synaptic_blocks()[0].norm.module
+    mean, var = norm.running_mean.clone(), norm.running_var.clone()
+    x = torch.rand(8, 4, 4, 9, generator=torch.Generator().manual_seed(1)).double()
+    model(x).logits.sum().backward()
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert float(norm.weight.grad.abs().sum()) > 0 and float(norm.bias.grad.abs().sum()) > 0
+    assert float(model.synaptic_blocks()[0].synapse.module.weight.grad.abs().sum()) > 0
 
 
 def _step_ir(network: ir.Network, inputs: torch.Tensor) -> dict[str, torch.Tensor]:

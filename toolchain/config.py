@@ -121,6 +121,13 @@ class TrainConfig:
     #: epochs (the ANN teacher's over its own epochs), ``lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2``
     schedule: str = choice("constant", "cosine", default="constant")
     device: str = choice("cpu", "cuda", "auto", default="cpu")
+    #: after the ``epochs`` in float, this many more in Loihi fixed point at
+    #: ``fixed_point_learning_rate`` (same ``schedule``): quantization-aware fine-tuning, with batch
+    #: norm folded, every layer on the registers the export will write
+    #: (:func:`toolchain.snn.numerics.apply_numerics`). The run's model is then a fixed-point model,
+    #: whose export changes nothing. 0: none (the export quantizes the float model)
+    fixed_point_epochs: int = bounded(0, ge=0)
+    fixed_point_learning_rate: float = bounded(1e-4, gt=0, le=10)
 
 
 @dataclass
@@ -239,6 +246,12 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return to_mapping(self)
 
+    @property
+    def trained_numeric(self) -> str:
+        """The numeric mode of the trained model: ``fixed_point`` when ``[neuron].numeric`` says so
+        or ``[train].fixed_point_epochs`` fine-tuned it on Loihi's registers, else ``float``."""
+        return "fixed_point" if self.train.fixed_point_epochs > 0 else self.neuron.numeric
+
 
 def parse_recipe(table: dict[str, Any], source: str = "<recipe>", default_name: str = "recipe") -> Recipe:
     """Build a :class:`Recipe` from a parsed TOML table; ``source`` names the file in errors."""
@@ -315,6 +328,13 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 
 def _check_dataset(recipe: Recipe) -> None:
+    if recipe.train.fixed_point_epochs and recipe.neuron.numeric == "fixed_point":
+        raise RecipeError(
+            "[train].fixed_point_epochs: the model already trains in fixed point ([neuron].numeric = "
+            '"fixed_point"); fine-tuning in fixed point follows float training only'
+        )
+    if recipe.train.fixed_point_epochs and recipe.ttfs.enabled:
+        raise RecipeError("[train].fixed_point_epochs: a TTFS network has no Loihi fixed-point mode")
     from toolchain.data import dataset_options  # the data stage validates its own options
 
     dataset_options(recipe.data.dataset, recipe.data.options)

@@ -38,12 +38,15 @@ from typing import Any, Literal
 import numpy as np
 
 from toolchain.errors import QuantizationError, ToolchainError
-from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE, CubaRegisters
+from toolchain.snn.loihi import (
+    BIAS_MANT_MAX,
+    BIAS_MANT_MIN,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+    WEIGHT_SCALE,
+    CubaRegisters,
+)
 
-#: Loihi's bias mantissa register: 13 bits, signed
-BIAS_MANT_BITS = 13
-BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
-BIAS_MANT_MIN = -(2 ** (BIAS_MANT_BITS - 1))
 #: Loihi's bias exponent range (Lava's ``scale_bias`` shifts left by at most this many bits)
 BIAS_EXP_MIN, BIAS_EXP_MAX = -8, 7
 #: weight exponents Lava's Dense accepts (``weight_exp``; -8 for 8-bit graded input)

@@ -57,9 +57,11 @@ The split does not depend on ``seed``; ``seed`` only picks the random subsets ke
 **Normalization** (``normalize``): ``none`` keeps the features as computed; ``minmax`` scales each
 feature channel ``c`` to ``(x - min_c) / (max_c - min_c)`` with the minimum and maximum over all
 clips and frames of the train split only (:func:`minmax_scale`), applied to both splits, so that
-the samples suit Loihi's 8-bit graded input (``round(x * 255)``, [0, 1]). Test values outside
-[0, 1] are clipped and counted in the dataset's ``source``; more than ``max_clipped_fraction`` of
-them is a :class:`DataError`, and so is a channel that is constant over the train split.
+the samples suit Loihi's 8-bit graded input (``round(x * 255)``, [0, 1]); ``standard`` maps the
+channel's train mean +- ``clip_sigmas`` standard deviations onto [0, 1] (:func:`standard_scale`),
+which gives the bulk of the values more of the 8 bits. Values outside [0, 1] are clipped and
+counted in the dataset's ``source``; more than ``max_clipped_fraction`` of the test values is a
+:class:`DataError`, and so is a channel that is constant over the train split.
 
 **Audio.** Decoded with ``soundfile`` as float32 in [-1, 1]; a clip must be 16 kHz mono. Shorter
 clips are zero-padded at the end to 16,000 samples and longer ones keep their first 16,000 samples
@@ -144,10 +146,13 @@ class Options:
     seed: int = 0
     limit_train: int | None = bounded(None, gt=0)
     limit_test: int | None = bounded(None, gt=0)
-    #: ``minmax``: each feature channel scaled into [0, 1] by its train-split min and max
-    normalize: str = choice("none", "minmax", default="none")
-    #: ``minmax``: the largest share of test values that may fall outside [0, 1] (clipped, counted)
+    #: ``minmax``: each feature channel scaled into [0, 1] by its train-split min and max;
+    #: ``standard``: its train-split mean +- ``clip_sigmas`` standard deviations mapped onto [0, 1]
+    normalize: str = choice("none", "minmax", "standard", default="none")
+    #: the largest share of test values that may fall outside [0, 1] (clipped, counted)
     max_clipped_fraction: float = bounded(0.001, ge=0, le=1)
+    #: ``standard``: how many standard deviations either side of the mean [0, 1] covers
+    clip_sigmas: float = bounded(3.0, gt=0, le=100)
 
     def __post_init__(self) -> None:
         count = self.feature_count
@@ -222,13 +227,16 @@ def load(data_root: Path, options: Options) -> Dataset:
     shape = (options.feature_count, af.num_frames(af.CLIP_SAMPLES))
     train_x, test_x = features[:n_train], features[n_train:]
     scaling = ""
-    if options.normalize == "minmax":
-        train_x, test_x, report = minmax_scale(train_x, test_x)
+    if options.normalize != "none":
+        if options.normalize == "minmax":
+            train_x, test_x, report = minmax_scale(train_x, test_x)
+        else:
+            train_x, test_x, report = standard_scale(train_x, test_x, options.clip_sigmas)
         scaling = f"; {report.describe()}"
         if report.test_fraction > options.max_clipped_fraction:
             raise DataError(
-                f"[data.options].normalize = 'minmax': {report.describe()}, more than "
-                f"max_clipped_fraction = {options.max_clipped_fraction:g}; the train split does not "
+                f"[data.options].normalize = {options.normalize!r}: {report.describe()}, more than "
+                f"max_clipped_fraction = {options.max_clipped_fraction:g}; the scaling does not "
                 "cover the test split's range (raise max_clipped_fraction or use normalize = 'none')"
             )
     return Dataset(
@@ -261,6 +269,8 @@ class MinMaxReport:
     test_clipped: int
     test_values: int
     test_excess: float
+    #: how ``low``/``high`` were chosen, for :meth:`describe`
+    method: str = "minmax per feature channel from the train split"
 
     @property
     def test_fraction(self) -> float:
@@ -269,7 +279,7 @@ class MinMaxReport:
 
     def describe(self) -> str:
         text = (
-            f"minmax per feature channel from the train split (train: {self.train_clipped} clipped); "
+            f"{self.method} (train: {self.train_clipped} of {self.train_values} values clipped); "
             f"test: {self.test_clipped} of {self.test_values} values ({100 * self.test_fraction:.3f}%) "
             "clipped into [0, 1]"
         )
@@ -297,6 +307,40 @@ def minmax_scale(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
             f"({low[flat[0]]:g}) over the train split; its scaling is undefined (use normalize = 'none')"
         )
 
+    return _scale_into_unit(train, test, low, high, "minmax per feature channel from the train split")
+
+
+def standard_scale(
+    train: np.ndarray, test: np.ndarray, sigmas: float
+) -> tuple[np.ndarray, np.ndarray, MinMaxReport]:
+    """Map each feature channel's train mean +- ``sigmas`` standard deviations onto [0, 1].
+
+    Min-max scaling spends most of the 8-bit input range on a few extreme values (MFCCs: a channel's
+    standard deviation is then 0.07 to 0.2 of [0, 1]); this scaling gives it ``1 / (2 * sigmas)``.
+    Values beyond the band, in either split, are clipped and counted in the report. Raises
+    :class:`DataError` when the train split is empty or a channel is constant over it.
+    """
+    what = f"[data.options].normalize = 'standard' (clip_sigmas = {sigmas:g})"
+    if len(train) == 0:
+        raise DataError(f"{what}: the train split is empty (no statistics)")
+    values = np.asarray(train, dtype=np.float64)
+    mean, std = values.mean(axis=(0, 2)), values.std(axis=(0, 2))
+    flat = np.flatnonzero(std <= 0)
+    if len(flat):
+        raise DataError(
+            f"{what}: feature channel {int(flat[0])} is constant ({mean[flat[0]]:g}) over the train "
+            "split; its scaling is undefined (use normalize = 'none')"
+        )
+    method = f"mean +- {sigmas:g} standard deviations per feature channel (train split) onto [0, 1]"
+    return _scale_into_unit(train, test, mean - sigmas * std, mean + sigmas * std, method)
+
+
+def _scale_into_unit(
+    train: np.ndarray, test: np.ndarray, low: np.ndarray, high: np.ndarray, method: str
+) -> tuple[np.ndarray, np.ndarray, MinMaxReport]:
+    """``(x - low_c) / (high_c - low_c)`` per channel in float64, clipped into [0, 1] (counted),
+    returned as ``float32``."""
+
     def scale(x: np.ndarray) -> tuple[np.ndarray, int, float]:
         scaled = (np.asarray(x, dtype=np.float64) - low[:, None]) / (high - low)[:, None]
         outside = (scaled < 0) | (scaled > 1)
@@ -305,7 +349,9 @@ def minmax_scale(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
 
     train_x, train_clipped, _ = scale(train)
     test_x, test_clipped, test_excess = scale(test)
-    report = MinMaxReport(low, high, train_clipped, train_x.size, test_clipped, test_x.size, test_excess)
+    report = MinMaxReport(
+        low, high, train_clipped, train_x.size, test_clipped, test_x.size, test_excess, method
+    )
     return train_x, test_x, report
 
 

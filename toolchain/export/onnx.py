@@ -179,7 +179,7 @@ def recipe_metadata(recipe: Any, classes: list[str] | None = None) -> dict[str, 
     """The provenance of ``ir.Network.metadata`` from a :class:`~toolchain.config.Recipe`."""
     data: dict[str, Any] = {
         "recipe": recipe.name,
-        "numeric": recipe.neuron.numeric,
+        "numeric": recipe.trained_numeric,
         "encoding": {"scheme": recipe.encoding.scheme, "time_steps": recipe.encoding.time_steps},
         "dataset": recipe.data.dataset,
     }

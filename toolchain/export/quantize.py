@@ -37,28 +37,24 @@ import torch
 from toolchain import ir
 from toolchain.config import Recipe
 from toolchain.errors import QuantizationError, UnsupportedDynamicsError
-from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock
-from toolchain.snn.dynamics import ACTIVATION_SHIFT, DECAY_UNITY, STATE_LIMIT, STATE_SCALE
+from toolchain.snn.blocks import FlattenBlock, LoihiLayer, PoolBlock, SynapticBlock
+from toolchain.snn.dynamics import DECAY_UNITY
 from toolchain.snn.loihi import (
     INPUT_SHIFT,
     WEIGHT_SCALE,
     CubaRegisters,
+    Population,
     RoundingReport,
+    bias_registers,
+    may_overflow,
     neuron_registers,
     readout_registers,
+    scale_exponent,
     weights_to_int,
 )
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.numerics import GRADED_ENCODINGS
-
-#: the bias exponent of every exported neuron: lava-dl's netx sets ``bias_exp = 6`` for every
-#: neuron (``lava/lib/dl/netx/hdf5.py:158``), i.e. a bias on the ``1/64`` grid of the synaptic input
-BIAS_EXP = 6
-#: the largest power of two by which a float layer is scaled (see :func:`quantize_model`)
-MAX_SCALE_EXP = 12
-#: the smallest: a layer whose folded weights overflow the grid may be scaled down this far
-MIN_SCALE_EXP = -4
 
 
 def input_encoding(scheme: str) -> ir.InputEncoding:
@@ -202,8 +198,9 @@ def quantize_model(
 
     ``scale_layers``: scale each float layer's weights, bias and threshold by the largest power of
     two ``2^k`` that still fits Loihi's registers (spikes are unchanged by such a scaling, the
-    weights' rounding shrinks ``2^k`` times; see :func:`_scale_exponent`). Fixed-point layers are
-    never scaled: they export as they are.
+    weights' rounding shrinks ``2^k`` times; see :func:`toolchain.snn.loihi.scale_exponent`).
+    Fixed-point layers export as they computed in training: without batch norm unscaled, with batch
+    norm folded and scaled as :meth:`~toolchain.snn.blocks.SynapticBlock.loihi_layer` computed them.
 
     ``classes`` (the dataset's class names, default ``"0"``, ``"1"``, ...) and ``source`` (where the
     model came from, e.g. its run folder) go into the graph's ``metadata``. Raises
@@ -218,7 +215,7 @@ def quantize_model(
     scheme = recipe.encoding.scheme
     encoding = input_encoding(scheme)
     delay_steps = recipe.neuron.synapse_delay
-    numeric = recipe.neuron.numeric
+    numeric = recipe.trained_numeric
     layers: list[ir.Layer] = []
     reports: list[LayerQuantization] = []
     inexact: list[str] = []
@@ -278,32 +275,6 @@ def quantize_model(
     return network, QuantizationReport(numeric, encoding, tuple(reports), tuple(inexact))
 
 
-def bias_registers(bias: np.ndarray, layer: str) -> tuple[np.ndarray, int, float]:
-    """A float bias (units of the voltage, per neuron) as 13-bit mantissas and their exponent.
-
-    Loihi adds ``bias_mant << bias_exp`` to the voltage every step, in state units (a voltage of
-    1.0 is ``2^12``). The exponent is :data:`BIAS_EXP` (6): lava-dl's netx gives every neuron that
-    exponent, so the mantissas ``round(bias * 2^12 / 2^6) = round(bias * 64)`` (the ``1/64`` grid of
-    the synaptic input) load in netx as they are. Returns ``(bias_mant, bias_exp, max_abs_error)``,
-    the error in float units (at most ``1/128``); raises
-    :class:`~toolchain.errors.QuantizationError` naming ``layer`` when a mantissa does not fit the
-    signed 13-bit register (``|bias| > 4095 / 64``).
-    """
-    if not np.isfinite(bias).all():
-        raise QuantizationError(f"layer {layer!r}: the folded bias contains NaN or infinite values")
-    scaled = np.asarray(bias, dtype=np.float64) * STATE_SCALE
-    mant = np.round(scaled / 2.0**BIAS_EXP)
-    if mant.size == 0 or (mant.min() >= ir.BIAS_MANT_MIN and mant.max() <= ir.BIAS_MANT_MAX):
-        error = float(np.abs(mant * 2.0**BIAS_EXP - scaled).max(initial=0.0)) / STATE_SCALE
-        return mant.astype(np.int64), BIAS_EXP, error
-    largest = ir.BIAS_MANT_MAX * 2**BIAS_EXP / STATE_SCALE
-    raise QuantizationError(
-        f"layer {layer!r}: the folded batch-norm bias spans [{bias.min():.4f}, {bias.max():.4f}], "
-        f"beyond Loihi's bias register (13-bit mantissa, bias_exp = {BIAS_EXP} as netx uses it: "
-        f"|bias| <= {largest:.2f})"
-    )
-
-
 def _synaptic_layer(
     block: SynapticBlock, recipe: Recipe, weight_exp: int, scale: bool
 ) -> tuple[ir.SynapticLayer, LayerQuantization, list[str]]:
@@ -323,9 +294,19 @@ def _synaptic_layer(
             f"layer {name!r}: the model delays its input {block.input_delay_steps} steps, the recipe's "
             f"[neuron].synapse_delay says {recipe.neuron.synapse_delay}"
         )
-    weight, bias = block.folded_weight_bias()
-    weight = weight.detach().to(torch.float64)
-    channel_bias = None if bias is None else bias.detach().to(torch.float64).numpy()
+    steps = recipe.encoding.time_steps
+    fixed = population.registers is not None
+    folded_in_training = fixed and block.folded_fixed_point
+    if folded_in_training:  # fixed-point training computed with the folded, scaled layer: export it
+        with torch.no_grad():
+            loihi = block.loihi_layer(steps)
+        factor = 2.0**loihi.scale_exp
+        weight = loihi.weight.detach().to(torch.float64).cpu() / factor
+        bias = None if loihi.bias is None else loihi.bias.detach() / factor
+    else:
+        weight, bias = block.folded_weight_bias()
+        weight = weight.detach().to(torch.float64).cpu()
+    channel_bias = None if bias is None else bias.detach().to(torch.float64).cpu().numpy()
     if channel_bias is not None and population.current_decay != 1.0 and np.any(channel_bias != 0):
         raise UnsupportedDynamicsError(
             f"layer {name!r}: the batch-norm bias enters the synaptic current, which decays "
@@ -338,14 +319,20 @@ def _synaptic_layer(
     if channel_bias is not None:
         spatial = len(block.out_shape) - 1
         per_neuron = np.broadcast_to(channel_bias.reshape(-1, *([1] * spatial)), block.out_shape).copy()
-    fixed = population.registers is not None
-    steps = recipe.encoding.time_steps
-    scale_exp = _scale_exponent(weight, per_neuron, population, name, steps) if scale and not fixed else 0
+    neurons = Population(
+        population.current_decay, population.voltage_decay, population.threshold, population.spiking
+    )
+    if folded_in_training:
+        scale_exp = loihi.scale_exp
+        registers, neuron_report, changed = loihi.registers, _rounding(population, recipe, loihi), False
+    else:
+        scale = scale and not fixed
+        scale_exp = scale_exponent(weight, per_neuron, neurons, name, steps) if scale else 0
+        registers, neuron_report, changed = _registers(population, recipe, name, 2.0**scale_exp)
     factor = 2.0**scale_exp
-    registers, neuron_report, changed = _registers(population, recipe, name, factor)
     w_int = weights_to_int(weight * factor, name)
     notes: list[str] = []
-    if not fixed and _may_overflow(w_int, population, steps):  # fixed point wraps alike
+    if not fixed and may_overflow(w_int, neurons, steps):  # fixed point wraps alike
         largest = int(w_int.abs().flatten(1).sum(dim=1).max())
         notes.append(
             f"layer {name!r}: its 24-bit current could wrap if every input fired at once "
@@ -413,6 +400,23 @@ def _synaptic_layer(
     return layer, report, notes
 
 
+def _rounding(population: CubaLIF, recipe: Recipe, loihi: LoihiLayer) -> list[RoundingReport]:
+    """The recipe's neuron parameters against the registers of a layer that fixed-point training
+    folded and scaled by ``2^scale_exp`` (the threshold back in the model's units)."""
+    regs, factor = loihi.registers, 2.0**loihi.scale_exp
+    if not population.spiking:
+        return [
+            RoundingReport("current_decay", population.current_decay, regs.current_decay),
+            RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
+        ]
+    asked = recipe.neuron
+    return [
+        RoundingReport("current_decay", asked.current_decay, regs.current_decay),
+        RoundingReport("voltage_decay", asked.voltage_decay, regs.voltage_decay),
+        RoundingReport("threshold", asked.threshold, regs.threshold / factor),
+    ]
+
+
 def _registers(
     population: CubaLIF, recipe: Recipe, name: str, factor: float = 1.0
 ) -> tuple[CubaRegisters, list[RoundingReport], bool]:
@@ -452,69 +456,6 @@ def _registers(
     return regs, report, any(item.abs_error > 0 for item in report)
 
 
-def _scale_exponent(
-    weight: torch.Tensor, bias: np.ndarray | None, population: CubaLIF, name: str, steps: int
-) -> int:
-    """The largest ``k`` in ``[MIN_SCALE_EXP, MAX_SCALE_EXP]`` at which the layer scaled by 2^k fits.
-
-    Scaling a layer's weights, bias and threshold by the same positive factor leaves its spikes
-    unchanged (the CUBA dynamics are linear in ``u``, ``v``, input, bias and threshold, and the
-    reset is to zero), so the float model is the same; on Loihi's fixed grid the weights' relative
-    rounding error shrinks by ``2^k``. ``k`` is the largest at which every weight stays on the
-    8-bit grid, the threshold in its 17-bit register, the bias in its registers, and the current
-    cannot wrap even if every input fires with the largest weight sum of any neuron
-    (``sum |w_int| << 6 / current_decay < 2^23``; for a potential readout, which never fires, the
-    voltage summed over the ``steps`` cannot saturate, :func:`_may_overflow`). A negative ``k`` (the
-    layer scaled down) only
-    when the layer does not fit as it is, e.g. batch norm folded into weights beyond the grid's
-    ``[-4, 3.97]``; 0 when nothing fits (the export then refuses the layer, naming it).
-    """
-
-    def fitted(k: int) -> torch.Tensor | None:
-        """The integer weights at scale ``2^k``, or None if a register cannot hold the layer."""
-        factor = 2.0**k
-        try:
-            if population.spiking:
-                neuron_registers(
-                    population.current_decay, population.voltage_decay, population.threshold * factor
-                )
-            w_int = weights_to_int(weight * factor, name)
-            if bias is not None:
-                bias_registers(bias * factor, name)
-        except QuantizationError:
-            return None
-        return w_int
-
-    for k in range(MAX_SCALE_EXP, 0, -1):
-        w_int = fitted(k)
-        if w_int is not None and not _may_overflow(w_int, population, steps):
-            return k
-    if fitted(0) is not None:
-        return 0
-    for k in range(-1, MIN_SCALE_EXP - 1, -1):  # the layer does not fit as it is: scale it down
-        if fitted(k) is not None:
-            return k
-    return 0
-
-
-def _may_overflow(w_int: torch.Tensor, population: CubaLIF, steps: int) -> bool:
-    """Whether a 24-bit state register could leave its range: the current of a spiking population
-    (:func:`_current_may_wrap`), or the voltage of a potential readout, which integrates every step's
-    input: ``steps * sum |w_int| << 6 / current_decay >= 2^23``."""
-    if population.spiking:
-        return _current_may_wrap(w_int, population.current_decay)
-    fan_in_sum = float(w_int.abs().flatten(1).sum(dim=1).max())
-    return steps * fan_in_sum * 2**ACTIVATION_SHIFT / max(population.current_decay, 1e-12) >= STATE_LIMIT
-
-
-def _current_may_wrap(w_int: torch.Tensor, current_decay: float) -> bool:
-    """Whether the 24-bit current could wrap: the neuron with the largest ``sum |w_int|``, every
-    input firing (a graded payload is at most 255/256 of a spike), accumulated over a current that
-    keeps ``1 - current_decay`` per step: ``sum |w_int| << 6 / current_decay >= 2^23``."""
-    fan_in_sum = float(w_int.abs().flatten(1).sum(dim=1).max())
-    return fan_in_sum * 2**ACTIVATION_SHIFT / max(current_decay, 1e-12) >= STATE_LIMIT
-
-
 def _padding(padding: Any, name: str) -> tuple[int, ...]:
     if isinstance(padding, str):  # pragma: no cover - the planner always gives integers
         raise QuantizationError(f"layer {name!r}: padding {padding!r} must be given in pixels")
@@ -522,11 +463,9 @@ def _padding(padding: Any, name: str) -> tuple[int, ...]:
 
 
 __all__ = [
-    "BIAS_EXP",
     "BiasQuantization",
     "LayerQuantization",
     "QuantizationReport",
-    "bias_registers",
     "input_encoding",
     "quantize_model",
 ]

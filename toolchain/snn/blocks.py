@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,7 +33,33 @@ from toolchain.snn.layers import (
     fold_batchnorm,
     pool_layer,
 )
-from toolchain.snn.neurons import delay
+from toolchain.snn.loihi import (
+    CubaRegisters,
+    Population,
+    bias_grid,
+    neuron_registers,
+    readout_registers,
+    scale_exponent,
+    weight_grid,
+)
+from toolchain.snn.neurons import CubaLIF, delay
+
+
+@dataclass(frozen=True)
+class LoihiLayer:
+    """A synaptic layer as Loihi holds it, in the model's units times ``2^scale_exp``.
+
+    ``weight``: batch norm folded in, scaled, on the 8-bit grid (``w_int / 64``); ``bias``: the
+    folded per-channel bias, scaled, on the ``1/64`` grid (``None`` without batch norm); both
+    straight-through (their gradients are the float ones). ``registers``: the population's, with
+    the threshold scaled alike. Spikes do not depend on the scale; a potential readout's voltage is
+    ``2^scale_exp`` times the model's.
+    """
+
+    scale_exp: int
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    registers: CubaRegisters
 
 
 class Block(nn.Module):
@@ -79,6 +106,9 @@ class SynapticBlock(Block):
         self.dropout = Dropout(spec.dropout) if spec.dropout > 0 else None
         #: steps the block delays the synaptic sum by itself, before batch norm (see :meth:`current`)
         self.delay_steps = 0
+        #: fixed-point training of a layer with batch norm: compute as :meth:`loihi_layer` (set by
+        #: :func:`toolchain.snn.numerics.apply_numerics`)
+        self.folded_fixed_point = False
         if self.norm is not None and getattr(self.neuron, "delay_steps", 0) > 0:
             self.delay_steps, self.neuron.delay_steps = self.neuron.delay_steps, 0
 
@@ -107,7 +137,57 @@ class SynapticBlock(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The neurons' output (spikes in the SNN) ``[T, B, *out_shape]``; dropout not applied."""
+        if self.folded_fixed_point:
+            return self._loihi_forward(x)
         return self.neuron(self.current(x))
+
+    def loihi_layer(self, steps: int) -> LoihiLayer:
+        """This layer as the exporter puts it on Loihi's registers, differentiable (straight-through).
+
+        Batch norm (its running statistics: Loihi has no batch) is folded into the weights and a
+        per-channel bias (:func:`~toolchain.snn.layers.fold_batchnorm`), the layer is scaled by
+        ``2^k`` (:func:`toolchain.snn.loihi.scale_exponent`: weights, bias and threshold together,
+        which leaves the spikes unchanged), the weights and the bias are rounded onto their grids,
+        the neuron parameters onto their registers. ``steps``: the time steps the layer runs (the
+        potential readout's voltage must not saturate over them). Fixed-point training of a layer
+        with batch norm computes with exactly these numbers, and the exporter writes them.
+        """
+        population = self.neuron
+        if not isinstance(population, CubaLIF):
+            kind = type(population).__name__
+            raise TypeError(f"layer {self.name!r}: {kind} neurons have no Loihi registers")
+        weight, bias = (self.weight, None) if self.norm is None else fold_batchnorm(self.weight, self.norm)
+        neurons = Population(
+            population.current_decay, population.voltage_decay, population.threshold, population.spiking
+        )
+        bias_values = None if bias is None else bias.detach().double().cpu().numpy()
+        k = scale_exponent(weight.detach().double().cpu(), bias_values, neurons, self.name, steps)
+        factor = 2.0**k
+        decays = (population.current_decay, population.voltage_decay)
+        registers = (
+            neuron_registers(*decays, population.threshold * factor)[0]
+            if population.spiking
+            else readout_registers(*decays)
+        )
+        return LoihiLayer(
+            scale_exp=k,
+            weight=weight_grid(weight * factor),
+            bias=None if bias is None else bias_grid(bias * factor),
+            registers=registers,
+        )
+
+    def _loihi_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on the numbers of :meth:`loihi_layer`: the synaptic sum delayed, the bias
+        added from step 0 (Loihi adds it to the voltage every step, which equals a current bias when
+        the current keeps nothing: ``current_decay = 1``, checked at export), Loihi's arithmetic."""
+        layer = self.loihi_layer(len(x))
+        current = self.synapse.with_weight(x, layer.weight)
+        if self.delay_steps:
+            current = delay(current, self.delay_steps)
+        if layer.bias is not None:
+            current = current + layer.bias.reshape(-1, *([1] * (current.dim() - 3)))
+        out = self.neuron(current, registers=layer.registers)
+        return out if self.neuron.spiking else out / 2.0**layer.scale_exp
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
         """The block's dropout applied to its output ``x`` (identity when none or in eval mode)."""
@@ -178,4 +258,12 @@ def build_blocks(specs: list[LayerSpec], make_neuron: Callable[[], nn.Module]) -
     return nn.ModuleList(blocks)
 
 
-__all__ = ["Block", "FlattenBlock", "PoolBlock", "SynapticBlock", "build_blocks", "shape_input"]
+__all__ = [
+    "Block",
+    "FlattenBlock",
+    "LoihiLayer",
+    "PoolBlock",
+    "SynapticBlock",
+    "build_blocks",
+    "shape_input",
+]

@@ -37,6 +37,19 @@ class TimeDistributed(nn.Module):
         y = self.module(x.reshape(steps * batch, *x.shape[2:]))
         return y.reshape(steps, batch, *y.shape[1:])
 
+    def with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with ``weight`` in place of the module's own (e.g. the weight Loihi holds)."""
+        steps, batch = x.shape[:2]
+        flat = x.reshape(steps * batch, *x.shape[2:])
+        module = self.module
+        if isinstance(module, nn.Linear):
+            y = functional.linear(flat, weight)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            y = module._conv_forward(flat, weight, None)
+        else:
+            raise TypeError(f"{type(module).__name__} has no weight to replace")
+        return y.reshape(steps, batch, *y.shape[1:])
+
 
 class Dense(TimeDistributed):
     """All-to-all synapses without bias: ``[T, B, in_features]`` -> ``[T, B, out_features]``.

@@ -29,10 +29,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from toolchain.errors import QuantizationError
-from toolchain.snn.dynamics import CURRENT_DECAY_OFFSET, DECAY_UNITY, THRESHOLD_SHIFT
+from toolchain.snn.dynamics import (
+    ACTIVATION_SHIFT,
+    CURRENT_DECAY_OFFSET,
+    DECAY_UNITY,
+    STATE_LIMIT,
+    STATE_SCALE,
+    THRESHOLD_SHIFT,
+    current_may_wrap,
+)
 
 #: a float weight of 1.0 is this integer (lava-dl slayer's ``w_scale``)
 WEIGHT_SCALE = 64
@@ -47,6 +56,17 @@ VTH_MANT_FILE_MAX = 2**18 - 1
 #: graded input payload bits and the first synapse's matching right shift
 INPUT_PAYLOAD_MAX = 255
 INPUT_SHIFT = 8
+#: the bias mantissa register (signed 13 bits)
+BIAS_MANT_BITS = 13
+BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
+BIAS_MANT_MIN = -(2 ** (BIAS_MANT_BITS - 1))
+#: the bias exponent of every exported neuron: lava-dl's netx sets ``bias_exp = 6`` for every
+#: neuron (``lava/lib/dl/netx/hdf5.py:158``), i.e. a bias on the ``1/64`` grid of the synaptic input
+BIAS_EXP = 6
+#: the largest power of two by which a layer is scaled onto the registers (see :func:`scale_exponent`)
+MAX_SCALE_EXP = 12
+#: the smallest: a layer whose (batch-norm folded) weights overflow the grid may be scaled down this far
+MIN_SCALE_EXP = -4
 
 
 @dataclass(frozen=True)
@@ -185,6 +205,109 @@ def synaptic_input_grid(current: torch.Tensor) -> torch.Tensor:
     """
     floored = torch.floor(current * WEIGHT_SCALE) / WEIGHT_SCALE
     return current + (floored - current).detach()
+
+
+def bias_grid(bias: torch.Tensor) -> torch.Tensor:
+    """A bias (units of the voltage) on the grid :func:`bias_registers` puts it on (``1/64``),
+    straight-through: what the chip adds every step."""
+    on_grid = torch.round(bias * (STATE_SCALE / 2**BIAS_EXP)) / (STATE_SCALE / 2**BIAS_EXP)
+    return bias + (on_grid - bias).detach()
+
+
+def bias_registers(bias: np.ndarray, layer: str) -> tuple[np.ndarray, int, float]:
+    """A float bias (units of the voltage, per neuron) as 13-bit mantissas and their exponent.
+
+    Loihi adds ``bias_mant << bias_exp`` to the voltage every step, in state units (a voltage of
+    1.0 is ``2^12``). The exponent is :data:`BIAS_EXP` (6): lava-dl's netx gives every neuron that
+    exponent, so the mantissas ``round(bias * 2^12 / 2^6) = round(bias * 64)`` (the ``1/64`` grid of
+    the synaptic input) load in netx as they are. Returns ``(bias_mant, bias_exp, max_abs_error)``,
+    the error in float units (at most ``1/128``); raises
+    :class:`~toolchain.errors.QuantizationError` naming ``layer`` when a mantissa does not fit the
+    signed 13-bit register (``|bias| > 4095 / 64``).
+    """
+    if not np.isfinite(bias).all():
+        raise QuantizationError(f"layer {layer!r}: the folded bias contains NaN or infinite values")
+    scaled = np.asarray(bias, dtype=np.float64) * STATE_SCALE
+    mant = np.round(scaled / 2.0**BIAS_EXP)
+    if mant.size == 0 or (mant.min() >= BIAS_MANT_MIN and mant.max() <= BIAS_MANT_MAX):
+        error = float(np.abs(mant * 2.0**BIAS_EXP - scaled).max(initial=0.0)) / STATE_SCALE
+        return mant.astype(np.int64), BIAS_EXP, error
+    largest = BIAS_MANT_MAX * 2**BIAS_EXP / STATE_SCALE
+    raise QuantizationError(
+        f"layer {layer!r}: the folded batch-norm bias spans [{bias.min():.4f}, {bias.max():.4f}], "
+        f"beyond Loihi's bias register (13-bit mantissa, bias_exp = {BIAS_EXP} as netx uses it: "
+        f"|bias| <= {largest:.2f})"
+    )
+
+
+@dataclass(frozen=True)
+class Population:
+    """What :func:`scale_exponent` needs of a layer's neurons (float parameters, model units)."""
+
+    current_decay: float
+    voltage_decay: float
+    threshold: float
+    spiking: bool = True
+
+
+def scale_exponent(
+    weight: torch.Tensor, bias: np.ndarray | None, population: Population, name: str, steps: int
+) -> int:
+    """The largest ``k`` in ``[MIN_SCALE_EXP, MAX_SCALE_EXP]`` at which the layer scaled by 2^k fits.
+
+    Scaling a layer's weights, bias and threshold by the same positive factor leaves its spikes
+    unchanged (the CUBA dynamics are linear in ``u``, ``v``, input, bias and threshold, and the
+    reset is to zero), so the float model is the same; on Loihi's fixed grid the weights' relative
+    rounding error shrinks by ``2^k``. ``k`` is the largest at which every weight stays on the
+    8-bit grid, the threshold in its 17-bit register, the bias in its registers, and the current
+    cannot wrap even if every input fires with the largest weight sum of any neuron (for a potential
+    readout, which never fires, the voltage summed over the ``steps`` cannot saturate:
+    :func:`may_overflow`). A negative ``k`` (the layer scaled down) only when the layer does not fit
+    as it is, e.g. batch norm folded into weights beyond the grid's ``[-4, 3.97]``; 0 when nothing
+    fits (the export then refuses the layer, naming it).
+
+    The exporter scales a float layer by this rule, and fixed-point training of a layer with batch
+    norm computes with the same scaled registers (:func:`toolchain.snn.numerics.loihi_layer`).
+    """
+
+    def fitted(k: int) -> torch.Tensor | None:
+        """The integer weights at scale ``2^k``, or None if a register cannot hold the layer."""
+        factor = 2.0**k
+        try:
+            if population.spiking:
+                neuron_registers(
+                    population.current_decay, population.voltage_decay, population.threshold * factor
+                )
+            w_int = weights_to_int(weight * factor, name)
+            if bias is not None:
+                bias_registers(bias * factor, name)
+        except QuantizationError:
+            return None
+        return w_int
+
+    for k in range(MAX_SCALE_EXP, 0, -1):
+        w_int = fitted(k)
+        if w_int is not None and not may_overflow(w_int, population, steps):
+            return k
+    if fitted(0) is not None:
+        return 0
+    for k in range(-1, MIN_SCALE_EXP - 1, -1):  # the layer does not fit as it is: scale it down
+        if fitted(k) is not None:
+            return k
+    return 0
+
+
+def may_overflow(w_int: torch.Tensor, population: Population, steps: int) -> bool:
+    """Whether a 24-bit state register could leave its range with integer weights ``w_int``: the
+    current of a spiking population, every input firing with the largest weight sum of any neuron
+    (:func:`toolchain.snn.dynamics.current_may_wrap`; a graded payload is at most 255/256 of a
+    spike), or the voltage of a potential readout, which integrates every step's input:
+    ``steps * sum |w_int| << 6 / current_decay >= 2^23``."""
+    fan_in_sum = int(w_int.abs().flatten(1).sum(dim=1).max())
+    if population.spiking:
+        i_decay = round(population.current_decay * DECAY_UNITY)
+        return current_may_wrap(fan_in_sum, i_decay - CURRENT_DECAY_OFFSET)
+    return steps * fan_in_sum * 2**ACTIVATION_SHIFT / max(population.current_decay, 1e-12) >= STATE_LIMIT
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

@@ -69,11 +69,17 @@ class CubaLIF(nn.Module):
         self.voltage_decay = registers.voltage_decay
         self.threshold = registers.threshold
 
-    def forward(self, current: torch.Tensor) -> torch.Tensor:
+    def forward(self, current: torch.Tensor, registers: CubaRegisters | None = None) -> torch.Tensor:
+        """Spikes ``[T, B, ...]`` (a potential readout: voltages) for the input ``current``.
+
+        ``registers`` replace the population's own for this call (fixed-point arithmetic with the
+        registers of a rescaled layer, :meth:`toolchain.snn.blocks.SynapticBlock.loihi_layer`).
+        """
         current = delay(current, self.delay_steps)
+        regs = registers if registers is not None else self.registers
         if not self.spiking:
-            return self.potentials(current)
-        if self.registers is None and isinstance(self.spike_fn, SurrogateSpike):
+            return self.potentials(current, regs)
+        if regs is None and isinstance(self.spike_fn, SurrogateSpike):
             return cuba_sequence(
                 current,
                 self.current_decay,
@@ -83,7 +89,7 @@ class CubaLIF(nn.Module):
                 self.spike_fn.scale,
                 self.reset,
             )
-        if self.registers is None:
+        if regs is None:
             return cuba_float_sequence(
                 current,
                 self.current_decay,
@@ -92,7 +98,6 @@ class CubaLIF(nn.Module):
                 spike_fn=self.spike_fn,
                 reset=self.reset,
             )
-        regs = self.registers
         state = CubaState.zeros_like(current[0])
         spikes = []
         for x_t in synaptic_input_grid(current):
@@ -102,16 +107,17 @@ class CubaLIF(nn.Module):
             spikes.append(s_t)
         return torch.stack(spikes)
 
-    def potentials(self, current: torch.Tensor) -> torch.Tensor:
-        """The voltage ``[T, B, ...]`` after each step, without spikes (already delayed ``current``)."""
+    def potentials(self, current: torch.Tensor, registers: CubaRegisters | None = None) -> torch.Tensor:
+        """The voltage ``[T, B, ...]`` after each step, without spikes (already delayed ``current``),
+        in float or with ``registers`` (default: the population's own, if any) in fixed point."""
         state = CubaState.zeros_like(current[0])
         voltages = []
-        if self.registers is None:
+        regs = registers if registers is not None else self.registers
+        if regs is None:
             for x_t in current:
                 state = cuba_subthreshold(state, x_t, self.current_decay, self.voltage_decay)
                 voltages.append(state.v)
         else:
-            regs = self.registers
             for x_t in synaptic_input_grid(current):
                 state = cuba_subthreshold_quantized(state, x_t, regs.du_lava, regs.v_decay)
                 voltages.append(state.v)

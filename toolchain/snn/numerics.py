@@ -2,7 +2,10 @@
 
 In ``fixed_point`` mode :func:`apply_numerics` walks any network (whatever its architecture) and
 gives every CUBA population Loihi's registers (decays x 4096, threshold x 64), puts every dense/conv
-weight on Loihi's 8-bit grid through a parametrization (straight-through), quantizes analog
+weight on Loihi's 8-bit grid through a parametrization (straight-through), or, in a layer with batch
+norm, computes as the exporter will hold it (batch norm folded with its running statistics, the layer
+scaled by a power of two, weights and bias on their grids:
+:meth:`toolchain.snn.blocks.SynapticBlock.loihi_layer`), quantizes analog
 (``direct``) input to 8-bit graded spikes, and switches the network to float64 so that every
 integer of Lava's arithmetic is exact (float32 holds integers exactly only below 2^24, which a
 784-input graded sum can exceed). It returns what rounding changed, for ``metrics.json`` and the
@@ -17,6 +20,7 @@ from torch.nn.utils import parametrize
 
 from toolchain.config import NeuronConfig
 from toolchain.errors import QuantizationError, RecipeError
+from toolchain.snn.blocks import SynapticBlock
 from toolchain.snn.loihi import (
     RoundingReport,
     graded_input,
@@ -58,8 +62,13 @@ def apply_numerics(model: nn.Module, neuron: NeuronConfig, encoding_scheme: str)
             if population.spiking
             else readout_registers(population.current_decay, population.voltage_decay)
         )
+    folded: set[nn.Module] = set()
+    for block in model.modules():
+        if isinstance(block, SynapticBlock) and block.norm is not None:
+            block.folded_fixed_point = True
+            folded.add(block.synapse.module)
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module not in folded:
             parametrize.register_parametrization(module, "weight", _WeightGrid())
     hook = _graded_input_hook if encoding_scheme in GRADED_ENCODINGS else _float64_input_hook
     model.register_forward_pre_hook(hook)

@@ -18,7 +18,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from toolchain.config import Recipe, load_recipe, save_recipe
+from toolchain.config import NeuronConfig, Recipe, load_recipe, save_recipe
 from toolchain.data import Dataset
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json
@@ -91,6 +91,8 @@ class TrainResult:
     #: the loss terms' weights (empty for the plain cross-entropy) and the teacher, if any
     loss_weights: dict[str, float] = field(default_factory=dict)
     teacher: TeacherInfo | None = None
+    #: with ``[train].fixed_point_epochs``: the float model's test figures before fine-tuning
+    float_evaluation: dict[str, float] | None = None
 
     def metrics(self, recipe: Recipe) -> dict[str, Any]:
         """The content of ``metrics.json``."""
@@ -99,6 +101,8 @@ class TrainResult:
             extra["loss_weights"] = self.loss_weights
         if self.teacher is not None:
             extra["teacher"] = asdict(self.teacher)
+        if self.float_evaluation is not None:
+            extra["float_model"] = self.float_evaluation
         return {
             "recipe": recipe.name,
             "dataset": recipe.data.dataset,
@@ -108,7 +112,7 @@ class TrainResult:
             "layers": [asdict(layer) for layer in self.evaluation.layers],
             "epochs": [_epoch_dict(record) for record in self.history],
             "processes": self.processes,
-            "numeric": recipe.neuron.numeric,
+            "numeric": recipe.trained_numeric,
             "quantization": [report.to_dict() for report in self.rounding],
             **extra,
         }
@@ -172,14 +176,19 @@ def fit(
         rounding = apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
     else:  # another training method's network (TTFS), trained by the same loop
         model, rounding = model_builder(recipe, input_shape, dataset.num_classes), []
+    fine_tune_epochs = cfg.fixed_point_epochs if model_builder is None else 0
+    fixed = bool(state is not None and state.get("fixed_point"))
+    if fixed:  # the checkpoint was written while fine-tuning in fixed point
+        rounding = apply_numerics(model, trained_neuron(recipe), recipe.encoding.scheme)
     model = model.to(device)
     optimizer = _optimizer(model, recipe)
     history: list[EpochRecord] = []
+    float_evaluation = state.get("float_evaluation") if state is not None else None
     if state is not None and out is not None:
         with agreed(distributed, "while restoring the checkpoint"):
             history = _restore(out / CHECKPOINT_FILE, state, model, optimizer)
         if main:
-            _log(f"resuming {out} after epoch {len(history)} of {cfg.epochs}")
+            _log(f"resuming {out} after epoch {len(history)} of {cfg.epochs + fine_tune_epochs}")
             before = state.get("processes", 1)
             if before != world_size(distributed):
                 _log(
@@ -199,16 +208,43 @@ def fit(
         )
     net = _data_parallel(model, distributed)
 
-    for epoch in range(len(history) + 1, cfg.epochs + 1):
-        set_learning_rate(optimizer, epoch_learning_rate(cfg.learning_rate, cfg.schedule, epoch, cfg.epochs))
+    for epoch in range(len(history) + 1, cfg.epochs + fine_tune_epochs + 1):
+        if epoch > cfg.epochs and not fixed:  # float training is over: fine-tune in fixed point
+            broadcast_buffers(model, distributed)
+            before = evaluate(
+                model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
+            )
+            float_evaluation = {
+                "test_accuracy": before.accuracy,
+                "spikes_per_sample": before.spikes_per_sample,
+            }
+            rounding = apply_numerics(model, trained_neuron(recipe), recipe.encoding.scheme)
+            model = model.to(device)
+            optimizer = _optimizer(model, recipe)
+            net = _data_parallel(model, distributed)
+            fixed = True
+            if main:
+                _log(
+                    f"float model: test accuracy {before.accuracy:.4f}, spikes/sample "
+                    f"{before.spikes_per_sample:.1f}; fine-tuning {fine_tune_epochs} epoch(s) on Loihi's "
+                    "fixed point (batch norm folded, every layer on the registers its export writes)"
+                )
+        if fixed:
+            rate = epoch_learning_rate(
+                cfg.fixed_point_learning_rate, cfg.schedule, epoch - cfg.epochs, fine_tune_epochs
+            )
+        else:
+            rate = epoch_learning_rate(cfg.learning_rate, cfg.schedule, epoch, cfg.epochs)
+        set_learning_rate(optimizer, rate)
         record = _train_epoch(
             net, optimizer, recipe, dataset, epoch, device, progress and main, distributed, objective
         )
         history.append(record)
         if main:
             terms = "".join(f", {name} {value:.4f}" for name, value in record.loss_terms.items())
+            phase = " (fixed point)" if fixed else ""
             _log(
-                f"epoch {epoch}/{cfg.epochs}: loss {record.loss:.4f}{terms}, "
+                f"epoch {epoch}/{cfg.epochs + fine_tune_epochs}{phase}: loss {record.loss:.4f}{terms}, "
                 f"train accuracy {record.train_accuracy:.4f}, "
                 f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
             )
@@ -221,6 +257,8 @@ def fit(
                         "optimizer": optimizer.state_dict(),
                         "history": [asdict(r) for r in history],
                         "processes": world_size(distributed),
+                        "fixed_point": fixed,
+                        "float_evaluation": float_evaluation,
                     },
                 )
 
@@ -229,6 +267,7 @@ def fit(
         model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
     )
     result = TrainResult(model, evaluation, history, out, world_size(distributed), rounding)
+    result.float_evaluation = float_evaluation
     if objective is not None:
         result.loss_weights = objective.weights()
     result.teacher = teacher
@@ -309,9 +348,14 @@ def load_trained(
         raise ToolchainError(f"{run}: {refusal_message(recipe, 'rebuilding it as a CUBA SNN')}")
     input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
     model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
-    apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
+    apply_numerics(model, trained_neuron(recipe), recipe.encoding.scheme)
     load_model_weights(model, run / MODEL_FILE, f"not a model of recipe {recipe.name!r}")
     return recipe, model
+
+
+def trained_neuron(recipe: Recipe) -> NeuronConfig:
+    """``[neuron]`` with the numeric mode of the trained model (:attr:`Recipe.trained_numeric`)."""
+    return replace(recipe.neuron, numeric=recipe.trained_numeric)
 
 
 def load_model_weights(model: nn.Module, path: Path, problem: str) -> None:
