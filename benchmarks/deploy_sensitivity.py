@@ -13,7 +13,9 @@ whole test split:
   (``--jitter-draws`` draws), a perturbation no smaller than what 8-bit input already applies.
 
 Each row gives the accuracy and the agreement (the share of test samples whose predicted class is
-the float model's). Usage, from the repository root::
+the float model's). Above the table: the dataset's description (its scaling, and how many values it
+clipped) and how much of [0, 1] the input uses (each feature channel's standard deviation over the
+test split, smallest and largest). Usage, from the repository root::
 
     .venv/bin/python benchmarks/deploy_sensitivity.py runs/paper/gsc-paper/sweep/runs/baseline-seed0 \\
         runs/paper/gsc-paper/sweep/runs/baseline-seed1 --data-dir DATA --out runs/deploy-sensitivity
@@ -93,8 +95,11 @@ def sensitivity(run_dir: Path, data_dir: str | None, jitter_draws: int, seed: in
         predicted = predict(float_model, (x + noise).clamp(0, 1), steps)
         jitter.append(((predicted == y).mean(), (predicted == base).mean()))
     accuracies = [float(a) for a, _ in jitter]
+    channel_std = x.transpose(0, 1).reshape(x.shape[1], -1).std(dim=1, correction=0)
     return {
         "run": str(run_dir),
+        "dataset": run.dataset.source,
+        "input_channel_std": [float(channel_std.min()), float(channel_std.max())],
         "test_samples": len(y),
         "rows": rows,
         "jitter": {
@@ -112,7 +117,14 @@ def sensitivity(run_dir: Path, data_dir: str | None, jitter_draws: int, seed: in
 def markdown(results: list[dict]) -> str:
     lines = []
     for result in results:
+        low, high = result["input_channel_std"]
         lines += [f"### {result['run']} ({result['test_samples']} test samples)", ""]
+        lines += [
+            f"data: {result['dataset']}",
+            "",
+            f"input: per-channel standard deviation over the test split {low:.3f} to {high:.3f} of [0, 1]",
+            "",
+        ]
         lines += ["| step | accuracy | agreement with the float model |", "|---|---|---|"]
         lines += [f"| {r['step']} | {r['accuracy']:.4f} | {r['agreement']:.4f} |" for r in result["rows"]]
         j = result["jitter"]

@@ -296,17 +296,7 @@ def minmax_scale(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     test values can be) are clipped and counted in the report. Raises :class:`DataError` when the
     train split is empty or a channel is constant over it.
     """
-    if len(train) == 0:
-        raise DataError("[data.options].normalize = 'minmax': the train split is empty (no statistics)")
-    low = np.asarray(train, dtype=np.float64).min(axis=(0, 2))
-    high = np.asarray(train, dtype=np.float64).max(axis=(0, 2))
-    flat = np.flatnonzero(high <= low)
-    if len(flat):
-        raise DataError(
-            f"[data.options].normalize = 'minmax': feature channel {int(flat[0])} is constant "
-            f"({low[flat[0]]:g}) over the train split; its scaling is undefined (use normalize = 'none')"
-        )
-
+    _, low, high = _train_channels(train, "[data.options].normalize = 'minmax'")
     return _scale_into_unit(train, test, low, high, "minmax per feature channel from the train split")
 
 
@@ -316,23 +306,30 @@ def standard_scale(
     """Map each feature channel's train mean +- ``sigmas`` standard deviations onto [0, 1].
 
     Min-max scaling spends most of the 8-bit input range on a few extreme values (MFCCs: a channel's
-    standard deviation is then 0.07 to 0.2 of [0, 1]); this scaling gives it ``1 / (2 * sigmas)``.
+    standard deviation is then 0.06 to 0.2 of [0, 1]); this scaling gives it ``1 / (2 * sigmas)``.
     Values beyond the band, in either split, are clipped and counted in the report. Raises
     :class:`DataError` when the train split is empty or a channel is constant over it.
     """
-    what = f"[data.options].normalize = 'standard' (clip_sigmas = {sigmas:g})"
+    values, _, _ = _train_channels(train, f"[data.options].normalize = 'standard' (clip_sigmas = {sigmas:g})")
+    mean, std = values.mean(axis=(0, 2)), values.std(axis=(0, 2))
+    method = f"mean +- {sigmas:g} standard deviations per feature channel (train split) onto [0, 1]"
+    return _scale_into_unit(train, test, mean - sigmas * std, mean + sigmas * std, method)
+
+
+def _train_channels(train: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train split as float64 and each channel's minimum and maximum; a :class:`DataError`
+    starting with ``what`` when the split is empty or a channel is constant over it (no scaling)."""
     if len(train) == 0:
         raise DataError(f"{what}: the train split is empty (no statistics)")
     values = np.asarray(train, dtype=np.float64)
-    mean, std = values.mean(axis=(0, 2)), values.std(axis=(0, 2))
-    flat = np.flatnonzero(std <= 0)
+    low, high = values.min(axis=(0, 2)), values.max(axis=(0, 2))
+    flat = np.flatnonzero(high <= low)
     if len(flat):
         raise DataError(
-            f"{what}: feature channel {int(flat[0])} is constant ({mean[flat[0]]:g}) over the train "
-            "split; its scaling is undefined (use normalize = 'none')"
+            f"{what}: feature channel {int(flat[0])} is constant ({low[flat[0]]:g}) over the train split; "
+            "its scaling is undefined (use normalize = 'none')"
         )
-    method = f"mean +- {sigmas:g} standard deviations per feature channel (train split) onto [0, 1]"
-    return _scale_into_unit(train, test, mean - sigmas * std, mean + sigmas * std, method)
+    return values, low, high
 
 
 def _scale_into_unit(

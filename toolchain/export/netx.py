@@ -50,13 +50,11 @@ from toolchain import ir
 from toolchain.errors import FormatError, QuantizationError, ToolchainError
 from toolchain.export.lower import lower_pooling
 from toolchain.io import atomic_write
-from toolchain.snn.loihi import INPUT_SHIFT
+from toolchain.snn.loihi import BIAS_EXP, INPUT_SHIFT
 
 FORMAT_VERSION = 1
 #: the group netx ignores, holding what netx has no field for
 SIDECAR = "toolchain"
-#: netx fixes every neuron's bias exponent (``lava/lib/dl/netx/hdf5.py:158``)
-NETX_BIAS_EXP = 6
 #: payload bits of graded input (``hdf5.Network(input_message_bits=8)``)
 GRADED_MESSAGE_BITS = 8
 #: the neuron netx builds for a dense layer without a ``neuron`` group: a non-leaky integrator that
@@ -238,17 +236,17 @@ def _netx_bias(layer: ir.SynapticLayer) -> np.ndarray | None:
     exp = neurons.bias_exp
     # Lava's scale_bias: bias_mant << bias_exp (an arithmetic right shift below 0)
     effective = neurons.bias_mant << exp if exp >= 0 else neurons.bias_mant >> -exp
-    mant, rest = np.divmod(effective, 2**NETX_BIAS_EXP)
+    mant, rest = np.divmod(effective, 2**BIAS_EXP)
     if rest.any():
         raise QuantizationError(
             f"layer {layer.name!r}: bias_mant << bias_exp (bias_exp = {exp}) is not a multiple of "
-            f"2^{NETX_BIAS_EXP} for {int((rest != 0).sum())} neurons: netx fixes bias_exp = {NETX_BIAS_EXP} "
+            f"2^{BIAS_EXP} for {int((rest != 0).sum())} neurons: netx fixes bias_exp = {BIAS_EXP} "
             "(lava/lib/dl/netx/hdf5.py:158); quantize the bias with bias_exp >= 6 for netx"
         )
     if mant.min() < ir.BIAS_MANT_MIN or mant.max() > ir.BIAS_MANT_MAX:
         raise QuantizationError(
             f"layer {layer.name!r}: the bias needs mantissas in [{mant.min()}, {mant.max()}] with netx's "
-            f"bias_exp = {NETX_BIAS_EXP}, beyond the 13-bit register [{ir.BIAS_MANT_MIN}, {ir.BIAS_MANT_MAX}]"
+            f"bias_exp = {BIAS_EXP}, beyond the 13-bit register [{ir.BIAS_MANT_MIN}, {ir.BIAS_MANT_MAX}]"
         )
     return mant.astype(np.int16)
 
@@ -700,7 +698,7 @@ class _Reader:
         if "neuron" not in group and self.string(group, "type", where) == "dense":
             # netx's non-leaky integrator for a dense layer without neurons (hdf5.py:348-357)
             return self.guard(
-                where, lambda: ir.CubaNeurons(**NEURONLESS_DENSE, bias_mant=bias, bias_exp=NETX_BIAS_EXP)
+                where, lambda: ir.CubaNeurons(**NEURONLESS_DENSE, bias_mant=bias, bias_exp=BIAS_EXP)
             )
         where = f"{where}/neuron"
         neuron = self.child(group, "neuron", where.rsplit("/", 1)[0], h5py.Group)
@@ -719,7 +717,7 @@ class _Reader:
                 v_decay=values["vDecay"],
                 vth_mant=values["vThMant"],
                 bias_mant=bias,
-                bias_exp=NETX_BIAS_EXP,
+                bias_exp=BIAS_EXP,
                 ref_delay=ref_delay,
                 graded_spike=bool(graded),
             ),

@@ -37,7 +37,7 @@ import torch
 from toolchain import ir
 from toolchain.config import Recipe
 from toolchain.errors import QuantizationError, UnsupportedDynamicsError
-from toolchain.snn.blocks import FlattenBlock, LoihiLayer, PoolBlock, SynapticBlock
+from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock
 from toolchain.snn.dynamics import DECAY_UNITY
 from toolchain.snn.loihi import (
     INPUT_SHIFT,
@@ -319,12 +319,11 @@ def _synaptic_layer(
     if channel_bias is not None:
         spatial = len(block.out_shape) - 1
         per_neuron = np.broadcast_to(channel_bias.reshape(-1, *([1] * spatial)), block.out_shape).copy()
-    neurons = Population(
-        population.current_decay, population.voltage_decay, population.threshold, population.spiking
-    )
+    neurons = Population.of(population)
     if folded_in_training:
         scale_exp = loihi.scale_exp
-        registers, neuron_report, changed = loihi.registers, _rounding(population, recipe, loihi), False
+        registers, changed = loihi.registers, False
+        neuron_report = _rounding(population, recipe, registers, 2.0**scale_exp)
     else:
         scale = scale and not fixed
         scale_exp = scale_exponent(weight, per_neuron, neurons, name, steps) if scale else 0
@@ -400,10 +399,12 @@ def _synaptic_layer(
     return layer, report, notes
 
 
-def _rounding(population: CubaLIF, recipe: Recipe, loihi: LoihiLayer) -> list[RoundingReport]:
-    """The recipe's neuron parameters against the registers of a layer that fixed-point training
-    folded and scaled by ``2^scale_exp`` (the threshold back in the model's units)."""
-    regs, factor = loihi.registers, 2.0**loihi.scale_exp
+def _rounding(
+    population: CubaLIF, recipe: Recipe, regs: CubaRegisters, factor: float = 1.0
+) -> list[RoundingReport]:
+    """What the registers ``regs`` a model computes with hold against the float parameters: a
+    potential readout's own decays, or the recipe's decays and threshold (the registers' threshold
+    divided by ``factor``, the layer's scale, back in the model's units)."""
     if not population.spiking:
         return [
             RoundingReport("current_decay", population.current_decay, regs.current_decay),
@@ -428,20 +429,10 @@ def _registers(
     """
     if not population.spiking:  # a potential readout: its own decays, a threshold no voltage reaches
         regs = population.registers or readout_registers(population.current_decay, population.voltage_decay)
-        report = [
-            RoundingReport("current_decay", population.current_decay, regs.current_decay),
-            RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
-        ]
+        report = _rounding(population, recipe, regs)
         return regs, report, population.registers is None and any(item.abs_error > 0 for item in report)
     if population.registers is not None:
-        regs = population.registers
-        asked = recipe.neuron
-        report = [
-            RoundingReport("current_decay", asked.current_decay, regs.current_decay),
-            RoundingReport("voltage_decay", asked.voltage_decay, regs.voltage_decay),
-            RoundingReport("threshold", asked.threshold, regs.threshold),
-        ]
-        return regs, report, False
+        return population.registers, _rounding(population, recipe, population.registers), False
     try:
         regs, _ = neuron_registers(
             population.current_decay, population.voltage_decay, population.threshold * factor

@@ -157,11 +157,10 @@ class SynapticBlock(Block):
             kind = type(population).__name__
             raise TypeError(f"layer {self.name!r}: {kind} neurons have no Loihi registers")
         weight, bias = (self.weight, None) if self.norm is None else fold_batchnorm(self.weight, self.norm)
-        neurons = Population(
-            population.current_decay, population.voltage_decay, population.threshold, population.spiking
-        )
         bias_values = None if bias is None else bias.detach().double().cpu().numpy()
-        k = scale_exponent(weight.detach().double().cpu(), bias_values, neurons, self.name, steps)
+        k = scale_exponent(
+            weight.detach().double().cpu(), bias_values, Population.of(population), self.name, steps
+        )
         factor = 2.0**k
         decays = (population.current_decay, population.voltage_decay)
         registers = (

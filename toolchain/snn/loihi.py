@@ -28,6 +28,7 @@ slayer (``w_scale = 64``, ``p_scale = 4096``) and Lava's bit-accurate process mo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,6 +249,13 @@ class Population:
     voltage_decay: float
     threshold: float
     spiking: bool = True
+
+    @classmethod
+    def of(cls, population: Any) -> Population:
+        """The parameters of a CUBA population (:class:`toolchain.snn.neurons.CubaLIF`)."""
+        return cls(
+            population.current_decay, population.voltage_decay, population.threshold, population.spiking
+        )
 
 
 def scale_exponent(
