@@ -127,3 +127,16 @@ def test_train_writes_the_run_folder_and_json(tmp_path):
     assert len(metrics["epochs"]) == 2
     assert json.loads(report.read_text())["test_accuracy"] == metrics["test_accuracy"]
     assert "test accuracy" in result.stdout
+
+
+def test_an_error_line_is_capped_and_the_whole_text_is_available(monkeypatch):
+    from toolchain.cli import ERROR_LINE_LIMIT, error_line
+    from toolchain.errors import ToolchainError
+
+    huge = ToolchainError("values " + ", ".join(str(i) for i in range(200_000)))
+    line = error_line(huge)
+    assert len(line) < ERROR_LINE_LIMIT + 200 and "\n" not in line
+    assert "more characters; TOOLCHAIN_FULL_ERRORS=1 prints them" in line
+    monkeypatch.setenv("TOOLCHAIN_FULL_ERRORS", "1")
+    assert error_line(huge).endswith("199999")
+    assert error_line(ToolchainError("a\nb")) == "toolchain: error: a b"

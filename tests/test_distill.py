@@ -230,3 +230,49 @@ def test_ddp_scales_every_loss_term_like_the_cross_entropy(tmp_path, digits):
     state = torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)
     for key, tensor in single.model.state_dict().items():
         assert float((state[key] - tensor).abs().max()) < 1e-4, key  # measured: 4.3e-6
+
+
+def _onnx_model(path, input_type, output_shape):
+    """A one-node ONNX model: input x [N, 64] of ``input_type``, output y of ``output_shape``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", input_type, ["N", 64])
+    y = helper.make_tensor_value_info("y", input_type, output_shape)
+    if output_shape == [10]:  # rank 1: the mean over the batch of the first 10 features
+        nodes = [
+            helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["s"]),
+            helper.make_node("ReduceMean", ["s"], ["y"], axes=[0], keepdims=0),
+        ]
+        inits = [
+            helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("ends", TensorProto.INT64, [1], [10]),
+            helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        ]
+    else:
+        nodes = [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"])]
+        inits = [
+            helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("ends", TensorProto.INT64, [1], [10]),
+            helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        ]
+    graph = helper.make_graph(nodes, "t", [x], [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_teachers_of_other_input_types_and_output_ranks(tmp_path, digits):
+    from onnx import TensorProto
+
+    double = _onnx_model(tmp_path / "double.onnx", TensorProto.DOUBLE, ["N", 10])
+    teacher = onnx_teacher(double, digits.sample_shape, digits.num_classes)  # float64 input is fed as such
+    x = torch.from_numpy(digits.test.x[:4].astype(np.float32))
+    torch.testing.assert_close(teacher(x), x[:, :10])
+    rank1 = _onnx_model(tmp_path / "rank1.onnx", TensorProto.FLOAT, [10])
+    with pytest.raises(TeacherError, match=r"rank1\.onnx: the ONNX teacher's output .* expected \(1, 10\)"):
+        onnx_teacher(rank1, digits.sample_shape, digits.num_classes)
+    ints = _onnx_model(tmp_path / "ints.onnx", TensorProto.INT32, ["N", 10])
+    with pytest.raises(TeacherError, match=r"ints\.onnx: input 'x' is of type tensor\(int32\)"):
+        onnx_teacher(ints, digits.sample_shape, digits.num_classes)

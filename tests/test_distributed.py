@@ -28,7 +28,7 @@ from toolchain.train.distributed import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_FILES = {"checkpoint.pt", "metrics.json", "model.pt", "recipe.toml"}
+RUN_FILES = {"checkpoint.pt", "metrics.json", "model.pt", "recipe.toml", "run.json", ".lock", "history.csv"}
 
 
 def torchrun(*args: str, nproc: int = 2, **extra_env: str) -> subprocess.CompletedProcess:

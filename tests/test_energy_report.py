@@ -219,3 +219,15 @@ def test_energy_of_a_run_folder_simulates_its_test_samples(tmp_path, capsys):
     assert data["activity_source"] == "reference" and data["samples"] == 12
     assert data["workload"]["effective_macs"] > 0  # direct (graded) input: the first layer's ops are MACs
     assert data["energy_per_inference_j"] > 0 and "run on loihi:" in out
+
+
+def test_a_report_replaces_the_previous_report_of_its_folder(tmp_path):
+    loihi = load_target("loihi")
+    old = write_report([estimate(toy_network(), toy_activity(), loihi, label="run-before")], tmp_path)
+    (tmp_path / "energy.json").write_text('{"label": "old"}')  # what `toolchain run` writes beside it
+    (tmp_path / "notes.txt").write_text("the user's")
+    new = write_report([estimate(toy_network(), sparse_activity(), loihi, label="run-after")], tmp_path)
+    assert not (tmp_path / "energy.json").exists()
+    assert "run-before" not in new["report.md"].read_text() and "run-after" in new["report.md"].read_text()
+    assert (tmp_path / "notes.txt").is_file()
+    assert set(old) == set(new)

@@ -203,6 +203,9 @@ def test_incomplete_or_broken_run_folders_are_named(float_run, tmp_path, capsys)
     broken = tmp_path / "broken"
     shutil.copytree(float_run, broken)
     (broken / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(RunError, match=r"broken/model.pt: changed since the run finished"):
+        load_run(broken)  # the run's manifest names other weights
+    (broken / "run.json").unlink()  # a folder of an older toolchain: the weights themselves are refused
     with pytest.raises(RunError, match=r"broken/model.pt: not a model of recipe 'digits-demo'"):
         load_run(broken)
     (broken / "model.pt").unlink()

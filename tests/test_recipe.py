@@ -120,3 +120,9 @@ def test_set_assignments_are_toml_values_and_validated():
         parse_assignments(["epochs"])
     with pytest.raises(RecipeError, match=r"\[neuron\]\.numeric: expected one of 'float', 'fixed_point'"):
         with_overrides(recipe, **parse_assignments(["neuron.numeric=double"]))
+
+
+@pytest.mark.parametrize("name", ["x\x00y", "two\nlines", "", "   ", "n" * 201])
+def test_a_recipe_name_is_printable_text(name):
+    with pytest.raises(RecipeError, match="name: expected 1 to 200 printable characters"):
+        parse_recipe({"name": name})

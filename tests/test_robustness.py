@@ -46,7 +46,7 @@ from toolchain.data import cifar10 as cifar10_module
 from toolchain.data import gsc, load_dataset
 from toolchain.data import mnist as mnist_module
 from toolchain.data.archive import unpacked
-from toolchain.errors import ToolchainError
+from toolchain.errors import DataError, ToolchainError
 from toolchain.export.run_loader import load_run
 from toolchain.snn.models import build_model, network_input_shape
 
@@ -522,6 +522,7 @@ def test_checkpoint_replaced_is_refused(
     with pytest.raises(ToolchainError) as info:
         load_run(path.parent)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert "weights_only" not in str(info.value)  # never the advice to load a hostile file unsafely
     assert not (tmp_path / "pwned.txt").exists()
 
 
@@ -775,3 +776,50 @@ def test_ttfs_and_teacher_weights_refuse_bad_files(
             load()
         assert str(path) in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "pwned.txt").exists()
+
+
+# --- deeply nested text files: one line naming the file, never a RecursionError -----------------
+
+
+def test_deeply_nested_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    from toolchain.commands.energy import read_activity
+    from toolchain.energy.targets import parse_target_file
+    from toolchain.pipeline import _State
+
+    deep_toml = tmp_path / "target.toml"
+    deep_toml.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    deep_json = tmp_path / "activity.json"
+    deep_json.write_text("[" * 100_000 + "]" * 100_000)
+    deep_state = tmp_path / "pipeline.json"
+    deep_state.write_text('{"fingerprint": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    for path, read in (
+        (deep_toml, parse_target_file),
+        (deep_json, read_activity),
+        (deep_state, lambda p: _State.load(p, "f")),
+    ):
+        with pytest.raises(ToolchainError) as info:
+            read(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value), path
+
+
+def test_cifar10_array_declared_without_its_data_is_refused(tmp_path: Path) -> None:
+    """numpy's _reconstruct with a non-empty shape and no __setstate__ makes an array of
+    uninitialised memory: 1,000 images from a few hundred bytes. Refused; numpy's own pickles load."""
+    from toolchain.data.cifar10 import restricted_load
+
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+
+    class Hollow:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (reconstruct, (np.ndarray, (1000, 3072), b"B"))
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Hollow(), b"labels": [0] * 1000}, protocol=4))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(
+        DataError, match=r"refusing an array of shape \(1000, 3072\) declared without its data"
+    ):
+        restricted_load(path)
+    real = tmp_path / "real"
+    real.write_bytes(pickle.dumps({b"data": np.arange(12, dtype=np.uint8).reshape(3, 4)}, protocol=4))
+    np.testing.assert_array_equal(restricted_load(real)[b"data"], np.arange(12).reshape(3, 4))

@@ -119,3 +119,75 @@ def test_lava_conv_applies_its_weight_exponent():
         1,
         0,
     ]
+
+
+def _descendants(pid: int) -> set[int]:
+    """The pids of every living process below ``pid`` (read from /proc)."""
+    import os
+
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            continue
+    return alive
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_killing_a_lava_simulation_leaves_no_lava_process(tmp_path, signal_name):
+    """Lava forks an actor process per Lava process; killing the command kills them all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    table = {
+        "encoding": {"scheme": "direct", "time_steps": 5},
+        "model": {"architecture": "mlp", "hidden": [16]},
+        "neuron": {"numeric": "fixed_point"},
+    }
+    _, network = _network(table, (8,), 3, 0.5)
+    path = write_netx(network, tmp_path / "net.net")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((500, 8)).astype(np.float32))
+    command = [sys.executable, "-m", "toolchain", "simulate", str(path), "--backend", "lava"]
+    command += ["--input", str(tmp_path / "x.npy")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        seen |= _descendants(proc.pid)  # Lava's actors (a runtime per sample: they come and go)
+        time.sleep(0.05)
+    assert proc.poll() is None and len(seen) >= 3, proc.stderr.read() if proc.poll() is not None else seen
+    seen |= _descendants(proc.pid)
+    proc.send_signal(getattr(signal, signal_name))
+    _, err = proc.communicate(timeout=60)
+    if signal_name == "SIGTERM":  # stopped as Ctrl-C stops it: a line and exit code 130
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+    deadline = time.monotonic() + 10
+    while _alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(seen), f"Lava processes left running after {signal_name}: {sorted(_alive(seen))}"

@@ -118,3 +118,24 @@ def test_file_errors_exit_2_with_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"toolchain: error: {text}: not an HDF5 file")
+
+
+def test_lava_progress_says_the_time_left_and_warns_of_a_long_run():
+    import io
+
+    from toolchain.sim import lava_backend
+
+    clock = iter([0.0, 10.0, 20.0, 30.0])
+    out = io.StringIO()
+    progress = lava_backend.LavaProgress(30, stream=out, tty=False, clock=lambda: next(clock))  # t = 0
+    progress(1)  # 10 s per sample: 300 s for the run, more than LONG_LAVA_RUN_S
+    progress(2)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        "warning: Lava will take about 5 min for 30 samples (10.0 s each); "
+        "ask for fewer samples to finish sooner"
+    )
+    assert lines[1] == "lava: 1/30 samples, 10.00 s each, about 5 min left"
+    assert len(lines) == 2  # the next line after 10% of the samples or 30 s
+    progress(30)
+    assert out.getvalue().splitlines()[-1] == "lava: 30/30 samples, 1.00 s each, 30 s in all"

@@ -48,6 +48,9 @@ def test_divergence_is_a_clear_error(digits):
 def test_a_corrupt_model_file_is_named(tmp_path, digits):
     fit(_recipe(**{"train.epochs": 1}), digits, tmp_path, progress=False)
     (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ToolchainError, match=r"model\.pt: changed since the run finished"):
+        load_trained(tmp_path, digits.num_inputs, digits.num_classes)  # the manifest's hash
+    (tmp_path / "run.json").unlink()  # a folder of an older toolchain: the file itself is refused
     with pytest.raises(ToolchainError, match=r"model\.pt: not a model of recipe"):
         load_trained(tmp_path, digits.num_inputs, digits.num_classes)
 
@@ -100,3 +103,21 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_result(tmp_path):
     again = json.loads((killed / "metrics.json").read_text())
     assert again["test_accuracy"] == straight["test_accuracy"]
     assert [e["loss"] for e in again["epochs"]] == [e["loss"] for e in straight["epochs"]]
+
+
+def test_each_epoch_is_tested_and_written_to_history_csv(tmp_path, digits):
+    import csv
+    import json
+
+    result = fit(
+        _recipe(**{"train.epochs": 3, "train.test_every_epochs": 2}), digits, tmp_path, progress=False
+    )
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert rows[0]["test_accuracy"] == ""  # not an epoch to test
+    assert 0.1 < float(rows[1]["test_accuracy"]) <= 1.0
+    assert float(rows[2]["test_accuracy"]) == result.evaluation.accuracy  # the last: the final evaluation
+    assert {row["phase"] for row in rows} == {"float"}
+    assert float(rows[0]["learning_rate"]) == 0.002
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"][2]["test_accuracy"] == result.evaluation.accuracy

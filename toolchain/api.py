@@ -109,6 +109,7 @@ def fit(
     *,
     data_dir: PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``recipe``'s network (:func:`toolchain.train.fit`; a TTFS recipe: the TTFS trainer)
@@ -116,7 +117,9 @@ def fit(
 
     ``out_dir``: the run folder to write (``model.pt``, ``recipe.toml``, ``metrics.json``,
     checkpoints; what :func:`load_run` and ``toolchain export`` read); ``None`` writes nothing.
-    ``resume`` continues from ``out_dir``'s checkpoint; ``progress`` shows progress bars. Returns
+    A run folder holds one run (:mod:`toolchain.run_folder`): ``resume`` continues the run in
+    ``out_dir`` from its checkpoint (same recipe), ``overwrite`` replaces it; a folder that holds a
+    run is refused otherwise. ``progress`` shows progress bars. Returns
     the :class:`~toolchain.train.TrainResult` (``model``, ``evaluation.accuracy`` on the test split,
     ``history`` per epoch).
     """
@@ -127,10 +130,10 @@ def fit(
     if resolved.ttfs.enabled:
         from toolchain.train.ttfs import fit_ttfs
 
-        return fit_ttfs(resolved, data, out_dir, resume=resume, progress=progress)
+        return fit_ttfs(resolved, data, out_dir, resume=resume, overwrite=overwrite, progress=progress)
     from toolchain.train import fit as train
 
-    return train(resolved, data, out_dir, resume=resume, progress=progress)
+    return train(resolved, data, out_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def load_run(run_dir: PathLike, data_dir: PathLike | None = None) -> LoadedRun:
@@ -169,7 +172,8 @@ def quantize(
     from toolchain.config import Recipe
     from toolchain.export.quantize import quantize_model
     from toolchain.export.run_loader import LoadedRun
-    from toolchain.train.trainer import RECIPE_FILE, TrainResult
+    from toolchain.run_folder import RECIPE_FILE
+    from toolchain.train.trainer import TrainResult
 
     if isinstance(source, str | os.PathLike):
         source = load_run(source, data_dir)

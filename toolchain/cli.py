@@ -44,14 +44,69 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _interrupt_on_sigterm()
     try:
         return int(args.handler(args))
     except ToolchainError as exc:
-        print(f"toolchain: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("toolchain: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+#: characters of an error message printed (the rest on request: TOOLCHAIN_FULL_ERRORS=1)
+ERROR_LINE_LIMIT = 1000
+
+
+def error_line(exc: BaseException) -> str:
+    """``toolchain: error: MESSAGE`` on one line, cut at :data:`ERROR_LINE_LIMIT` characters
+    unless the environment sets ``TOOLCHAIN_FULL_ERRORS=1`` (a message quoting a huge value stays
+    readable)."""
+    import os
+
+    message = " ".join(str(exc).split("\n"))
+    if len(message) > ERROR_LINE_LIMIT and os.environ.get("TOOLCHAIN_FULL_ERRORS") != "1":
+        cut = len(message) - ERROR_LINE_LIMIT
+        message = (
+            f"{message[:ERROR_LINE_LIMIT]}... ({cut} more characters; TOOLCHAIN_FULL_ERRORS=1 prints them)"
+        )
+    return f"toolchain: error: {message}"
+
+
+#: seconds a command may take to clean up after Ctrl-C or SIGTERM before it exits regardless
+INTERRUPT_GRACE_S = 10.0
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (``kill``, a batch system's time limit) stops a command as Ctrl-C does: files being
+    written are discarded, Lava's runtime is asked to stop, and the exit code is 130, not a silent
+    death. Cleaning up may not take more than :data:`INTERRUPT_GRACE_S` (a Lava runtime whose
+    actors were interrupted can wait for ever); a second signal exits at once. Lava's processes die
+    with this one in any case (:func:`toolchain.lava_compat.install`)."""
+    import os
+    import signal
+    import threading
+
+    def leave() -> None:
+        print("toolchain: interrupted", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    def interrupt(signum: int, frame: object) -> None:
+        if getattr(interrupt, "fired", False):
+            leave()
+        interrupt.fired = True  # type: ignore[attr-defined]
+        # the KeyboardInterrupt may be lost (raised inside a fork hook, whose errors Python ignores)
+        # or its clean-up may hang: the watchdog ends the process then
+        watchdog = threading.Timer(INTERRUPT_GRACE_S, leave)
+        watchdog.daemon = True
+        watchdog.start()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored by the shell
+            signal.signal(signal.SIGINT, interrupt)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,6 +128,9 @@ class TrainConfig:
     #: whose export changes nothing. 0: none (the export quantizes the float model)
     fixed_point_epochs: int = bounded(0, ge=0)
     fixed_point_learning_rate: float = bounded(1e-4, gt=0, le=10)
+    #: evaluate on the test split every this many epochs (and after the last), for the printed
+    #: progress and ``history.csv``; reporting only, nothing is selected by it. 0: after the last only
+    test_every_epochs: int = bounded(1, ge=0)
 
 
 @dataclass
@@ -302,8 +305,11 @@ def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
             continue
         node = table
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise RecipeError(f"{dotted}: {where} is a value, not a table; set {where} itself")
         node[leaf] = value
     return parse_recipe(table, f"recipe {recipe.name!r} with overrides", recipe.name)
 
@@ -328,6 +334,11 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
 
 
 def _check_dataset(recipe: Recipe) -> None:
+    if not recipe.name.strip() or len(recipe.name) > 200 or not recipe.name.isprintable():
+        raise RecipeError(
+            f"name: expected 1 to 200 printable characters (no control characters such as NUL or a "
+            f"line break), got {recipe.name[:80]!r}"
+        )
     if recipe.train.fixed_point_epochs and recipe.neuron.numeric == "fixed_point":
         raise RecipeError(
             "[train].fixed_point_epochs: the model already trains in fixed point ([neuron].numeric = "

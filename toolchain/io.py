@@ -91,15 +91,29 @@ def load_torch(path: str | Path, problem: str = "not a readable weights file") -
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """``exc``'s message on one line for an error message (torch's are often paragraphs).
 
-    The line of a refused global of the weights-only unpickler when there is one, else the whole
-    message with its whitespace collapsed, cut at ``limit`` characters.
+    For a pickle torch's weights-only loader refused: what it refused, without torch's advice to
+    load the file with ``weights_only=False``; else the whole message with its whitespace
+    collapsed, cut at ``limit`` characters.
     """
     text = str(exc) or type(exc).__name__
-    for line in text.splitlines():
-        if "WeightsUnpickler error" in line:
-            return line.strip()
+    if text.startswith("Weights only load failed"):  # torch's safe loader refused the pickle
+        return _refused_pickle(text)
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _refused_pickle(text: str) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file unsafely
+    (which is wrong advice for a file that may be hostile)."""
+    reasons = [
+        line.strip()
+        for line in text.splitlines()[1:]
+        if line.strip()
+        and "weights_only" not in line
+        and not line.startswith(("Please file an issue", "Check the documentation"))
+    ]
+    detail = " ".join(reasons)[:200] or "an object that is not a tensor or a plain container"
+    return f"the file holds what a weights file never does, so it was not loaded: {detail}"
 
 
 def check_writable_dir(path: str | Path) -> Path:

@@ -89,6 +89,7 @@ import importlib.machinery
 import importlib.metadata
 import importlib.util
 import multiprocessing
+import os
 import re
 import sys
 import threading
@@ -366,19 +367,51 @@ class _LavaCompatFinder(importlib.abc.MetaPathFinder):
 
 _lock = threading.Lock()
 _finder: _LavaCompatFinder | None = None
+_fork_hook = False
+_forking_parent = 0  # the pid of the process about to fork (set in it, read in the child)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def install() -> None:
-    """Put the fixing finder first on :data:`sys.meta_path` (idempotent, thread-safe, imports no Lava).
+    """Put the fixing finder first on :data:`sys.meta_path` (idempotent, thread-safe, imports no Lava),
+    and make every process this one forks from now on die with it (:func:`_die_with_parent`).
 
     Call it before the first ``import lava...``; :func:`import_lava` and :func:`import_module` do.
     """
-    global _finder
+    global _finder, _fork_hook
     with _lock:
         if _finder is None:
             _finder = _LavaCompatFinder()
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
+        if not _fork_hook and sys.platform.startswith("linux"):
+            os.register_at_fork(before=_note_forking_parent, after_in_child=_die_with_parent)
+            _fork_hook = True
+
+
+def _note_forking_parent() -> None:
+    global _forking_parent
+    _forking_parent = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """In a forked child: ask the kernel for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``).
+
+    Lava's runtime forks an actor process per Lava process and a shared-memory manager; when the
+    toolchain process is killed (SIGKILL, SIGTERM, a crash), nothing of Python runs in it to stop
+    them, and they lived on for minutes holding hundreds of MB each. With this, the kernel kills
+    them. A child whose parent died before the request took effect exits at once.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the children outlive a killed parent, as before
+        return
+    if os.getppid() != _forking_parent:  # reparented already: the parent died before the request
+        os._exit(1)
 
 
 def installed() -> bool:

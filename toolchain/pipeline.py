@@ -17,7 +17,8 @@ The run folder, stage by stage::
     RUN/energy/report.md, report.html, *.png,      energy    (toolchain.energy on the recipe's target)
                energy.json
     RUN/pipeline.json                              what each stage produced; a stage found done
-                                                   there (same recipe, outputs present) is skipped
+                                                   there (same recipe, same weights, outputs
+                                                   present) is skipped
 
 An interrupted run resumes: finished stages are skipped and training continues from its last
 checkpoint. A stage that cannot run here (Lava not installed, a TTFS network that has no netx form)
@@ -38,6 +39,7 @@ from typing import Any
 from toolchain.config import Recipe
 from toolchain.errors import LavaUnavailableError, ToolchainError
 from toolchain.io import check_writable_dir, write_json
+from toolchain.run_folder import METRICS_FILE, MODEL_FILE, RECIPE_FILE, RunFolder, file_sha256
 
 STAGES: tuple[str, ...] = ("train", "export", "simulate", "lava", "energy")
 PIPELINE_FILE = "pipeline.json"
@@ -59,6 +61,7 @@ class RunOptions:
     sim_samples: int | None = None
     skip: tuple[str, ...] = ()
     progress: bool = True
+    overwrite: bool = False
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
     def __post_init__(self) -> None:
@@ -89,7 +92,7 @@ class _State:
             data = json.loads(path.read_text())
             stages = dict(data["stages"])
             previous = str(data["fingerprint"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise PipelineError(
                 f"{path}: unreadable pipeline state ({exc}); delete it to start over"
             ) from None
@@ -104,13 +107,15 @@ class _State:
     def run_dir(self) -> Path:
         return self.path.parent
 
-    def done(self, stage: str) -> dict[str, Any] | None:
-        """The stage's recorded result if it finished (or could not run here) and its outputs exist."""
+    def done(self, stage: str, weights_sha256: str | None) -> dict[str, Any] | None:
+        """The stage's recorded result if it finished (or could not run here) from the weights
+        ``weights_sha256`` (the run folder's now; ``None``: not known yet) and its outputs exist."""
         result = self.stages.get(stage)
         if (
             result is None
             or result.get("status") not in ("done", "skipped")
             or result.get("reason") == "--skip"
+            or (stage != "train" and result.get("weights_sha256") != weights_sha256)
         ):
             return None
         return result if all(self.file(p).exists() for p in result.get("outputs", [])) else None
@@ -150,16 +155,31 @@ def run_pipeline(recipe: Recipe, out: str | Path, options: RunOptions | None = N
     to ``RUN/summary.json``). Stages already done in ``out`` are skipped (see the module docstring)."""
     options = options or RunOptions()
     run_dir = check_writable_dir(out)
+    folder = RunFolder(run_dir)
+    with folder.lock():
+        if options.overwrite:
+            folder.remove_run()
+        return _run_stages(recipe, folder, options)
+
+
+def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[str, Any]:
+    run_dir = folder.path
     state = _State.load(run_dir / PIPELINE_FILE, recipe_fingerprint(recipe))
     log = options.log
     context: dict[str, Any] = {}
+    weights: str | None = None  # the trained weights' hash, once training is done
     for stage in STAGES:
-        previous = state.done(stage)
+        if stage != "train" and weights is None:
+            manifest = folder.check_finished()
+            weights = manifest.weights_sha256 if manifest is not None else _legacy_weights(folder)
+        previous = state.done(stage, weights)
         if previous is not None:
             log(f"[{stage}] done in an earlier run ({previous['status']}); skipped")
             continue
         if stage in options.skip:
-            state.record(stage, {"status": "skipped", "reason": "--skip", "outputs": []})
+            state.record(
+                stage, {"status": "skipped", "reason": "--skip", "outputs": [], "weights_sha256": weights}
+            )
             log(f"[{stage}] skipped (--skip)")
             continue
         log(f"[{stage}] ...")
@@ -172,12 +192,19 @@ def run_pipeline(recipe: Recipe, out: str | Path, options: RunOptions | None = N
         else:
             result = {"status": "done", **result}
         result["seconds"] = round(time.perf_counter() - start, 3)
+        if stage != "train":
+            result["weights_sha256"] = weights
         state.record(stage, result)
         if result["status"] == "done":
             log(f"[{stage}] done in {result['seconds']:.1f} s")
     summary = _summary(recipe, run_dir, state)
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _legacy_weights(folder: RunFolder) -> str:
+    """The weights' hash of a run folder written before manifests."""
+    return file_sha256(folder.file(MODEL_FILE))
 
 
 class _Skip(Exception):
@@ -190,7 +217,6 @@ class _Skip(Exception):
 def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
     from toolchain.data import load_dataset
     from toolchain.train import fit
-    from toolchain.train.trainer import METRICS_FILE, MODEL_FILE
 
     dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
     context["dataset"] = dataset
@@ -276,7 +302,7 @@ def _ttfs_model(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any,
         from toolchain.data import load_dataset
         from toolchain.train.ttfs import load_ttfs_run
 
-        recipe = load_recipe(run_dir / "recipe.toml")
+        recipe = load_recipe(run_dir / RECIPE_FILE)
         dataset = context.get("dataset")
         if dataset is None:
             dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
@@ -387,12 +413,13 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
         from toolchain import lava_compat
 
         lava_compat.import_lava()
-        from toolchain.sim.lava_backend import simulate_lava
+        from toolchain.sim.lava_backend import LavaProgress, simulate_lava
     except LavaUnavailableError as exc:
         raise _Skip(f"Lava is not available here: {exc}") from None
     inputs = _inputs(network, run_dir, options, context, options.lava_samples)
     reference = simulate(network, inputs.inputs, record_spikes=True)
-    lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True)
+    progress = LavaProgress(inputs.samples, label="[lava]") if options.progress else None
+    lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True, progress=progress)
     others = {"lava": lava}
     notes = {}
     try:

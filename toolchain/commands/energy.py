@@ -191,6 +191,8 @@ def read_activity(path: Path):
         raise ToolchainError(f"{path}: cannot read activity ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ToolchainError(f"{path}: not an activity record (JSON nested too deeply)") from None
     if isinstance(data, dict) and "activity" in data:
         data = data["activity"]
     try:

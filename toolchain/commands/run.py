@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from toolchain.commands.train import add_training_arguments
 
@@ -46,15 +45,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from toolchain.commands.train import resolve_recipe
     from toolchain.io import write_json
     from toolchain.pipeline import DEFAULT_LAVA_SAMPLES, RunOptions, format_summary, run_pipeline
+    from toolchain.run_folder import default_run_dir
 
     recipe = resolve_recipe(args)
-    out = args.out if args.out is not None else Path("runs") / recipe.name
+    out = args.out if args.out is not None else default_run_dir(recipe.name)
     options = RunOptions(
         data_dir=args.data_dir,
         lava_samples=DEFAULT_LAVA_SAMPLES if args.lava_samples is None else args.lava_samples,
         sim_samples=args.samples,
         skip=tuple(stage.strip() for stage in args.skip.split(",") if stage.strip()),
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     summary = run_pipeline(recipe, out, options)
     print(format_summary(summary))

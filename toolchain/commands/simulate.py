@@ -242,19 +242,15 @@ def _float_model(network: Any, inputs: Any, data_dir: Path | None) -> dict[str, 
 
 
 def _run_lava(path: Path, network: Any, inputs: Any, samples: int, *, record: bool) -> Any:
-    import sys
 
     import numpy as np
 
-    from toolchain.sim.lava_backend import simulate_lava
+    from toolchain.sim.lava_backend import LavaProgress, simulate_lava
 
     graded = network.input_encoding == "graded"
     x = inputs.inputs[:samples] if graded else inputs.inputs[:, :samples]
 
-    def progress(done: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\rlava: {done}/{samples} samples", end="" if done < samples else "\n", file=sys.stderr)
-
+    progress = LavaProgress(samples)
     return simulate_lava(path, np.asarray(x), network=network, record_spikes=record, progress=progress)
 
 

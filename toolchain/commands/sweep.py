@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from toolchain.config import load_recipe
+    from toolchain.io import check_writable_dir
     from toolchain.train.sweep import (
         SweepError,
         parse_grid,
@@ -72,6 +73,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise SweepError(f"--jobs {args.jobs}: expected an integer >= 1")
+    check_writable_dir(args.out)
     recipe = load_recipe(args.recipe)
     seeds = parse_seeds(args.seeds)
     configs = plan_configurations(args.variant, parse_grid(args.grid))
@@ -97,6 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.out, rows, outcomes, command=command, baseline=baseline, title=args.title or recipe.name
     )
     print(paths["summary.md"].read_text(encoding="utf-8"))
+    print("sweep outputs: " + ", ".join(str(path) for path in paths.values()), file=sys.stderr)
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         raise ToolchainError(

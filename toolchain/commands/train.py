@@ -58,8 +58,17 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, resume_flag: bool
     )
     if resume_flag:
         parser.add_argument(
-            "--resume", action="store_true", help="continue from RUN/checkpoint.pt if present"
+            "--resume",
+            action="store_true",
+            help="continue the run in RUN from its last checkpoint (the recipe must be the same, "
+            "except [train].fixed_point_epochs and keys that do not change the weights)",
         )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run RUN holds (its weights, checkpoint, metrics and later stages' outputs); "
+        "without it a folder holding a run is refused",
+    )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON"
     )
@@ -94,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from toolchain.data import load_dataset
     from toolchain.errors import RecipeError
     from toolchain.io import write_json
+    from toolchain.run_folder import default_run_dir
     from toolchain.train import TrainingDivergedError, fit
     from toolchain.train import distributed as ddp
 
@@ -102,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe = resolve_recipe(args)
         ctx = ddp.init_from_env(recipe.train.device)
         main = ddp.is_main(ctx)
-        out = args.out if args.out is not None else Path("runs") / recipe.name
+        out = args.out if args.out is not None else default_run_dir(recipe.name)
         with ddp.agreed(ctx, "while loading the dataset"):
             dataset = load_dataset(recipe.data.dataset, args.data_dir, recipe.data.options)
         if main:
@@ -119,7 +129,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{batch} samples per process and step ({batch * ctx.world_size} per step)",
                 file=sys.stderr,
             )
-        options: dict[str, Any] = {"resume": args.resume, "progress": not args.no_progress}
+        options: dict[str, Any] = {
+            "resume": args.resume,
+            "overwrite": args.overwrite,
+            "progress": not args.no_progress,
+        }
         options["distributed"] = ctx
         if recipe.ttfs.enabled:  # time-to-first-spike coding: the surrogate DNN (docs/ttfs.md)
             from toolchain.train.ttfs import fit_ttfs

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -173,8 +174,24 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED_PICKLE_GLOBALS:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            return _empty_reconstruct(found) if name == "_reconstruct" else found
         raise RefusedGlobalError(f"refusing to load global {module}.{name}")
+
+
+def _empty_reconstruct(reconstruct: Any) -> Any:
+    """numpy's ``_reconstruct``, allowed only for the empty array numpy's own pickles start from
+    (``_reconstruct(ndarray, (0,), b'b')``, then ``__setstate__`` with the shape and the data, whose
+    length numpy checks). Any other shape would be an array of uninitialised memory of a size the
+    file declares without holding its bytes."""
+
+    def empty_only(subtype: Any, shape: Any, dtype: Any) -> Any:
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(d, int) for d in dims) or math.prod(dims) != 0:
+            raise RefusedGlobalError(f"refusing an array of shape {str(dims)[:80]} declared without its data")
+        return reconstruct(subtype, shape, dtype)
+
+    return empty_only
 
 
 def restricted_load(path: Path) -> Any:

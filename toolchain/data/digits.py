@@ -26,10 +26,11 @@ MAX_LEVEL = 16.0
 class Options:
     """``[data.options]`` of the digits dataset."""
 
-    #: share of the 1,797 images held out for the test split, stratified by class
-    test_fraction: float = bounded(0.25, gt=0.0, lt=1.0)
+    #: share of the 1,797 images held out for the test split, stratified by class (each split
+    #: keeps at least one image of each of the 10 classes)
+    test_fraction: float = bounded(0.25, ge=0.01, le=0.99)
     #: seed of the split (the same seed always gives the same split)
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     #: sample shape: ``"flat"`` (64,) or ``"image"`` (1, 8, 8)
     layout: str = choice("flat", "image", default="flat")
 

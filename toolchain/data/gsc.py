@@ -143,7 +143,7 @@ class Options:
     #: share of speakers in the test split (speaker split)
     test_fraction: float = bounded(0.2, gt=0, lt=1)
     #: picks the random subsets of ``limit_train`` / ``limit_test`` (not the split)
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     limit_train: int | None = bounded(None, gt=0)
     limit_test: int | None = bounded(None, gt=0)
     #: ``minmax``: each feature channel scaled into [0, 1] by its train-split min and max;

@@ -40,7 +40,7 @@ class Options:
     #: the highest spike probability per input and time step of a template
     max_rate: float = bounded(0.5, gt=0.0, le=1.0)
     #: seed of the templates and of the samples
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
 
 
 def shape(options: Options) -> DatasetShape:

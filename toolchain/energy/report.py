@@ -47,11 +47,20 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+#: the report's text files
+REPORT_FILES: tuple[str, ...] = ("report.md", "report.html", "report.json")
+#: what ``toolchain run`` writes beside the report (removed with a previous report)
+OTHER_REPORT_FILES: tuple[str, ...] = ("energy.json",)
+
+
 def write_report(estimates: Sequence[EnergyEstimate], out_dir: str | Path) -> dict[str, Path]:
-    """Write the report files of ``estimates`` into ``out_dir``; returns name -> path."""
+    """Write the report files of ``estimates`` into ``out_dir``, replacing those of an earlier report
+    there (a folder holds one report); returns name -> path."""
     if not estimates:
         raise ToolchainError("write_report: no estimates to report")
     out = check_writable_dir(out_dir)
+    for name in (*PLOTS, *REPORT_FILES, *OTHER_REPORT_FILES):  # one report per folder: no stale file
+        (out / name).unlink(missing_ok=True)
     labels = [e.label for e in estimates]
     if len(set(labels)) != len(labels):
         estimates = [_relabel(e, f"{e.label} ({i + 1})") for i, e in enumerate(estimates)]

@@ -257,6 +257,8 @@ def parse_target_file(path: str | os.PathLike[str]) -> Target:
         raise TargetError(f"{path}: cannot read target profile ({exc.strerror or exc})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise TargetError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     return parse_target(data, path)
 
 

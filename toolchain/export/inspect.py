@@ -316,7 +316,7 @@ def _text(value: str | bytes) -> str:
 def _json_or_text(value: str) -> Any:
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return value
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset, load_dataset
 from toolchain.errors import RecipeError, ToolchainError
+from toolchain.run_folder import RECIPE_FILE, RunFolder
 from toolchain.snn.models import SpikingNetwork
-from toolchain.train.trainer import MODEL_FILE, RECIPE_FILE, load_trained
+from toolchain.train.trainer import load_trained
 
 
 class RunError(ToolchainError):
@@ -41,14 +42,10 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
     the data stage's :class:`~toolchain.errors.DataError`.
     """
     run = Path(run_dir)
-    if not run.is_dir():
-        what = "is not a folder" if run.exists() else "does not exist"
-        raise RunError(f"{run}: run folder {what} (expected the --out folder of `toolchain train`)")
-    for name in (RECIPE_FILE, MODEL_FILE):
-        if not (run / name).is_file():
-            raise RunError(
-                f"{run}: not a run folder: {name} is missing (`toolchain train --out {run}` writes it)"
-            )
+    try:
+        RunFolder(run).check_finished()  # one run: recipe, weights and metrics of the manifest
+    except ToolchainError as exc:
+        raise RunError(str(exc)) from None
     try:
         recipe = load_recipe(run / RECIPE_FILE)
     except RecipeError as exc:

@@ -356,7 +356,7 @@ def describe_ttfs_nir(path: str | Path) -> dict[str, Any] | None:
 
     try:
         provenance = json.loads(_text(ours.get("provenance")) or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         provenance = {"provenance": _text(ours.get("provenance"))}
     return {
         "coding": NIR_CODING,
@@ -435,7 +435,11 @@ def _from_ttfs_graph(graph: Any) -> tuple[Recipe, TTFSNetwork]:
     version = int(np.asarray(ours.get("format_version", -1)).reshape(-1)[0])
     if version != NIR_FORMAT_VERSION:
         raise TTFSExportError(f"metadata.toolchain.format_version = {version}, expected {NIR_FORMAT_VERSION}")
-    recipe = parse_recipe(tomllib.loads(_text(ours["recipe"])), source="metadata.toolchain.recipe")
+    try:
+        table = tomllib.loads(_text(ours["recipe"]))
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise TTFSExportError(f"metadata.toolchain.recipe is not a recipe ({type(exc).__name__})") from None
+    recipe = parse_recipe(table, source="metadata.toolchain.recipe")
     order = chain(graph)
     input_shape = tuple(int(v) for v in graph.nodes[order[0]].input_type["input"])
     model = build_for_recipe(recipe, input_shape, int(np.asarray(ours["num_classes"]).reshape(-1)[0]))

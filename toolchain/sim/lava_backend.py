@@ -105,6 +105,70 @@ def _from_lava(values: np.ndarray, ir_shape: tuple[int, ...], transpose: bool) -
     return values.reshape(steps, *ir_shape)
 
 
+#: a Lava run expected to take longer than this gets a warning with its estimate
+LONG_LAVA_RUN_S = 180.0
+
+
+class LavaProgress:
+    """The progress of a Lava run, sample by sample, for people: a line on each sample on a
+    terminal, else a line every 10% or 30 s, each with the time left; after the first sample, a
+    warning with the estimated time when the whole run will take more than :data:`LONG_LAVA_RUN_S`.
+
+    Call it with the number of samples done (``simulate_lava(..., progress=LavaProgress(n))``).
+    """
+
+    def __init__(
+        self,
+        samples: int,
+        *,
+        label: str = "lava",
+        stream: Any = None,
+        tty: bool | None = None,
+        clock: Any = time.perf_counter,
+    ) -> None:
+        import sys
+
+        self.samples = samples
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.clock = clock
+        self.start = clock()
+        self.last_line = self.start
+        self.last_done = 0
+
+    def __call__(self, done: int) -> None:
+        now = self.clock()
+        per_sample_s = (now - self.start) / max(done, 1)
+        left_s = per_sample_s * (self.samples - done)
+        if done == 1 and per_sample_s * self.samples > LONG_LAVA_RUN_S:
+            print(
+                f"warning: Lava will take about {_duration(per_sample_s * self.samples)} for {self.samples} "
+                f"samples ({per_sample_s:.1f} s each); ask for fewer samples to finish sooner",
+                file=self.stream,
+                flush=True,
+            )
+        text = f"{self.label}: {done}/{self.samples} samples, {per_sample_s:.2f} s each"
+        elapsed = f", {_duration(now - self.start)} in all"
+        text += f", about {_duration(left_s)} left" if done < self.samples else elapsed
+        if self.tty:
+            end = "" if done < self.samples else "\n"
+            print(f"\r{text}", end=end, file=self.stream, flush=True)
+        elif (
+            done in (1, self.samples)
+            or done - self.last_done >= max(1, self.samples // 10)
+            or now - self.last_line >= 30
+        ):
+            print(text, file=self.stream, flush=True)
+            self.last_line, self.last_done = now, done
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def simulate_lava(
     netx_path: str | Path,
     inputs: np.ndarray,
@@ -274,4 +338,4 @@ def _activity(network: ir.Network, totals: np.ndarray, samples: int) -> Activity
     )
 
 
-__all__ = ["LavaTiming", "simulate_lava"]
+__all__ = ["LONG_LAVA_RUN_S", "LavaProgress", "LavaTiming", "simulate_lava"]

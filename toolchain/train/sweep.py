@@ -9,8 +9,9 @@ over the seeds) of test accuracy and spikes per test sample and their change aga
 configuration; :func:`write_outputs` writes ``runs.csv``, ``summary.csv``, ``summary.md``,
 ``sweep.json`` and ``pareto.png``.
 
-A run folder that already holds ``metrics.json`` and the same resolved ``recipe.toml`` is reused, so
-an interrupted sweep continues where it stopped.
+A run folder that holds a finished run (:mod:`toolchain.run_folder`: its manifest's files intact) of
+the same resolved ``recipe.toml`` is reused; an unfinished one resumes from its last checkpoint, so an
+interrupted sweep continues where it stopped; a folder of another recipe fails that run in one line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from toolchain.config import dump_recipe, load_recipe, parse_assignments, with_overrides
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import atomic_write, write_json, write_text
+from toolchain.run_folder import METRICS_FILE, RECIPE_FILE, RunFolder
 
 
 class SweepError(ToolchainError):
@@ -172,9 +174,22 @@ def resolved_recipe_text(recipe_path: Path, seed: int, assignments: Sequence[str
     return dump_recipe(recipe)
 
 
+def _finished_as(run_dir: Path, recipe_text: str) -> bool:
+    """Whether ``run_dir`` holds a finished run (its manifest's files intact) of ``recipe_text``."""
+    folder = RunFolder(run_dir)
+    try:
+        if folder.state() != "finished":
+            return False
+        folder.check_finished()
+    except ToolchainError:
+        return False
+    return folder.file(RECIPE_FILE).read_text(encoding="utf-8") == recipe_text
+
+
 def train_command(recipe: Path, run: SweepRun, data_dir: Path | None, extra: Sequence[str] = ()) -> list[str]:
     """The ``toolchain train`` arguments of ``run`` (after ``toolchain``)."""
     args = ["train", str(recipe), "--out", str(run.run_dir), "--seed", str(run.seed), "--no-progress"]
+    args.append("--resume")  # a killed run continues; a folder of another recipe is refused
     if data_dir is not None:
         args += ["--data-dir", str(data_dir)]
     for assignment in [*extra, *run.config.assignments]:
@@ -213,18 +228,15 @@ def run_sweep(
         f"{max(1, jobs)} at a time, in {out}"
     )
 
+    began = time.perf_counter()
+
     def one(run: SweepRun) -> RunOutcome:
         nonlocal done
         args = train_command(recipe, run, data_dir, extra)
         outcome = RunOutcome(run.config.label, run.seed, str(run.run_dir), "toolchain " + shlex.join(args))
-        metrics_path = run.run_dir / "metrics.json"
-        recipe_path = run.run_dir / "recipe.toml"
+        metrics_path = run.run_dir / METRICS_FILE
         start = time.perf_counter()
-        if not (
-            metrics_path.is_file()
-            and recipe_path.is_file()
-            and recipe_path.read_text(encoding="utf-8") == expected[run.run_dir]
-        ):
+        if not _finished_as(run.run_dir, expected[run.run_dir]):
             run.run_dir.mkdir(parents=True, exist_ok=True)
             proc = subprocess.run(
                 [sys.executable, "-m", "toolchain", *args], env=env, capture_output=True, text=True
@@ -246,12 +258,21 @@ def run_sweep(
         )
         log(
             f"[{done}/{len(runs)}] {run.config.label} seed {run.seed}: {state}"
-            + (" (reused)" if outcome.reused else "")
+            + (" (reused)" if outcome.reused else f" ({outcome.seconds:.0f} s)")
+            + _eta(time.perf_counter() - began, done, len(runs))
         )
         return outcome
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, runs))
+
+
+def _eta(elapsed_s: float, done: int, total: int) -> str:
+    """``, about N min left`` from the pace so far (nothing when all is done)."""
+    if done >= total or done == 0:
+        return ""
+    left_s = elapsed_s / done * (total - done)
+    return f", about {left_s / 60:.0f} min left" if left_s >= 60 else f", about {left_s:.0f} s left"
 
 
 def _read_metrics(path: Path, outcome: RunOutcome) -> None:
@@ -262,8 +283,8 @@ def _read_metrics(path: Path, outcome: RunOutcome) -> None:
         outcome.layers = {layer["name"]: float(layer["spikes_per_sample"]) for layer in metrics["layers"]}
         teacher = metrics.get("teacher")
         outcome.teacher_test_accuracy = float(teacher["test_accuracy"]) if teacher else None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        outcome.error = f"{path}: unreadable metrics ({exc})"
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        outcome.error = f"{path}: unreadable metrics ({type(exc).__name__}: {exc})"
 
 
 def summarize(

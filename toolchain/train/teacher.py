@@ -215,9 +215,21 @@ def onnx_teacher(path: str | Path, sample_shape: Sequence[int] | int, num_classe
     else:
         per_sample = shape
 
+    dtypes = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+    if inputs[0].type not in dtypes:
+        raise TeacherError(
+            f"{path}: input {name!r} is of type {inputs[0].type}; an ONNX teacher takes floating-point "
+            "samples (float, double or float16)"
+        )
+    input_dtype = dtypes[inputs[0].type]
+
     def run(x: torch.Tensor) -> torch.Tensor:
-        array = x.detach().cpu().numpy().astype(np.float32).reshape(len(x), *per_sample)
-        return torch.from_numpy(np.asarray(session.run(None, {name: array})[0], dtype=np.float32))
+        array = x.detach().cpu().numpy().astype(input_dtype).reshape(len(x), *per_sample)
+        try:
+            out = session.run(None, {name: array})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            raise TeacherError(f"{path}: the ONNX teacher failed on a batch ({one_line(exc)})") from None
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
     declared_out = session.get_outputs()[0].shape
     probe = run(torch.zeros((1, *shape)))
@@ -274,7 +286,7 @@ def _read_info(run: Path, kind: str, source: str) -> TeacherInfo:
             False,
             [float(v) for v in saved.get("epoch_losses", [])],
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise TeacherError(f"{path}: cannot read the teacher's figures ({exc})") from None
 
 

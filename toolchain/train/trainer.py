@@ -18,6 +18,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from inspect import signature
 from pathlib import Path
@@ -27,10 +28,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from toolchain.config import NeuronConfig, Recipe, load_recipe, save_recipe
+from toolchain.config import NeuronConfig, Recipe, load_recipe
 from toolchain.data import Dataset
 from toolchain.errors import RecipeError, ToolchainError
-from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json
+from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json, write_text
+from toolchain.run_folder import (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RECIPE_FILE,
+    RunFolder,
+)
 from toolchain.snn.loihi import RoundingReport
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
@@ -50,11 +59,6 @@ from toolchain.train.losses import Objective
 from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 from toolchain.train.teacher import TeacherInfo, TeacherLogits, load_teacher
 
-MODEL_FILE = "model.pt"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.json"
-RECIPE_FILE = "recipe.toml"
-
 
 class TrainingDivergedError(ToolchainError):
     """The loss became NaN or infinite; the run stops instead of saving a broken model."""
@@ -72,6 +76,13 @@ class EpochRecord:
     #: with ``[distill]`` or ``[regularization]`` set: each loss term's mean per sample, unweighted
     #: (``cross_entropy``, ``distillation_kl``/``_mse``, ``activation_l1``/``_l2``, ``logits_l2``)
     loss_terms: dict[str, float] = field(default_factory=dict)
+    #: accuracy on the test split after the epoch (``[train].test_every_epochs``; ``None``: not
+    #: evaluated after this epoch). Reporting only: training never selects by it
+    test_accuracy: float | None = None
+    #: the learning rate of the epoch
+    learning_rate: float | None = None
+    #: ``float`` or ``fixed_point`` (fine-tuning on Loihi's registers)
+    phase: str = "float"
 
 
 @dataclass
@@ -140,11 +151,16 @@ def fit(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     distributed: DistributedContext | None = None,
     model_builder: Callable[[Recipe, tuple[int, ...], int], nn.Module] | None = None,
 ) -> TrainResult:
     """Train ``recipe``'s model on ``dataset``; write the run folder when ``out_dir`` is given.
+
+    The run folder is one run (:mod:`toolchain.run_folder`): training holds its lock, starts only in
+    an empty folder, resumes a run of the same recipe with ``resume`` (from its last checkpoint),
+    replaces the folder's run with ``overwrite``, and refuses anything else.
 
     ``model_builder(recipe, input_shape, num_classes)`` replaces the rate-coded SNN by another
     training method's network (the TTFS surrogate DNN of :mod:`toolchain.train.ttfs`). Such a
@@ -159,14 +175,34 @@ def fit(
     """
     main = is_main(distributed)
     out = Path(out_dir) if out_dir is not None else None
+    with ExitStack() as stack:
+        folder: RunFolder | None = None
+        with agreed(distributed, "while preparing the run folder"):
+            if out is not None and main:
+                check_writable_dir(out)
+                folder = RunFolder(out)
+                stack.enter_context(folder.lock())
+                folder.begin_training(recipe, resume=resume, overwrite=overwrite)
+        return _fit(recipe, dataset, out, folder, resume, progress, distributed, model_builder)
+
+
+def _fit(
+    recipe: Recipe,
+    dataset: Dataset,
+    out: Path | None,
+    folder: RunFolder | None,
+    resume: bool,
+    progress: bool,
+    distributed: DistributedContext | None,
+    model_builder: Callable[[Recipe, tuple[int, ...], int], nn.Module] | None,
+) -> TrainResult:
+    """:func:`fit` once the run folder is prepared (``folder``: rank 0's, locked; else ``None``)."""
+    main = is_main(distributed)
     cfg = recipe.train
     state: dict[str, Any] | None = None
-    with agreed(distributed, "while preparing the run folder"):
-        if out is not None and main:
-            check_writable_dir(out)
-            save_recipe(recipe, out / RECIPE_FILE)
-            if resume and (out / CHECKPOINT_FILE).is_file():
-                state = _read_checkpoint(out / CHECKPOINT_FILE)
+    with agreed(distributed, "while reading the checkpoint"):
+        if folder is not None and resume and folder.file(CHECKPOINT_FILE).is_file():
+            state = _read_checkpoint(folder.file(CHECKPOINT_FILE))
     state = broadcast_object(state, distributed)
     device = distributed.device if distributed is not None else resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -239,13 +275,22 @@ def fit(
         record = _train_epoch(
             net, optimizer, recipe, dataset, epoch, device, progress and main, distributed, objective
         )
+        record.learning_rate, record.phase = rate, "fixed_point" if fixed else "float"
+        last = epoch == cfg.epochs + fine_tune_epochs
+        every = cfg.test_every_epochs
+        if every and epoch % every == 0 and not last:  # the last epoch's is the final evaluation
+            broadcast_buffers(model, distributed)
+            record.test_accuracy = evaluate(
+                model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
+            ).accuracy
         history.append(record)
         if main:
             terms = "".join(f", {name} {value:.4f}" for name, value in record.loss_terms.items())
             phase = " (fixed point)" if fixed else ""
+            tested = "" if record.test_accuracy is None else f", test accuracy {record.test_accuracy:.4f}"
             _log(
                 f"epoch {epoch}/{cfg.epochs + fine_tune_epochs}{phase}: loss {record.loss:.4f}{terms}, "
-                f"train accuracy {record.train_accuracy:.4f}, "
+                f"train accuracy {record.train_accuracy:.4f}{tested}, "
                 f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
             )
         with agreed(distributed, f"while saving the checkpoint of epoch {epoch}"):
@@ -261,11 +306,16 @@ def fit(
                         "float_evaluation": float_evaluation,
                     },
                 )
+                write_text(out / HISTORY_FILE, history_csv(history))
+                if folder is not None:
+                    folder.record_epoch(epoch)
 
     broadcast_buffers(model, distributed)  # evaluate (and save) rank 0's batch-norm statistics
     evaluation = evaluate(
         model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
     )
+    if history:
+        history[-1].test_accuracy = evaluation.accuracy
     result = TrainResult(model, evaluation, history, out, world_size(distributed), rounding)
     result.float_evaluation = float_evaluation
     if objective is not None:
@@ -275,7 +325,28 @@ def fit(
         if out is not None and main:
             save_torch(out / MODEL_FILE, model.state_dict())  # the plain module's: no "module." prefix
             write_json(out / METRICS_FILE, result.metrics(recipe))
+            write_text(out / HISTORY_FILE, history_csv(history))
+            if folder is not None:
+                folder.finish(len(history))
     return result
+
+
+def history_csv(history: list[EpochRecord]) -> str:
+    """``history.csv``: one row per epoch (its phase, learning rate, loss and each loss term, train
+    and test accuracy, spikes per sample, seconds); an empty cell where a figure was not measured."""
+    import csv
+    import io
+
+    terms = sorted({name for record in history for name in record.loss_terms})
+    columns = ["epoch", "phase", "learning_rate", "loss", *terms]
+    columns += ["train_accuracy", "test_accuracy", "spikes_per_sample", "seconds"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for record in history:
+        values = {**asdict(record), **record.loss_terms}
+        writer.writerow(["" if values.get(name) is None else values[name] for name in columns])
+    return buffer.getvalue()
 
 
 def build_objective(
@@ -341,6 +412,7 @@ def load_trained(
     ``sample_shape`` is the dataset's ``Dataset.sample_shape`` (an int ``n``: flat samples of ``n``).
     """
     run = Path(run_dir)
+    RunFolder(run).check_finished()
     recipe = load_recipe(run / RECIPE_FILE)
     if recipe.ttfs.enabled:  # a TTFS run has no CUBA SNN to rebuild (toolchain.train.ttfs)
         from toolchain.train.ttfs import refusal_message

@@ -19,6 +19,7 @@ run with :func:`load_ttfs_run`.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,10 @@ from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset, as_float
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import write_json
+from toolchain.run_folder import METRICS_FILE, MODEL_FILE, RECIPE_FILE, RunFolder
 from toolchain.snn.ttfs_model import TTFSNetwork, build_ttfs_model
 from toolchain.train.distributed import DistributedContext, is_main
-from toolchain.train.trainer import (
-    METRICS_FILE,
-    MODEL_FILE,
-    RECIPE_FILE,
-    TrainResult,
-    fit,
-    load_model_weights,
-)
+from toolchain.train.trainer import TrainResult, fit, load_model_weights
 
 
 @dataclass
@@ -107,6 +102,7 @@ def fit_ttfs(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     distributed: DistributedContext | None = None,
     simulate: bool = True,
@@ -117,11 +113,27 @@ def fit_ttfs(
     ``metrics.json`` under ``ttfs`` and to the result's ``summary`` (rank 0 only under DDP).
     """
     check_ttfs_recipe(recipe)
+    folder = RunFolder(out_dir) if out_dir is not None and is_main(distributed) else None
+    with folder.lock() if folder is not None else nullcontext():
+        return _fit_ttfs(recipe, dataset, folder, resume, overwrite, progress, distributed, simulate)
+
+
+def _fit_ttfs(
+    recipe: Recipe,
+    dataset: Dataset,
+    folder: RunFolder | None,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    distributed: DistributedContext | None,
+    simulate: bool,
+) -> TTFSTrainResult:
     result = fit(
         recipe,
         dataset,
-        out_dir,
+        folder.path if folder is not None else None,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
         distributed=distributed,
         model_builder=build_for_recipe,
@@ -157,8 +169,9 @@ def fit_ttfs(
         }
         model.to(device)
     ttfs_result = TTFSTrainResult(result, summary)
-    if out_dir is not None:
-        write_json(Path(out_dir) / METRICS_FILE, ttfs_result.metrics(recipe))
+    if folder is not None:
+        write_json(folder.file(METRICS_FILE), ttfs_result.metrics(recipe))
+        folder.refresh_metrics()
     return ttfs_result
 
 
@@ -182,6 +195,7 @@ def load_ttfs_run(
 ) -> tuple[Recipe, TTFSNetwork]:
     """The recipe and trained surrogate DNN (eval mode) of a TTFS run folder."""
     run = Path(run_dir)
+    RunFolder(run).check_finished()
     recipe = load_recipe(run / RECIPE_FILE)
     if not is_ttfs_recipe(recipe):
         raise ToolchainError(f"{run}: not a TTFS run ([ttfs].enabled is false in its recipe.toml)")

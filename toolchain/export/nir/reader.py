@@ -107,7 +107,7 @@ def from_nir_graph(
         network_name = str(meta[TOOLCHAIN_KEY].get("network", network_name))
         try:
             provenance = json.loads(meta[TOOLCHAIN_KEY].get("provenance", "{}"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise NirError("metadata.toolchain.provenance is not JSON") from None
         if not isinstance(provenance, dict):
             raise NirError("metadata.toolchain.provenance is not a JSON object")
