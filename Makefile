@@ -30,10 +30,12 @@ demo: install
 test: install
 	$(PY) -m ruff check toolchain tests benchmarks
 	$(PY) -m ruff format --check toolchain tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check toolchain tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format toolchain tests benchmarks

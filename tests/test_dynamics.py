@@ -3,15 +3,14 @@
 import pytest
 import torch
 
+from toolchain.loihi_numbers import STATE_LIMIT, current_may_wrap
 from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
-    STATE_LIMIT,
     CubaState,
     clip_voltage,
     cuba_step,
     cuba_step_fixed,
     cuba_step_fixed_,
-    current_may_wrap,
     effective_bias,
     fast_bias,
     fast_input,

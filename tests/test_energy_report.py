@@ -12,7 +12,7 @@ import pytest
 
 from toolchain.activity import Activity
 from toolchain.energy.model import estimate
-from toolchain.energy.report import PLOTS, format_j, write_report
+from toolchain.energy.report import PLOTS, format_constant, format_count, format_j, write_report
 from toolchain.energy.targets import load_target
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,8 +69,8 @@ def test_report_of_two_runs(tmp_path):
     assert page.count("<table>") >= 2 + 2 * 4  # summary, comparison; per run: layers, workload, twin, sources
     for text in ("baseline", "sparse", "fc1", "fc2", "Davies", "horowitz-45nm-fp32", "activation sparsity"):
         assert text in page
-    for name in PLOTS:
-        assert f'src="{name}"' in page
+    assert page.count('src="data:image/png;base64,') == len(PLOTS)  # self-contained: plots embedded
+    assert 'src="energy' not in page and 'src="snn' not in page
     markdown = paths["report.md"].read_text()
     assert "## Comparison" in markdown and "| fc1 | dense |" in markdown
     data = json.loads(paths["report.json"].read_text())
@@ -231,3 +231,62 @@ def test_a_report_replaces_the_previous_report_of_its_folder(tmp_path):
     assert "run-before" not in new["report.md"].read_text() and "run-after" in new["report.md"].read_text()
     assert (tmp_path / "notes.txt").is_file()
     assert set(old) == set(new)
+
+
+def test_counts_and_constants_read_with_si_prefixes():
+    assert format_count(33260.0) == "33.3 k"
+    assert format_count(2_100_000) == "2.1 M"
+    assert format_count(9472) == "9472"
+    assert format_count(55.36) == "55.36"
+    assert format_constant("overhead.step_pj", 2.65051e7) == "26.5 µJ"
+    assert format_constant("time.synop_ns", 3.5) == "3.5 ns"
+    assert format_constant("static.power_mw", 29) == "29 mW"
+    assert format_constant("topology.neurons_per_core", 1024) == "1024"
+
+
+def test_terms_not_asked_for_read_not_included_and_accuracy_stands_beside_energy(tmp_path):
+    import base64
+    import re
+
+    loihi = load_target("loihi")
+    off = estimate(toy_network(), toy_activity(), loihi, label="off", accuracy=0.875)
+    on = estimate(toy_network(), toy_activity(), loihi, label="on", static=True, overhead=True)
+    paths = write_report([off, on], tmp_path)
+    markdown = paths["report.md"].read_text()
+    row_off = next(line for line in markdown.splitlines() if line.startswith("| off |"))
+    row_on = next(line for line in markdown.splitlines() if line.startswith("| on |"))
+    assert row_off.count("not included") == 2 and "0.8750" in row_off
+    assert "not included" not in row_on and "not given" in row_on
+    assert "0 J" not in markdown
+    assert "energy / time step" in markdown and format_j(off.energy_per_inference_j / 5) in row_off
+    assert "Not a like-for-like comparison" in markdown
+    assert not re.search(r"\de[+-]\d", markdown), "a number without an SI prefix"
+    page = paths["report.html"].read_text()
+    first = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
+    assert base64.b64decode(first).startswith(PNG_SIGNATURE)
+
+
+def test_graded_input_states_its_pricing_and_share():
+    spiking = toy_network()
+    first = replace(spiking.layers[0], weight_exp=-8)
+    network = replace(spiking, input_encoding="graded", layers=(first, *spiking.layers[1:]))
+    text = " ".join(estimate(network, toy_activity(), load_target("loihi")).assumptions)
+    assert "Graded input: each nonzero 8-bit input value reaching layer 'fc1'" in text
+    assert "That layer's synaptic operations are" in text
+    plain = estimate(spiking, toy_activity(), load_target("loihi"))
+    assert "Graded input" not in " ".join(plain.assumptions)
+
+
+def test_lava_activity_is_refused_with_what_to_do():
+    from toolchain.energy.model import ActivityMismatchError
+
+    activity = toy_activity()
+    lava = replace(
+        activity,
+        source="lava",
+        layers=tuple(
+            replace(c, active_updates_per_sample=0, idle_updates_per_sample=0) for c in activity.layers
+        ),
+    )
+    with pytest.raises(ActivityMismatchError, match=r"recorded by Lava.*toolchain simulate FILE --json OUT"):
+        estimate(toy_network(), lava, load_target("loihi"))

@@ -9,16 +9,10 @@ from torch import nn
 
 from toolchain.config import NeuronConfig
 from toolchain.errors import QuantizationError, RecipeError
-from toolchain.snn.dynamics import STATE_SCALE, CubaState, cuba_step_fixed, cuba_step_quantized
+from toolchain.loihi_numbers import STATE_SCALE, CubaRegisters, neuron_registers
+from toolchain.snn.dynamics import CubaState, cuba_step_fixed, cuba_step_quantized
 from toolchain.snn.layers import TimeDistributed
-from toolchain.snn.loihi import (
-    CubaRegisters,
-    graded_input,
-    neuron_registers,
-    synaptic_input_grid,
-    weight_grid,
-    weights_to_int,
-)
+from toolchain.snn.loihi import graded_input, synaptic_input_grid, weight_grid, weights_to_int
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.numerics import apply_numerics
 from toolchain.snn.surrogate import spike_function

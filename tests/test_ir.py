@@ -185,3 +185,24 @@ def test_network_level_rules():
         _net([_dense()], synapse_delay_steps=-1)
     with pytest.raises(ir.IRError, match=r"layer 'fc': weight_exp = 8 is outside"):
         _dense(weight_exp=8)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "toolchain.loihi_numbers",
+        "toolchain.ir",
+        "toolchain.export.netx",
+        "toolchain.run_folder",
+        "toolchain.energy.model",
+        "toolchain.commands.inspect",
+    ],
+)
+def test_the_deployment_graph_and_its_numbers_need_no_torch(module):
+    """The IR, Loihi's number format, the netx format and the run folder sit below training."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", f"importing {module} imports torch"

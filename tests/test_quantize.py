@@ -15,9 +15,9 @@ from toolchain.data import dataset_shape
 from toolchain.data.encoding import encode
 from toolchain.errors import QuantizationError, UnsupportedDynamicsError
 from toolchain.export.quantize import input_encoding, quantize_model
+from toolchain.loihi_numbers import bias_registers
 from toolchain.sim.reference import simulate
 from toolchain.snn.dynamics import CubaState, cuba_step_fixed
-from toolchain.snn.loihi import bias_registers
 from toolchain.snn.models import build_model
 from toolchain.snn.numerics import apply_numerics
 

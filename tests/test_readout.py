@@ -18,10 +18,10 @@ from toolchain.data.encoding import encode
 from toolchain.export.netx import read_netx, write_netx
 from toolchain.export.onnx import export_snn_onnx, run_onnx
 from toolchain.export.quantize import quantize_model
+from toolchain.loihi_numbers import NEVER_SPIKE_VTH_MANT, STATE_SCALE, CubaRegisters
 from toolchain.sim.compare import compare, simulate_torch
 from toolchain.sim.reference import simulate
-from toolchain.snn.dynamics import STATE_SCALE, heaviside
-from toolchain.snn.loihi import NEVER_SPIKE_VTH_MANT, CubaRegisters
+from toolchain.snn.dynamics import heaviside
 from toolchain.snn.models import build_model, readout_population
 from toolchain.snn.numerics import apply_numerics
 

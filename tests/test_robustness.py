@@ -794,7 +794,7 @@ def test_deeply_nested_files_are_refused_in_one_line(tmp_path: Path) -> None:
     deep_state.write_text('{"fingerprint": ' + "[" * 100_000 + "]" * 100_000 + "}")
     for path, read in (
         (deep_toml, parse_target_file),
-        (deep_json, read_activity),
+        (deep_json, read_activity),  # returns (activity, accuracy)
         (deep_state, lambda p: _State.load(p, "f")),
     ):
         with pytest.raises(ToolchainError) as info:

@@ -193,8 +193,8 @@ def test_batches_do_not_change_results():
 
 def test_network_inputs_give_the_evaluation_spikes_to_any_first_samples():
     from toolchain.data import load_dataset
+    from toolchain.data.batches import encode_batch, load_batch
     from toolchain.sim.inputs import encoding_of, network_inputs
-    from toolchain.train.evaluate import encode_batch, load_batch
 
     table = CASES["mlp-rate"][0]
     recipe, model = _random_fixed_point({**table, "neuron": {"numeric": "fixed_point"}}, (64,), 10)

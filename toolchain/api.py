@@ -476,15 +476,28 @@ def estimate_energy(
     if order not in ("spatial", "c"):
         raise ToolchainError(f"estimate_energy: order {order!r}: expected 'spatial' or 'c'")
     network, _ = _network(network)
+    accuracy = None
     if activity is None:
-        activity = simulate(network, samples=samples, record_spikes=False, data_dir=data_dir).activity
+        result = simulate(network, samples=samples, record_spikes=False, data_dir=data_dir)
+        activity = result.activity
+        labels = result.metadata.get("labels")
+        accuracy = result.accuracy(labels) if labels is not None else None
     elif isinstance(activity, str | os.PathLike):
         from toolchain.commands.energy import read_activity
 
-        activity = read_activity(Path(activity))
+        activity, accuracy = read_activity(Path(activity))
     activity = _activity("estimate_energy: activity", activity, "an Activity or a JSON path")
     profile = target if isinstance(target, Target) else load_target(target)
-    return estimate(network, activity, profile, static=static, overhead=overhead, label=label, order=order)
+    return estimate(
+        network,
+        activity,
+        profile,
+        static=static,
+        overhead=overhead,
+        label=label,
+        order=order,
+        accuracy=accuracy,
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -288,7 +288,7 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe (every default filled in) as TOML, atomically."""
-    from toolchain.io import write_text  # imports torch: only when a recipe is written
+    from toolchain.io import write_text
 
     write_text(path, dump_recipe(recipe))
 

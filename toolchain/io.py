@@ -1,5 +1,7 @@
 """Atomic file output: write to a temporary file in the same folder, then rename over the target.
 
+No torch at import (only :func:`save_torch` and :func:`load_torch` import it).
+
 A run killed at any moment leaves either the previous file or the new one, never a torn one.
 """
 
@@ -11,8 +13,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-
-import torch
 
 from toolchain.errors import ToolchainError
 
@@ -73,6 +73,8 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def save_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically. Load such files with ``torch.load(..., weights_only=True)``."""
+    import torch  # only where weights are written: the file formats and run folders need no torch
+
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -82,6 +84,8 @@ def load_torch(path: str | Path, problem: str = "not a readable weights file") -
     A file that is not such a weights file (truncated, corrupt, a pickle naming a callable) raises a
     one-line :class:`ToolchainError` ``"<path>: <problem> (<reason>)"``.
     """
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's unpickler can raise anything on a corrupt file

@@ -21,7 +21,7 @@ layers between them::
 
 The readout (``Network.readout``) is either ``"spike_count"``, the output layer's spike count summed
 over the ``time_steps``, or ``"potential"``: the output layer never fires (``vth_mant >= 2^17``,
-:data:`toolchain.snn.loihi.NEVER_SPIKE_VTH_MANT`) and the scores are its voltage ``v`` after the last
+:data:`toolchain.loihi_numbers.NEVER_SPIKE_VTH_MANT`) and the scores are its voltage ``v`` after the last
 step (Lava's integer, ``2^12`` per float unit; divided by ``time_steps`` it is the trained model's
 logit). The class is the argmax (first maximum). Every dataclass validates itself on construction:
 a wrong shape, an integer outside its Loihi register or a layer that does not fit the previous one
@@ -38,19 +38,19 @@ from typing import Any, Literal
 import numpy as np
 
 from toolchain.errors import QuantizationError, ToolchainError
-from toolchain.snn.loihi import (
+from toolchain.loihi_numbers import (
+    BIAS_EXP_MAX,
+    BIAS_EXP_MIN,
     BIAS_MANT_MAX,
     BIAS_MANT_MIN,
+    WEIGHT_EXP_MAX,
+    WEIGHT_EXP_MIN,
     WEIGHT_MAX,
     WEIGHT_MIN,
     WEIGHT_SCALE,
     CubaRegisters,
 )
 
-#: Loihi's bias exponent range (Lava's ``scale_bias`` shifts left by at most this many bits)
-BIAS_EXP_MIN, BIAS_EXP_MAX = -8, 7
-#: weight exponents Lava's Dense accepts (``weight_exp``; -8 for 8-bit graded input)
-WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
 #: layers larger than this are refused (a reader must not allocate a 10^9-neuron layer)
 MAX_LAYER_NEURONS = 2**24
 MAX_LAYER_WEIGHTS = 2**28
@@ -110,7 +110,7 @@ class CubaNeurons:
 
     @property
     def registers(self) -> CubaRegisters:
-        """The decays and threshold as :class:`toolchain.snn.loihi.CubaRegisters` (validated there)."""
+        """The decays and threshold as :class:`toolchain.loihi_numbers.CubaRegisters` (validated there)."""
         return CubaRegisters(int(self.i_decay), int(self.v_decay), int(self.vth_mant))
 
     @property

@@ -460,7 +460,9 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     sim = run_dir / "sim" / ("ttfs.json" if recipe.ttfs.enabled else "reference.json")
     if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
         raise _Skip("no measured activity (the simulate stage did not run)")
-    activity = Activity.from_dict(json.loads(sim.read_text())["activity"])
+    recorded = json.loads(sim.read_text())
+    activity = Activity.from_dict(recorded["activity"])
+    accuracy = recorded.get("accuracy")
     if recipe.ttfs.enabled:  # the topology for placement; the TTFS activity sets the counts
         from toolchain.sim.ttfs import placement_network
 
@@ -468,7 +470,13 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
         network = placement_network(model, recipe.name, activity.time_steps)
     else:
         network, _ = _exported_network(run_dir, state, context)
-    result = estimate(network, activity, target, label=recipe.name)
+    result = estimate(
+        network,
+        activity,
+        target,
+        label=recipe.name,
+        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+    )
     folder = run_dir / "energy"
     paths = write_report([result], folder)
     write_json(folder / "energy.json", result.to_dict())

@@ -338,7 +338,7 @@ class RunFolder:
     # --- internals -------------------------------------------------------------------------------
 
     def _write(self, manifest: Manifest) -> None:
-        from toolchain.io import write_json  # imports torch only when a run folder is written
+        from toolchain.io import write_json
 
         write_json(self.file(MANIFEST_FILE), manifest.to_dict())
 

@@ -106,11 +106,11 @@ def cmd_energy(args: argparse.Namespace) -> int:
     for i, model in enumerate(args.models):
         network, run = load_network(model, args.data_dir, args)
         if args.activity:
-            activity = read_activity(args.activity[i])
+            activity, accuracy = read_activity(args.activity[i])
         elif run is not None and args.input is None:
-            activity = measure_activity(network, run, args.samples)
+            activity, accuracy = measure_activity(network, run, args.samples)
         else:
-            activity = simulate_activity(network, model, args)
+            activity, accuracy = simulate_activity(network, model, args)
         label = args.label[i] if args.label else model.stem if model.is_file() else model.name
         estimates.append(
             estimate(
@@ -121,16 +121,22 @@ def cmd_energy(args: argparse.Namespace) -> int:
                 overhead=args.overhead,
                 label=label,
                 order=args.order,
+                accuracy=accuracy,
             )
         )
     for e in estimates:
         b = e.breakdown_j
+        extra = ", ".join(
+            f"{term} {format_j(b[term]) if e.options[term] else 'not included'}"
+            for term in ("static", "overhead")
+        )
+        accuracy = "" if e.accuracy is None else f", accuracy {e.accuracy:.4f}"
         print(
             f"{e.label} on {e.target.name}: {format_j(e.energy_per_inference_j)} per inference "
-            f"(synaptic {format_j(b['synaptic'])}, neuron {format_j(b['neuron'])}, routing "
-            f"{format_j(b['routing'])}, static {format_j(b['static'])}, overhead {format_j(b['overhead'])}), "
+            f"({format_j(e.energy_per_step_j)} per time step; synaptic {format_j(b['synaptic'])}, neuron "
+            f"{format_j(b['neuron'])}, routing {format_j(b['routing'])}, {extra}), "
             f"latency {format_s(e.latency_per_inference_s)}, {e.placement.cores} cores; "
-            f"activity: {e.activity_source}, {e.samples} samples"
+            f"activity: {e.activity_source}, {e.samples} samples{accuracy}"
         )
     if args.json is not None:
         write_text(args.json, dumps(estimates) + "\n")
@@ -181,8 +187,9 @@ def load_network(
     return network, None
 
 
-def read_activity(path: Path):
-    """An :class:`~toolchain.activity.Activity` from ``toolchain simulate --json`` output or its own JSON."""
+def read_activity(path: Path) -> tuple[Any, float | None]:
+    """An :class:`~toolchain.activity.Activity` from ``toolchain simulate --json`` output or its own
+    JSON, and the accuracy the simulation measured with it (``None`` when the file has none)."""
     from toolchain.activity import Activity
 
     try:
@@ -193,17 +200,20 @@ def read_activity(path: Path):
         raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
         raise ToolchainError(f"{path}: not an activity record (JSON nested too deeply)") from None
+    accuracy = None
     if isinstance(data, dict) and "activity" in data:
+        given = data.get("accuracy")
+        accuracy = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else None
         data = data["activity"]
     try:
-        return Activity.from_dict(data)
+        return Activity.from_dict(data), accuracy
     except (KeyError, TypeError, ValueError) as exc:
         raise ToolchainError(
             f"{path}: not an activity record (key `activity` of `toolchain simulate --json`): {exc}"
         ) from None
 
 
-def simulate_activity(network: Any, path: Path, args: argparse.Namespace):
+def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tuple[Any, float | None]:
     """The reference simulator's activity of ``network`` (read from the file ``path``, or a run
     folder's) on ``--input``, else on the first ``--samples`` test samples of the dataset the file's
     metadata names (:func:`toolchain.commands.graph_options.model_inputs`)."""
@@ -224,10 +234,10 @@ def simulate_activity(network: Any, path: Path, args: argparse.Namespace):
     print(f"simulating {inputs.samples} {what} ...", file=sys.stderr)
     result = simulate(network, inputs.inputs)
     warn_if_silent(result, network, "run" if path.is_dir() else graph_format(path), path)
-    return result.activity
+    return result.activity, _accuracy(result.predictions, inputs.labels)
 
 
-def measure_activity(network: Any, run: Any, samples: int):
+def measure_activity(network: Any, run: Any, samples: int) -> tuple[Any, float | None]:
     """Run the reference simulator on the first ``samples`` test samples of a run's dataset, encoded
     as the evaluation encodes them (:func:`toolchain.sim.inputs.network_inputs`)."""
     from toolchain.sim.inputs import network_inputs
@@ -235,4 +245,14 @@ def measure_activity(network: Any, run: Any, samples: int):
 
     inputs = network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
     print(f"simulating {inputs.samples} test samples of {run.dataset.name} ...", file=sys.stderr)
-    return simulate(network, inputs.inputs).activity
+    result = simulate(network, inputs.inputs)
+    return result.activity, _accuracy(result.predictions, inputs.labels)
+
+
+def _accuracy(predictions: Any, labels: Any) -> float | None:
+    """The share of correct predictions, or ``None`` without labels."""
+    import numpy as np
+
+    if labels is None or len(labels) == 0:
+        return None
+    return float((np.asarray(predictions) == np.asarray(labels)).mean())

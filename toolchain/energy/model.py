@@ -98,10 +98,17 @@ class EnergyEstimate:
     baselines: tuple[BaselineEstimate, ...]
     options: dict[str, bool]
     assumptions: tuple[str, ...] = field(default=())
+    #: the classification accuracy measured with the same activity (``None``: not given)
+    accuracy: float | None = None
 
     @property
     def energy_per_inference_j(self) -> float:
         return sum(self.breakdown_j.values())
+
+    @property
+    def energy_per_step_j(self) -> float:
+        """Energy per inference divided by the time steps of an inference."""
+        return self.energy_per_inference_j / max(self.time_steps, 1)
 
     def citations(self) -> dict[str, str]:
         """``table.key`` -> source, for every constant this estimate used."""
@@ -121,6 +128,8 @@ class EnergyEstimate:
             "samples": self.samples,
             "time_steps": self.time_steps,
             "energy_per_inference_j": self.energy_per_inference_j,
+            "energy_per_step_j": self.energy_per_step_j,
+            "accuracy": self.accuracy,
             "breakdown_j": dict(self.breakdown_j),
             "latency_per_inference_s": self.latency_per_inference_s,
             "options": dict(self.options),
@@ -143,13 +152,15 @@ def estimate(
     baselines: Sequence[Target] | None = None,
     label: str | None = None,
     order: str = "spatial",
+    accuracy: float | None = None,
 ) -> EnergyEstimate:
     """Energy and latency per inference of ``network`` with ``activity`` on ``target``.
 
     ``static`` adds the profile's static power over the latency, ``overhead`` its per-time-step
     overhead (each refused if the profile has none); ``baselines`` are the conventional targets
     of the ANN twin (default: every conventional profile found); ``order`` the neuron order of the
-    placement (:func:`toolchain.energy.placement.place`).
+    placement (:func:`toolchain.energy.placement.place`); ``accuracy``, measured with the same
+    activity, is reported beside the energy.
     """
     if target.kind != "neuromorphic":
         raise TargetError(
@@ -252,7 +263,23 @@ def estimate(
         workload=workload,
         baselines=tuple(ann_twin(network, workload, baselines)),
         options={"static": static, "overhead": overhead},
-        assumptions=(*MODEL_ASSUMPTIONS, *target.assumptions),
+        assumptions=(*MODEL_ASSUMPTIONS, *_graded_input(network, layers), *target.assumptions),
+        accuracy=accuracy,
+    )
+
+
+def _graded_input(network: ir.Network, layers: list[LayerEnergy]) -> tuple[str, ...]:
+    """The assumption behind a graded input's price, with its share of the estimate."""
+    if network.input_encoding != "graded" or not layers:
+        return ()
+    first = layers[0]
+    total = sum(layer.total_j for layer in layers)
+    share = first.synaptic_j / total if total > 0 else 0.0
+    return (
+        f"Graded input: each nonzero 8-bit input value reaching layer {first.name!r} is priced as one "
+        "synaptic operation per synapse it reaches and one message, like a spike; on Loihi 1 such "
+        "input is a graded payload sent by the host or an embedded processor (not priced here), on "
+        f"Loihi 2 a graded spike. That layer's synaptic operations are {share:.0%} of this estimate.",
     )
 
 
@@ -293,6 +320,13 @@ def _check_activity(network: ir.Network, activity: Activity) -> None:
                 f"layer {layer.name!r}: activity counts {counts.neurons} neurons, the network has {neurons}"
             )
         updates = counts.active_updates_per_sample + counts.idle_updates_per_sample
+        if updates == 0 and activity.source == "lava":
+            raise ActivityMismatchError(
+                "this activity was recorded by Lava, which counts spikes only (no synaptic operations or "
+                "neuron updates); price the reference simulator's activity of the same file instead "
+                "(`toolchain simulate FILE --json OUT`, then `toolchain energy FILE --activity OUT`; "
+                "`toolchain simulate FILE --compare` proves the two agree spike for spike)"
+            )
         if not math.isclose(updates, neurons * activity.time_steps, rel_tol=1e-6):
             raise ActivityMismatchError(
                 f"layer {layer.name!r}: active + idle updates = {updates:g}, expected neurons x time steps "

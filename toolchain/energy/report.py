@@ -47,6 +47,51 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+def format_count(value: float) -> str:
+    """A count with an SI prefix from ten thousand on (``33.3 k``, ``2.1 M``), else up to 4 digits."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(value) >= factor:
+            divisor = 1e3 if prefix == "k" else factor
+            return f"{value / divisor:.3g} {prefix}"
+    return f"{value:.4g}"
+
+
+def format_ratio(value: float) -> str:
+    """A ratio: ``3.15``, or ``1/24.6 k`` below 0.01 (no exponent notation)."""
+    if value == 0 or value >= 0.01:
+        return f"{value:.3g}"
+    return f"1/{format_count(1 / value)}"
+
+
+def format_constant(key: str, value: float) -> str:
+    """A profile constant in its unit with an SI prefix (``26.5 µJ`` for ``overhead.step_pj``)."""
+    if key.endswith("_pj"):
+        return format_j(value * 1e-12)
+    if key.endswith("_ns"):
+        return format_s(value * 1e-9)
+    if key.endswith("_mw"):
+        return _si(value * 1e-3, "W")
+    return format_count(value)
+
+
+def _component(estimate: EnergyEstimate, component: str) -> str:
+    """A component's energy, or ``not included`` for a term the estimate was not asked for."""
+    if component in estimate.options and not estimate.options[component]:
+        return "not included"
+    return format_j(estimate.breakdown_j[component])
+
+
+def _accuracy(estimate: EnergyEstimate) -> str:
+    return "not given" if estimate.accuracy is None else f"{estimate.accuracy:.4f}"
+
+
+#: under the comparison with conventional hardware, in the report and beside its plot
+ANN_CAVEAT = (
+    "Not a like-for-like comparison: the conventional figures are per-operation energies of whole "
+    "processors (memory traffic included), the SNN's are the chip's per-operation costs"
+)
+
+
 #: the report's text files
 REPORT_FILES: tuple[str, ...] = ("report.md", "report.html", "report.json")
 #: what ``toolchain run`` writes beside the report (removed with a previous report)
@@ -70,7 +115,8 @@ def write_report(estimates: Sequence[EnergyEstimate], out_dir: str | Path) -> di
     _plot_twin(estimates, paths["snn_vs_ann.png"])
     sections = _sections(estimates)
     paths["report.md"] = write_text(out / "report.md", _markdown(sections))
-    paths["report.html"] = write_text(out / "report.html", _html(sections))
+    images = {name: paths[name].read_bytes() for name in PLOTS}
+    paths["report.html"] = write_text(out / "report.html", _html(sections, images))
     paths["report.json"] = write_json(out / "report.json", {"estimates": [e.to_dict() for e in estimates]})
     return paths
 
@@ -98,8 +144,10 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         "routing",
         "static",
         "overhead",
+        "energy / time step",
         "latency / inference",
         "spikes / inference",
+        "accuracy",
         "cores",
     ]
     summary_rows = [
@@ -108,9 +156,11 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             e.target.name + ("" if e.target.verified else " (unverified)"),
             f"{e.activity_source}, {e.samples} samples",
             format_j(e.energy_per_inference_j),
-            *(format_j(e.breakdown_j[c]) for c in ("synaptic", "neuron", "routing", "static", "overhead")),
+            *(_component(e, c) for c in ("synaptic", "neuron", "routing", "static", "overhead")),
+            format_j(e.energy_per_step_j),
             format_s(e.latency_per_inference_s),
             f"{sum(layer.spikes for layer in e.layers):.1f}",
+            _accuracy(e),
             str(e.placement.cores),
         ]
         for e in estimates
@@ -119,12 +169,16 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         (
             "Summary",
             [
-                "Energy and latency of one inference, from measured activity. Static power and the "
-                "per-time-step overhead are 0 unless the estimate was asked for them (--static, --overhead).",
+                "Energy and latency of one inference, from measured activity, and the accuracy "
+                "measured with the same activity. Static power and the per-time-step overhead "
+                "(management cores, I/O, synchronisation) are not included unless the estimate was "
+                "asked for them (--static, --overhead); the energy is then the chip's dynamic energy "
+                "of the network's operations, a lower bound of what a board draws.",
                 (summary_header, summary_rows),
                 ("img", "energy_per_layer.png", "energy per layer by component"),
                 ("img", "spikes_per_layer.png", "spikes per layer"),
                 ("img", "snn_vs_ann.png", "SNN on its target against the ANN twin on each baseline"),
+                f"{ANN_CAVEAT}; the SNN's static power and overhead only where the summary includes them.",
             ],
         )
     ]
@@ -161,11 +215,11 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
                 str(layer.neurons),
                 f"{layer.cores} x {layer.neurons_per_core}",
                 f"{layer.spikes:.1f}",
-                f"{layer.synops:.4g}",
-                f"{layer.active_updates:.4g}",
-                f"{layer.idle_updates:.4g}",
-                f"{layer.messages:.4g}",
-                f"{layer.east_west_hops + layer.north_south_hops:.4g}",
+                format_count(layer.synops),
+                format_count(layer.active_updates),
+                format_count(layer.idle_updates),
+                format_count(layer.messages),
+                format_count(layer.east_west_hops + layer.north_south_hops),
                 format_j(layer.synaptic_j),
                 format_j(layer.neuron_j),
                 format_j(layer.routing_j),
@@ -176,9 +230,9 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         w = e.workload
         workload_rows = [
             ["activation sparsity", f"{w.activation_sparsity:.4f}"],
-            ["effective synaptic ops: ACs (spike input)", f"{w.effective_acs:.4g}"],
-            ["effective synaptic ops: MACs (graded input)", f"{w.effective_macs:.4g}"],
-            ["dense ops (all connections, every step)", f"{w.dense_ops:.4g}"],
+            ["effective synaptic ops: ACs (spike input)", format_count(w.effective_acs)],
+            ["effective synaptic ops: MACs (graded input)", format_count(w.effective_macs)],
+            ["dense ops (all connections, every step)", format_count(w.dense_ops)],
             ["connection sparsity", f"{w.connection_sparsity:.4f}"],
             ["footprint", f"{w.footprint_bytes} bytes"],
             ["parameters", str(w.parameters)],
@@ -186,26 +240,26 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         twin_rows = [
             [
                 b.target,
-                f"{b.macs:.4g}",
-                f"{b.mac_pj:g}",
+                format_count(b.macs),
+                format_j(b.mac_pj * 1e-12),
                 format_j(b.ann_twin_j),
                 "" if b.snn_ops_j is None else format_j(b.snn_ops_j),
-                f"{b.ann_twin_j / e.energy_per_inference_j:.3g}",
+                format_ratio(b.ann_twin_j / e.energy_per_inference_j),
             ]
             for b in e.baselines
         ]
         p = e.placement
         cited = [
-            [key, f"{value:g}", e.target.sources[key] + _derived(e, key)]
+            [key, format_constant(key, value), e.target.sources[key] + _derived(e, key)]
             for key, value in e.target.values.items()
         ]
-        cited += [[f"{b.target}: mac_pj", f"{b.mac_pj:g}", b.source] for b in e.baselines]
+        cited += [[f"{b.target}: mac_pj", format_constant("mac_pj", b.mac_pj), b.source] for b in e.baselines]
         sections.append(
             (
                 f"{e.label} on {e.target.name}",
                 [
                     f"Network `{e.network}`, {e.time_steps} time steps, activity from {e.activity_source} "
-                    f"({e.samples} samples). Target: {e.target.title}"
+                    f"({e.samples} samples), accuracy {_accuracy(e)}. Target: {e.target.title}"
                     + ("" if e.target.verified else " — **unverified profile**")
                     + f". Placement: {p.cores} cores, {p.tiles} tiles, {p.chips} chip(s).",
                     (
@@ -232,9 +286,12 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
                     "The ANN twin (same layers, one dense pass) on each conventional baseline, and the SNN's "
                     "own effective operations priced on it:",
                     (
-                        ["baseline", "MACs", "pJ / MAC", "ANN twin", "SNN ops", "ANN twin / SNN here"],
+                        ["baseline", "MACs", "energy / MAC", "ANN twin", "SNN ops", "ANN twin / SNN here"],
                         twin_rows,
                     ),
+                    f"{ANN_CAVEAT} (of its dynamic energy only, unless the summary includes static "
+                    "power and overhead); the column 'SNN ops' prices the SNN's own operations on the "
+                    "same processor, the like-for-like figure.",
                     "Assumptions:",
                     ("list", list(e.assumptions)),
                     "Constants and their sources:",
@@ -270,7 +327,10 @@ def _markdown(sections: list[tuple[str, list[object]]]) -> str:
     return "\n".join(lines)
 
 
-def _html(sections: list[tuple[str, list[object]]]) -> str:
+def _html(sections: list[tuple[str, list[object]]], images: dict[str, bytes]) -> str:
+    """The report as one self-contained HTML page: the plots embedded as ``data:`` URIs."""
+    import base64
+
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -287,7 +347,8 @@ def _html(sections: list[tuple[str, list[object]]]) -> str:
             if isinstance(item, str):
                 parts.append(f"<p>{esc(item).replace('**', '')}</p>")
             elif item[0] == "img":
-                parts.append(f'<img src="{esc(item[1])}" alt="{esc(item[2])}">')
+                data = base64.b64encode(images[item[1]]).decode("ascii")
+                parts.append(f'<img src="data:image/png;base64,{data}" alt="{esc(item[2])}">')
             elif item[0] == "list":
                 parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in item[1]) + "</ul>")
             else:
@@ -375,6 +436,9 @@ def _plot_twin(estimates: Sequence[EnergyEstimate], path: Path) -> None:
     ax.set_xticks(range(len(estimates)), [f"{e.label}\n({e.target.name})" for e in estimates], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("energy per inference (J)")
+    ax.set_title(
+        "SNN: the chip's per-operation energy; ANN twin: whole processors (not like for like)", fontsize=8
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
@@ -386,4 +450,14 @@ def dumps(estimates: Sequence[EnergyEstimate]) -> str:
     return json.dumps({"estimates": [e.to_dict() for e in estimates]}, indent=2)
 
 
-__all__ = ["PLOTS", "dumps", "format_j", "format_s", "write_report"]
+__all__ = [
+    "ANN_CAVEAT",
+    "PLOTS",
+    "dumps",
+    "format_constant",
+    "format_count",
+    "format_j",
+    "format_ratio",
+    "format_s",
+    "write_report",
+]

@@ -219,7 +219,7 @@ def _read(
 
 def _nir_dt_notes(path: Path, network: ir.Network, dt: float) -> list[str]:
     """A warning when, under ``dt``, every neuron forgets its current and voltage within one step."""
-    from toolchain.snn.dynamics import DECAY_UNITY
+    from toolchain.loihi_numbers import DECAY_UNITY
 
     layers = network.synaptic_layers()
     if layers and all(

@@ -29,7 +29,7 @@ import numpy as np
 from toolchain import ir
 from toolchain.errors import one_line as _one_line
 from toolchain.export.formats import FORMATS, GraphFile, ModelFileError, detect_format, open_graph
-from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
+from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
 
 #: values per chunk when an initializer's statistics are computed
 STATS_CHUNK = 1 << 22

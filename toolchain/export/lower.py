@@ -34,7 +34,7 @@ import numpy as np
 
 from toolchain import ir
 from toolchain.errors import QuantizationError, ToolchainError
-from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN
+from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN
 
 
 class LoweringError(ToolchainError):

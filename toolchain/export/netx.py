@@ -50,7 +50,7 @@ from toolchain import ir
 from toolchain.errors import FormatError, QuantizationError, ToolchainError
 from toolchain.export.lower import lower_pooling
 from toolchain.io import atomic_write
-from toolchain.snn.loihi import BIAS_EXP, INPUT_SHIFT
+from toolchain.loihi_numbers import BIAS_EXP, INPUT_SHIFT
 
 FORMAT_VERSION = 1
 #: the group netx ignores, holding what netx has no field for

@@ -20,12 +20,12 @@ import torch
 
 from toolchain import ir
 from toolchain.data import ArraySplit
+from toolchain.data.batches import EVAL_BATCH, evaluation_inputs
 from toolchain.errors import QuantizationError, ToolchainError
 from toolchain.export.formats import FORMATS
 from toolchain.export.quantize import QuantizationReport, quantize_model
 from toolchain.export.run_loader import LoadedRun
 from toolchain.io import check_writable_dir
-from toolchain.sim.inputs import EVAL_BATCH
 
 ONNX_MODELS: tuple[str, ...] = ("snn", "ann")
 
@@ -153,15 +153,12 @@ def torch_model_predictions(run: LoadedRun, split: ArraySplit) -> tuple[np.ndarr
     Computed as :func:`toolchain.train.evaluate.evaluate` does (eval mode, batches of
     :data:`EVAL_BATCH`, rate spikes drawn from seed 0), keeping each sample's prediction.
     """
-    from toolchain.train.evaluate import batches, encode_batch
-
     model = run.model.eval()
-    generator = torch.Generator().manual_seed(0)
     predictions: list[np.ndarray] = []
     spikes = 0.0
     with torch.no_grad():
-        for x, _ in batches(split, EVAL_BATCH):
-            out = model(encode_batch(x, run.recipe.encoding, generator))
+        for x, _ in evaluation_inputs(split, run.recipe.encoding):
+            out = model(x)
             predictions.append(out.logits.argmax(dim=1).numpy())
             spikes += sum(float(counts.sum()) for counts in out.spike_counts_per_sample().values())
     joined = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)

@@ -7,7 +7,7 @@ builds the :class:`toolchain.ir.Network` Loihi would run:
   (:meth:`~toolchain.snn.blocks.SynapticBlock.folded_weight_bias`), the weights put on Loihi's 8-bit
   grid by :func:`toolchain.snn.loihi.weights_to_int` (a weight off the grid's range is refused,
   naming the layer; nothing is clipped), the neuron parameters by
-  :func:`toolchain.snn.loihi.neuron_registers`, the bias as per-neuron ``bias_mant`` with one
+  :func:`toolchain.loihi_numbers.neuron_registers`, the bias as per-neuron ``bias_mant`` with one
   ``bias_exp`` per layer (:func:`bias_registers`); a float layer is first scaled (weights, bias
   and threshold together, which leaves its spikes unchanged) by the largest power of two that
   still fits every register, so that small weights keep their precision on the fixed grid;
@@ -37,21 +37,19 @@ import torch
 from toolchain import ir
 from toolchain.config import Recipe
 from toolchain.errors import QuantizationError, UnsupportedDynamicsError
-from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock
-from toolchain.snn.dynamics import DECAY_UNITY
-from toolchain.snn.loihi import (
+from toolchain.loihi_numbers import (
+    DECAY_UNITY,
     INPUT_SHIFT,
     WEIGHT_SCALE,
     CubaRegisters,
     Population,
     RoundingReport,
     bias_registers,
-    may_overflow,
     neuron_registers,
     readout_registers,
-    scale_exponent,
-    weights_to_int,
 )
+from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock
+from toolchain.snn.loihi import may_overflow, scale_exponent, weights_to_int
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.numerics import GRADED_ENCODINGS

@@ -27,11 +27,10 @@ import torch
 from toolchain import ir
 from toolchain.config import NeuronConfig
 from toolchain.errors import SimulationError
+from toolchain.loihi_numbers import INPUT_SHIFT, STATE_SCALE, WEIGHT_SCALE, CubaRegisters
 from toolchain.sim.reference import SimulationResult, check_inputs
 from toolchain.snn.architectures import LayerSpec
 from toolchain.snn.blocks import SynapticBlock
-from toolchain.snn.dynamics import STATE_SCALE
-from toolchain.snn.loihi import INPUT_SHIFT, WEIGHT_SCALE, CubaRegisters
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.numerics import apply_numerics

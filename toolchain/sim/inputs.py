@@ -2,11 +2,11 @@
 
 Every backend (the reference simulator, Lava, the fixed-point torch model) must see the same spikes.
 :func:`network_inputs` draws them the way the training evaluation does
-(:func:`toolchain.train.evaluate.evaluate`): batches of :data:`EVAL_BATCH` samples in order, each
-encoded by :func:`toolchain.train.evaluate.encode_batch` with one ``torch.Generator`` seeded with
-``seed`` (0) for the whole split, so a rate-coded test set gets the same spikes here as in
-``metrics.json``'s evaluation. Graded networks (``direct`` encoding) take the analog samples
-themselves, ``[B, *input_shape]`` in [0, 1].
+(:mod:`toolchain.data.batches`, the one evaluation protocol): batches of :data:`EVAL_BATCH`
+samples in order, each encoded with one ``torch.Generator`` seeded with ``seed`` (0) for the whole
+split, so a rate-coded test set gets the same spikes here as in ``metrics.json``'s evaluation.
+Graded networks (``direct`` encoding) take the analog samples themselves, ``[B, *input_shape]`` in
+[0, 1].
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import torch
 from toolchain import ir
 from toolchain.config import EncodingConfig
 from toolchain.data.base import ArraySplit, as_float
+from toolchain.data.batches import EVAL_BATCH, evaluation_inputs
 from toolchain.errors import SimulationError
-
-#: the evaluation's batch size: rate spikes are drawn batch by batch, so it fixes each sample's spikes
-EVAL_BATCH = 256
 
 
 class InputRangeError(SimulationError):
@@ -99,8 +97,6 @@ def network_inputs(
     Raises :class:`SimulationError` when the samples do not fit the network's input, and its
     :class:`InputRangeError` when they lie outside [0, 1] for graded input.
     """
-    from toolchain.train.evaluate import batches, encode_batch
-
     encoding = encoding or encoding_of(network)
     count = len(split) if samples is None else min(samples, len(split))
     if count < 1:
@@ -117,10 +113,7 @@ def network_inputs(
         return NetworkInputs(x.reshape(count, *shape), labels, encoding)
     # whole evaluation batches are drawn, then cut: the first samples get the spikes the evaluation gives them
     drawn = split.subset(slice(0, min(len(split), -(-count // EVAL_BATCH) * EVAL_BATCH)))
-    generator = torch.Generator().manual_seed(seed)
-    chunks = [
-        encode_batch(x, encoding, generator).numpy().astype(np.uint8) for x, _ in batches(drawn, EVAL_BATCH)
-    ]
+    chunks = [x.numpy().astype(np.uint8) for x, _ in evaluation_inputs(drawn, encoding, seed)]
     spikes = np.concatenate(chunks, axis=1)[:, :count]
     if int(np.prod(spikes.shape[2:])) != int(np.prod(shape)):
         raise SimulationError(f"encoded samples {spikes.shape[2:]} do not fit the network's input {shape}")

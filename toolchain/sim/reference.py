@@ -39,17 +39,17 @@ from torch.nn import functional
 from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
 from toolchain.errors import SimulationError
+from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX, INPUT_SHIFT, current_may_wrap
 from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
     CubaState,
     cuba_step_fixed_,
     cuba_subthreshold_fixed,
-    current_may_wrap,
     fast_bias,
     fast_input,
     spike_and_reset_fixed,
 )
-from toolchain.snn.loihi import INPUT_PAYLOAD_MAX, INPUT_SHIFT, graded_input
+from toolchain.snn.loihi import graded_input
 
 #: float32 holds every integer below this exactly (and so every partial sum below it)
 FLOAT32_EXACT = 2**24

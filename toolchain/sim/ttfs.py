@@ -47,8 +47,8 @@ from torch.nn import functional
 
 from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
+from toolchain.loihi_numbers import WEIGHT_MAX
 from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock, shape_input
-from toolchain.snn.loihi import WEIGHT_MAX
 from toolchain.snn.ttfs import kernel_value
 from toolchain.snn.ttfs_model import TemporalKernel, TTFSNetwork
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from toolchain.loihi_numbers import CubaRegisters, Population, neuron_registers, readout_registers
 from toolchain.snn.architectures import LayerSpec
 from toolchain.snn.layers import (
     BatchNorm,
@@ -33,15 +34,7 @@ from toolchain.snn.layers import (
     fold_batchnorm,
     pool_layer,
 )
-from toolchain.snn.loihi import (
-    CubaRegisters,
-    Population,
-    bias_grid,
-    neuron_registers,
-    readout_registers,
-    scale_exponent,
-    weight_grid,
-)
+from toolchain.snn.loihi import bias_grid, scale_exponent, weight_grid
 from toolchain.snn.neurons import CubaLIF, delay
 
 

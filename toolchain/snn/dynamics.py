@@ -31,17 +31,15 @@ from dataclasses import dataclass
 
 import torch
 
-#: Loihi's decay registers are 12-bit fractions of this unity
-DECAY_UNITY = 4096
-DECAY_SHIFT = 12
-#: synaptic input and thresholds are MSB-aligned by this many bits
-ACTIVATION_SHIFT = 6
-THRESHOLD_SHIFT = 6
-#: u and v are 24-bit registers
-STATE_BITS = 24
-STATE_LIMIT = 2 ** (STATE_BITS - 1)
-#: Lava adds this 1-bit offset to the current decay (``ds_offset``); the voltage offset is 0
-CURRENT_DECAY_OFFSET = 1
+from toolchain.loihi_numbers import (  # the fixed-point format the equations compute in
+    ACTIVATION_SHIFT,
+    CURRENT_DECAY_OFFSET,
+    DECAY_UNITY,
+    STATE_BITS,
+    STATE_LIMIT,
+    STATE_SCALE,
+    THRESHOLD_SHIFT,
+)
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -218,17 +216,6 @@ def fast_bias(bias_mant: int | torch.Tensor, bias_exp: int | torch.Tensor) -> to
     return effective_bias(bias_mant, bias_exp).to(torch.float64)
 
 
-def current_may_wrap(max_abs_a_in: int, du_lava: int) -> bool:
-    """Whether Lava's 24-bit wrap of ``u`` can act, starting from ``u = 0`` with every
-    ``|a_in| <= max_abs_a_in``: ``|u[t]| <= keep * |u[t-1]| + X`` with ``X = max_abs_a_in << 6`` and
-    ``keep = (4096 - du_lava - 1) / 4096`` bounds ``|u|`` by ``X * 4096 / (du_lava + 1)``; below
-    ``2^23`` the wrap never changes ``u`` and :func:`cuba_step_fixed_` may skip it (``wrap=False``)."""
-    if du_lava + CURRENT_DECAY_OFFSET <= 0:  # iDecay = 0: the current keeps everything (no bound)
-        return max_abs_a_in > 0
-    bound = (max_abs_a_in << ACTIVATION_SHIFT) * DECAY_UNITY // (du_lava + CURRENT_DECAY_OFFSET)
-    return bound >= STATE_LIMIT
-
-
 def cuba_step_fixed_(
     u: torch.Tensor,
     v: torch.Tensor,
@@ -278,11 +265,6 @@ def _trunc_decay_(value: torch.Tensor, keep: float, scratch: torch.Tensor) -> to
     value.mul_(keep)
     torch.sign(value, out=scratch)
     return value.add_(scratch, alpha=-_TRUNC_OFFSET).add_(_TRUNC_OFFSET).floor_()
-
-
-#: the float value of one unit of Lava's state: u and v are integers scaled by 2^12 relative to
-#: the float model (weights carry 2^6, the activation shift another 2^6)
-STATE_SCALE = 2 ** (ACTIVATION_SHIFT + 6)
 
 
 def cuba_step_quantized(

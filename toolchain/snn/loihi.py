@@ -1,158 +1,37 @@
-"""Loihi's number formats: how float parameters map onto its registers, and the rounding rules.
+"""Loihi's number formats on tensors: rounding float weights, inputs and biases onto the grids of
+:mod:`toolchain.loihi_numbers` (straight-through for training), and the scale of a layer.
 
-The equations that use these numbers are in :mod:`toolchain.snn.dynamics`; this module says how a
-float model's weights, decays and threshold become Loihi integers (and back), following lava-dl's
-slayer (``w_scale = 64``, ``p_scale = 4096``) and Lava's bit-accurate process models:
-
-- **Weights**: ``w_int = 2 * round(w * 64 / 2)``, even integers in ``[-256, 254]``: 8-bit signed
-  mantissas whose least significant bit Lava drops for mixed-sign matrices
-  (``lava/utils/weightutils.py: truncate_weights``), so only even values survive. A weight of 1.0
-  is 64. Outside the range is an error at export, never a silent clip.
-- **Decays**: ``iDecay = round(current_decay * 4096)`` in ``[1, 4096]`` (Lava holds
-  ``du = iDecay - 1`` in 12 bits and adds 1 back), ``vDecay = round(voltage_decay * 4096)`` in
-  ``[0, 4095]`` (12 bits, no offset).
-- **Threshold**: ``vThMant = round(threshold * 64)`` in ``[1, 2^17 - 1]``; Lava compares
-  ``v > vThMant << 6``.
-- **Non-spiking populations** (a readout that integrates, slayer's ``Affine`` block, netx's dense
-  layer without a ``neuron`` group): ``vThMant`` of at least ``2^17`` (:data:`NEVER_SPIKE_VTH_MANT`;
-  slayer writes ``2^18 - 1``) puts the threshold at or above ``2^23``, which the 24-bit voltage
-  (saturated at ``2^23 - 1``) never exceeds. netx's neuron-less default also holds ``iDecay = 0``
-  (the current keeps everything) and ``vDecay = 4096`` (the voltage keeps nothing): Lava simulates
-  both (``du = -1``), so the registers accept them; recipes never produce them.
-- **Graded input** (the analog input of ``direct`` encoding): an 8-bit payload
-  ``round(x * 255)`` per input, and the first synapse's weight exponent ``-8`` (an arithmetic right
-  shift, i.e. a floor) brings the sum back to the weights' scale: the input is seen as
-  ``round(x * 255) / 256``.
+The formats themselves (register widths, scales, :class:`CubaRegisters`, the bias registers) are
+numpy-only, in :mod:`toolchain.loihi_numbers`, re-exported here; this module adds what needs torch:
+:func:`weight_grid`, :func:`weights_to_int`, :func:`graded_input`, :func:`synaptic_input_grid`,
+:func:`bias_grid`, :func:`scale_exponent` and :func:`may_overflow`.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from toolchain.errors import QuantizationError
-from toolchain.snn.dynamics import (
+from toolchain.loihi_numbers import (
     ACTIVATION_SHIFT,
+    BIAS_EXP,
     CURRENT_DECAY_OFFSET,
     DECAY_UNITY,
+    INPUT_PAYLOAD_MAX,
+    INPUT_SHIFT,
+    MAX_SCALE_EXP,
+    MIN_SCALE_EXP,
     STATE_LIMIT,
     STATE_SCALE,
-    THRESHOLD_SHIFT,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+    WEIGHT_SCALE,
+    Population,
+    bias_registers,
     current_may_wrap,
+    neuron_registers,
 )
-
-#: a float weight of 1.0 is this integer (lava-dl slayer's ``w_scale``)
-WEIGHT_SCALE = 64
-WEIGHT_MIN = -256
-WEIGHT_MAX = 254
-#: threshold mantissa register (17 bits, unsigned here)
-VTH_MANT_MAX = 2**17 - 1
-#: a threshold mantissa at or above this never fires (``vth << 6 >= 2^23`` > any saturated voltage)
-NEVER_SPIKE_VTH_MANT = 2**17
-#: the largest threshold mantissa a file may hold (slayer's ``Affine`` writes ``2^18 - 1``)
-VTH_MANT_FILE_MAX = 2**18 - 1
-#: graded input payload bits and the first synapse's matching right shift
-INPUT_PAYLOAD_MAX = 255
-INPUT_SHIFT = 8
-#: the bias mantissa register (signed 13 bits)
-BIAS_MANT_BITS = 13
-BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
-BIAS_MANT_MIN = -(2 ** (BIAS_MANT_BITS - 1))
-#: the bias exponent of every exported neuron: lava-dl's netx sets ``bias_exp = 6`` for every
-#: neuron (``lava/lib/dl/netx/hdf5.py:158``), i.e. a bias on the ``1/64`` grid of the synaptic input
-BIAS_EXP = 6
-#: the largest power of two by which a layer is scaled onto the registers (see :func:`scale_exponent`)
-MAX_SCALE_EXP = 12
-#: the smallest: a layer whose (batch-norm folded) weights overflow the grid may be scaled down this far
-MIN_SCALE_EXP = -4
-
-
-@dataclass(frozen=True)
-class CubaRegisters:
-    """The integer parameters of a Loihi CUBA population, as netx's ``neuron`` group holds them."""
-
-    i_decay: int
-    v_decay: int
-    vth_mant: int
-
-    def __post_init__(self) -> None:
-        _check_range("iDecay (current decay x 4096)", self.i_decay, 0, DECAY_UNITY)
-        _check_range("vDecay (voltage decay x 4096)", self.v_decay, 0, DECAY_UNITY)
-        _check_range("vThMant (threshold x 64)", self.vth_mant, 1, VTH_MANT_FILE_MAX)
-
-    @property
-    def spiking(self) -> bool:
-        """False for a population that can never fire (``vth_mant >= 2^17``): a potential readout."""
-        return self.vth_mant < NEVER_SPIKE_VTH_MANT
-
-    @property
-    def du_lava(self) -> int:
-        """The current decay register Lava's LIF holds (netx passes ``iDecay - 1``)."""
-        return self.i_decay - CURRENT_DECAY_OFFSET
-
-    @property
-    def current_decay(self) -> float:
-        return self.i_decay / DECAY_UNITY
-
-    @property
-    def voltage_decay(self) -> float:
-        return self.v_decay / DECAY_UNITY
-
-    @property
-    def threshold(self) -> float:
-        return self.vth_mant / 2**THRESHOLD_SHIFT
-
-
-@dataclass(frozen=True)
-class RoundingReport:
-    """One parameter's float value, the value its register holds, and the difference."""
-
-    name: str
-    requested: float
-    quantized: float
-
-    @property
-    def abs_error(self) -> float:
-        return abs(self.quantized - self.requested)
-
-    def to_dict(self) -> dict[str, float | str]:
-        return {**asdict(self), "abs_error": self.abs_error}
-
-
-def neuron_registers(
-    current_decay: float, voltage_decay: float, threshold: float
-) -> tuple[CubaRegisters, list[RoundingReport]]:
-    """The registers nearest to float neuron parameters, and what rounding changed.
-
-    Raises :class:`QuantizationError` naming the parameter when it has no register value on the
-    chip (a current decay of 0, a voltage decay of 1, a threshold beyond ``(2^17 - 1) / 64``): the
-    wider values :class:`CubaRegisters` accepts from files are Lava's, not the hardware's.
-    """
-    i_decay = round(current_decay * DECAY_UNITY)
-    v_decay = round(voltage_decay * DECAY_UNITY)
-    vth_mant = round(threshold * 2**THRESHOLD_SHIFT)
-    _check_range("iDecay (current decay x 4096)", i_decay, 1, DECAY_UNITY)
-    _check_range("vDecay (voltage decay x 4096)", v_decay, 0, DECAY_UNITY - 1)
-    _check_range("vThMant (threshold x 64)", vth_mant, 1, VTH_MANT_MAX)
-    registers = CubaRegisters(i_decay=i_decay, v_decay=v_decay, vth_mant=vth_mant)
-    report = [
-        RoundingReport("current_decay", current_decay, registers.current_decay),
-        RoundingReport("voltage_decay", voltage_decay, registers.voltage_decay),
-        RoundingReport("threshold", threshold, registers.threshold),
-    ]
-    return registers, report
-
-
-def readout_registers(current_decay: float, voltage_decay: float) -> CubaRegisters:
-    """The registers of a population that integrates and never fires (a potential readout)."""
-    return CubaRegisters(
-        i_decay=round(current_decay * DECAY_UNITY),
-        v_decay=round(voltage_decay * DECAY_UNITY),
-        vth_mant=NEVER_SPIKE_VTH_MANT,
-    )
 
 
 def weight_grid(weight: torch.Tensor) -> torch.Tensor:
@@ -215,49 +94,6 @@ def bias_grid(bias: torch.Tensor) -> torch.Tensor:
     return bias + (on_grid - bias).detach()
 
 
-def bias_registers(bias: np.ndarray, layer: str) -> tuple[np.ndarray, int, float]:
-    """A float bias (units of the voltage, per neuron) as 13-bit mantissas and their exponent.
-
-    Loihi adds ``bias_mant << bias_exp`` to the voltage every step, in state units (a voltage of
-    1.0 is ``2^12``). The exponent is :data:`BIAS_EXP` (6): lava-dl's netx gives every neuron that
-    exponent, so the mantissas ``round(bias * 2^12 / 2^6) = round(bias * 64)`` (the ``1/64`` grid of
-    the synaptic input) load in netx as they are. Returns ``(bias_mant, bias_exp, max_abs_error)``,
-    the error in float units (at most ``1/128``); raises
-    :class:`~toolchain.errors.QuantizationError` naming ``layer`` when a mantissa does not fit the
-    signed 13-bit register (``|bias| > 4095 / 64``).
-    """
-    if not np.isfinite(bias).all():
-        raise QuantizationError(f"layer {layer!r}: the folded bias contains NaN or infinite values")
-    scaled = np.asarray(bias, dtype=np.float64) * STATE_SCALE
-    mant = np.round(scaled / 2.0**BIAS_EXP)
-    if mant.size == 0 or (mant.min() >= BIAS_MANT_MIN and mant.max() <= BIAS_MANT_MAX):
-        error = float(np.abs(mant * 2.0**BIAS_EXP - scaled).max(initial=0.0)) / STATE_SCALE
-        return mant.astype(np.int64), BIAS_EXP, error
-    largest = BIAS_MANT_MAX * 2**BIAS_EXP / STATE_SCALE
-    raise QuantizationError(
-        f"layer {layer!r}: the folded batch-norm bias spans [{bias.min():.4f}, {bias.max():.4f}], "
-        f"beyond Loihi's bias register (13-bit mantissa, bias_exp = {BIAS_EXP} as netx uses it: "
-        f"|bias| <= {largest:.2f})"
-    )
-
-
-@dataclass(frozen=True)
-class Population:
-    """What :func:`scale_exponent` needs of a layer's neurons (float parameters, model units)."""
-
-    current_decay: float
-    voltage_decay: float
-    threshold: float
-    spiking: bool = True
-
-    @classmethod
-    def of(cls, population: Any) -> Population:
-        """The parameters of a CUBA population (:class:`toolchain.snn.neurons.CubaLIF`)."""
-        return cls(
-            population.current_decay, population.voltage_decay, population.threshold, population.spiking
-        )
-
-
 def scale_exponent(
     weight: torch.Tensor, bias: np.ndarray | None, population: Population, name: str, steps: int
 ) -> int:
@@ -318,6 +154,12 @@ def may_overflow(w_int: torch.Tensor, population: Population, steps: int) -> boo
     return steps * fan_in_sum * 2**ACTIVATION_SHIFT / max(population.current_decay, 1e-12) >= STATE_LIMIT
 
 
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise QuantizationError(f"{name} = {value} is outside Loihi's register range [{low}, {high}]")
+__all__ = [
+    "bias_grid",
+    "graded_input",
+    "may_overflow",
+    "scale_exponent",
+    "synaptic_input_grid",
+    "weight_grid",
+    "weights_to_int",
+]

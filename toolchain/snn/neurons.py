@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from toolchain.loihi_numbers import CubaRegisters
 from toolchain.snn.dynamics import (
     CubaState,
     SpikeFn,
@@ -20,7 +21,7 @@ from toolchain.snn.dynamics import (
     heaviside,
 )
 from toolchain.snn.fused import cuba_sequence
-from toolchain.snn.loihi import CubaRegisters, synaptic_input_grid
+from toolchain.snn.loihi import synaptic_input_grid
 from toolchain.snn.surrogate import SurrogateSpike
 
 
@@ -38,7 +39,7 @@ class CubaLIF(nn.Module):
 
     ``spiking=False`` makes a population that integrates and never fires (a potential readout): its
     output is the voltage ``v[t]`` ``[T, B, ...]`` after each step instead of spikes; in fixed point
-    its registers are :func:`toolchain.snn.loihi.readout_registers` (a threshold no voltage reaches).
+    its registers are :func:`toolchain.loihi_numbers.readout_registers` (a threshold no voltage reaches).
     """
 
     def __init__(

@@ -20,14 +20,9 @@ from torch.nn.utils import parametrize
 
 from toolchain.config import NeuronConfig
 from toolchain.errors import QuantizationError, RecipeError
+from toolchain.loihi_numbers import RoundingReport, neuron_registers, readout_registers
 from toolchain.snn.blocks import SynapticBlock
-from toolchain.snn.loihi import (
-    RoundingReport,
-    graded_input,
-    neuron_registers,
-    readout_registers,
-    weight_grid,
-)
+from toolchain.snn.loihi import graded_input, weight_grid
 from toolchain.snn.neurons import CubaLIF
 
 #: encodings whose input is analog (graded spikes on Loihi) rather than binary spikes

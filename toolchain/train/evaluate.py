@@ -1,16 +1,16 @@
-"""Accuracy and spiking activity of a model on a data split."""
+"""Accuracy and spiking activity of a model on a data split, by the evaluation protocol of
+:mod:`toolchain.data.batches` (whose ``batches``, ``load_batch`` and ``encode_batch`` it re-exports)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from toolchain.config import EncodingConfig
-from toolchain.data import ArraySplit, as_float
-from toolchain.data.encoding import encode
+from toolchain.data import ArraySplit
+from toolchain.data.batches import EVAL_BATCH, batches, encode_batch
 from toolchain.snn.models import SpikingNetwork
 from toolchain.train.distributed import DistributedContext, rank_seed, reduce_or_fail, shard
 
@@ -37,35 +37,12 @@ class Evaluation:
         return asdict(self)
 
 
-def batches(
-    split: ArraySplit, batch_size: int, order: np.ndarray | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(x, y)`` float32/int64 tensors of ``batch_size`` samples, in ``order`` if given."""
-    indices = np.arange(len(split)) if order is None else order
-    for start in range(0, len(indices), batch_size):
-        yield load_batch(split, indices[start : start + batch_size])
-
-
-def load_batch(split: ArraySplit, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``indices`` of ``split`` as ``(x, y)`` float32/int64 tensors (empty if ``indices`` is)."""
-    x = torch.from_numpy(as_float(np.asarray(split.x[indices])))
-    y = torch.from_numpy(np.asarray(split.y[indices], dtype=np.int64))
-    return x, y
-
-
-def encode_batch(
-    x: torch.Tensor, encoding: EncodingConfig, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """A float batch ``[B, ...]`` as the network's time-major input ``[T, B, ...]``."""
-    return encode(encoding.scheme, x, encoding.time_steps, generator=generator)
-
-
 @torch.no_grad()
 def evaluate(
     model: SpikingNetwork,
     split: ArraySplit,
     encoding: EncodingConfig,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH,
     device: torch.device | str = "cpu",
     seed: int = 0,
     distributed: DistributedContext | None = None,

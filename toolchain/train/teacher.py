@@ -36,10 +36,10 @@ from torch import nn
 
 from toolchain.config import Recipe, load_recipe
 from toolchain.data import ArraySplit, Dataset
+from toolchain.data.batches import batches, load_batch
 from toolchain.errors import ToolchainError
 from toolchain.io import load_torch, one_line, save_torch, write_json
 from toolchain.snn.ann import AnnNetwork, build_ann
-from toolchain.train.evaluate import batches, load_batch
 from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 
 TEACHER_FILE = "teacher.pt"

@@ -30,8 +30,10 @@ from tqdm import tqdm
 
 from toolchain.config import NeuronConfig, Recipe, load_recipe
 from toolchain.data import Dataset
+from toolchain.data.batches import encode_batch, load_batch
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json, write_text
+from toolchain.loihi_numbers import RoundingReport
 from toolchain.run_folder import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -40,7 +42,6 @@ from toolchain.run_folder import (
     RECIPE_FILE,
     RunFolder,
 )
-from toolchain.snn.loihi import RoundingReport
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
 from toolchain.train.distributed import (
@@ -54,7 +55,7 @@ from toolchain.train.distributed import (
     reduce_or_fail,
     world_size,
 )
-from toolchain.train.evaluate import Evaluation, encode_batch, evaluate, load_batch
+from toolchain.train.evaluate import Evaluation, evaluate
 from toolchain.train.losses import Objective
 from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 from toolchain.train.teacher import TeacherInfo, TeacherLogits, load_teacher

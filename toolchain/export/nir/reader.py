@@ -36,8 +36,8 @@ from toolchain.export.nir.convention import (
 )
 from toolchain.export.nir.files import load_graph
 from toolchain.export.nir.writer import TOOLCHAIN_KEY, is_toolchain_graph
-from toolchain.snn.dynamics import DECAY_UNITY, STATE_SCALE, effective_bias
-from toolchain.snn.loihi import NEVER_SPIKE_VTH_MANT, WEIGHT_SCALE
+from toolchain.loihi_numbers import DECAY_UNITY, NEVER_SPIKE_VTH_MANT, STATE_SCALE, WEIGHT_SCALE
+from toolchain.snn.dynamics import effective_bias
 
 #: relative tolerance for "a float on the integer grid": float32 storage of an on-grid value
 #: (relative error <= 2^-24 per operation) passes; the grid's spacing is far above it

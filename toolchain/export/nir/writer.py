@@ -32,7 +32,8 @@ from toolchain.export.nir.convention import (
     cuba_to_nir,
 )
 from toolchain.export.nir.files import save_graph
-from toolchain.snn.dynamics import DECAY_UNITY, STATE_SCALE, effective_bias
+from toolchain.loihi_numbers import DECAY_UNITY, STATE_SCALE
+from toolchain.snn.dynamics import effective_bias
 
 #: identifies graphs written by this module, and the layout of their metadata
 FORMAT_NAME = "toolchain-nir"
