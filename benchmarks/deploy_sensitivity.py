@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from toolchain.export.run_loader import load_run
-from toolchain.snn.loihi import INPUT_PAYLOAD_MAX, graded_input
+from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX
+from toolchain.snn.loihi import graded_input
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.numerics import GRADED_ENCODINGS, apply_numerics
 

@@ -37,7 +37,7 @@ from toolchain import ir
 from toolchain.energy.model import estimate
 from toolchain.energy.placement import place
 from toolchain.energy.targets import load_target
-from toolchain.snn.loihi import WEIGHT_MAX, WEIGHT_MIN
+from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN
 
 CHALLENGE = "dvs_challenge.npz"
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "dense1")
