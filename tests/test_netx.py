@@ -341,6 +341,13 @@ def _replace(f, key, data):
         ),
         (lambda f: f["layer/0"].create_group("neuron"), r"/layer/0: an input layer with neurons"),
         (
+            lambda f: (  # a 1 GiB string declared by the header and never written: refused, not allocated
+                f["layer/4/neuron"].__delitem__("type")
+                or f["layer/4/neuron"].create_dataset("type", shape=(), dtype="S1073741824")
+            ),
+            r"/layer/4/neuron/type: declares a string of 1073741824 bytes",
+        ),
+        (
             lambda f: f["toolchain"].attrs.__setitem__("network", "{not json"),
             r"/toolchain.network: invalid JSON",
         ),

@@ -859,3 +859,43 @@ def _event(outcome: str) -> None:
     """Count an outcome for ``--hypothesis-show-statistics`` (inside a hypothesis test only)."""
     if currently_in_test_context():
         event(outcome)
+
+
+def _nir_skeleton(path, depth=0):
+    """An HDF5 file laid out as a NIR graph, with ``depth`` subgraphs nested in one another."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        group = handle.create_group("node")
+        for level in range(depth + 1):
+            group["type"] = "NIRGraph"
+            group.create_group("edges")
+            nodes = group.create_group("nodes")
+            if level < depth:
+                group = nodes.create_group("inner")
+    return path
+
+
+def test_a_never_written_huge_string_is_refused_before_reading(tmp_path):
+    import h5py
+
+    from toolchain.export.nir.files import load_graph
+
+    path = _nir_skeleton(tmp_path / "huge.nir")
+    with h5py.File(path, "a") as handle:
+        handle["node"].create_dataset("metadata_blob", shape=(), dtype="S1073741824")  # 1 GiB, not written
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(NirError, match=r"declares strings of 1073741824 bytes each"):
+        load_graph(path)
+
+
+def test_deeply_nested_subgraphs_are_refused_quickly(tmp_path):
+    import time
+
+    from toolchain.export.nir.files import MAX_GRAPH_DEPTH, load_graph
+
+    path = _nir_skeleton(tmp_path / "deep.nir", depth=MAX_GRAPH_DEPTH + 5)
+    start = time.perf_counter()
+    with pytest.raises(NirError, match=f"nested more than {MAX_GRAPH_DEPTH} deep"):
+        load_graph(path)
+    assert time.perf_counter() - start < 5

@@ -64,6 +64,8 @@ NEURONLESS_DENSE = {"i_decay": 0, "v_decay": 4096, "vth_mant": 1 << 17}
 MAX_LAYERS = 4096
 MAX_FILE_ELEMENTS = 2**26
 MAX_SIDECAR_BYTES = 2**24
+#: bytes of one string field (a neuron type, a layer type): far more than any holds
+MAX_STRING_BYTES = 4096
 SUPPORTED_TYPES = ("input", "dense", "conv", "flatten")
 #: layer types slayer writes that netx cannot load (``hdf5.py:625-683``) or the toolchain cannot hold
 UNSUPPORTED_TYPES = ("pool", "average", "concat", "convT", "unpool", "dense_rec", "dense_comp")
@@ -471,6 +473,13 @@ class _Reader:
             raise self.fail(name, f"expected one string, found dtype {dataset.dtype} shape {dataset.shape}")
         if dataset.dtype.kind == "O" and h5py.check_string_dtype(dataset.dtype) is None:
             raise self.fail(name, f"expected a string, found dtype {dataset.dtype}")
+        if dataset.dtype.kind in "SU" and dataset.dtype.itemsize > MAX_STRING_BYTES:
+            # the header alone declares the size: refuse before h5py allocates it for a string never written
+            raise self.fail(
+                name, f"declares a string of {dataset.dtype.itemsize} bytes (at most {MAX_STRING_BYTES})"
+            )
+        if dataset.dtype.kind == "O" and dataset.id.get_storage_size() > MAX_STRING_BYTES:
+            raise self.fail(name, f"holds a string of more than {MAX_STRING_BYTES} bytes")
         value = np.asarray(dataset[()]).reshape(-1)[0]
         if isinstance(value, bytes):
             try:

@@ -27,6 +27,13 @@ from toolchain.ir import MAX_LAYER_WEIGHTS
 MAX_OBJECTS = 100_000
 #: numbers in all datasets together: the largest single layer the IR accepts
 MAX_ELEMENTS = MAX_LAYER_WEIGHTS
+#: bytes of one fixed-length string (a node type, a name, metadata); the header alone declares it,
+#: so a small file could otherwise make the reader allocate gigabytes for a never-written string
+MAX_STRING_BYTES = 2**20
+#: bytes of all datasets together, as their headers declare them (4 bytes per number at most)
+MAX_BYTES = 4 * MAX_ELEMENTS
+#: subgraphs nested in subgraphs: far beyond any network, low enough that checking stays fast
+MAX_GRAPH_DEPTH = 32
 #: node types ``nir.read`` can build (nir 1.0.8)
 NODE_TYPES = frozenset(nir.ir.__all__) - {"NIRNode", "str2NIRNode", "dict2NIRNode"}
 
@@ -92,7 +99,7 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
     handle.visititems_links(collect)  # errors raised inside h5py's callback would come out mangled
     if len(links) > MAX_OBJECTS:
         raise NirError(f"{path}: more than {MAX_OBJECTS} HDF5 objects, beyond any NIR graph")
-    elements = 0
+    elements = declared = 0
     for name, link in links:
         if not isinstance(link, h5py.HardLink):
             raise NirError(f"{path}: /{name} is a {type(link).__name__}; links to other objects are refused")
@@ -105,7 +112,18 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
             raise NirError(f"{path}: /{name} has dtype {item.dtype}, expected numbers or strings")
         if item.dtype.kind == "O" and h5py.check_string_dtype(item.dtype) is None:
             raise NirError(f"{path}: /{name} holds objects that are not strings")
+        if item.dtype.kind in "SU" and item.dtype.itemsize > MAX_STRING_BYTES:
+            raise NirError(
+                f"{path}: /{name} declares strings of {item.dtype.itemsize} bytes each, beyond the "
+                f"{MAX_STRING_BYTES} any NIR field needs; refused before reading"
+            )
         elements += int(item.size or 0)
+        declared += int(item.size or 0) * item.dtype.itemsize
+        if declared > MAX_BYTES:
+            raise NirError(
+                f"{path}: /{name} brings the datasets' declared size beyond {MAX_BYTES} bytes, more "
+                "than any network the toolchain handles; refused before reading"
+            )
         if elements > MAX_ELEMENTS:
             raise NirError(
                 f"{path}: /{name} {item.shape} brings the file beyond {MAX_ELEMENTS} numbers, "
@@ -113,8 +131,11 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
             )
 
 
-def _check_graph(group: h5py.Group, path: Path, where: str) -> None:
-    """``group`` is a NIRGraph with ``nodes`` and ``edges`` whose nodes all have a known type."""
+def _check_graph(group: h5py.Group, path: Path, where: str, depth: int = 0) -> None:
+    """``group`` is a NIRGraph with ``nodes`` and ``edges`` whose nodes all have a known type, and
+    subgraphs nested at most :data:`MAX_GRAPH_DEPTH` deep."""
+    if depth > MAX_GRAPH_DEPTH:
+        raise NirError(f"{path}: subgraphs nested more than {MAX_GRAPH_DEPTH} deep (at /{where}); refused")
     kind = _read_type(group, path, where)
     if kind != "NIRGraph":
         raise NirError(f"{path}: /{where} has type {kind!r}, expected 'NIRGraph'")
@@ -134,7 +155,7 @@ def _check_graph(group: h5py.Group, path: Path, where: str) -> None:
                 f"(nir {nir.version} knows {', '.join(sorted(NODE_TYPES))})"
             )
         if node_type == "NIRGraph":
-            _check_graph(node, path, f"{where}/nodes/{name}")
+            _check_graph(node, path, f"{where}/nodes/{name}", depth + 1)
 
 
 def _read_type(group: h5py.Group, path: Path, where: str) -> str:
