@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import gzip
 import io
+import json
 import os
 import pickle
 import signal
@@ -178,7 +179,12 @@ TOML_VALUES = (
 
 @st.composite
 def mutated_recipe(draw: st.DrawFn) -> bytes:
-    lines = draw(st.sampled_from(RECIPES), label="recipe").read_bytes().splitlines()
+    return _mutated_lines(draw, draw(st.sampled_from(RECIPES), label="recipe").read_bytes().splitlines())
+
+
+def _mutated_lines(draw: st.DrawFn, lines: list[bytes]) -> bytes:
+    """A TOML file's lines with 1-4 line mutations (a value replaced, a line deleted, duplicated or
+    byte-flipped, a stray key or table)."""
     for _ in range(draw(st.integers(1, 4), label="mutations")):
         if not lines:
             break
@@ -213,6 +219,94 @@ def test_fuzz_recipe_reader_only_raises_recipe_errors(tmp_path: Path, text: byte
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(text)
     read_or_toolchain_error(lambda: load_recipe(path), path, "load_recipe")
+
+
+TARGETS = sorted((REPO / "deploy" / "targets").glob("*.toml"))
+
+
+@st.composite
+def mutated_target(draw: st.DrawFn) -> bytes:
+    return _mutated_lines(draw, draw(st.sampled_from(TARGETS), label="target").read_bytes().splitlines())
+
+
+@FUZZ
+@given(text=mutated_target())
+def test_fuzz_target_profile_reader_only_raises_target_errors(tmp_path: Path, text: bytes) -> None:
+    from toolchain.energy.targets import parse_target_file
+
+    path = tmp_path / "fuzz" / "chip.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(text)
+    read_or_toolchain_error(lambda: parse_target_file(path), path, "parse_target_file")
+
+
+JSON_VALUES = (None, -1, 0, 10**400, 1e308, float("nan"), float("-inf"), "x", "", [], {}, [[[]]], True)
+
+
+def _json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside nested dicts and lists."""
+    paths = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += _json_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += _json_paths(item, (*prefix, index))
+    return paths
+
+
+@st.composite
+def mutated_activity(draw: st.DrawFn) -> bytes:
+    """The JSON of ``toolchain simulate --json`` (an activity and its accuracy), with 1-4 values
+    replaced or keys deleted, or its bytes mutated."""
+    import copy
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_energy import toy_activity
+
+    data = {"accuracy": 0.5, "activity": toy_activity().to_dict()}
+    if draw(st.booleans(), label="bytes"):
+        return draw(byte_mutations(json.dumps(data).encode(), header_bytes=32))
+    data = copy.deepcopy(data)
+    for _ in range(draw(st.integers(1, 4), label="mutations")):
+        paths = _json_paths(data)[1:]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths), label="path")
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans(), label="delete") and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(JSON_VALUES), label="value"))
+        if not isinstance(data, dict):
+            break
+    return json.dumps(data).encode()
+
+
+@FUZZ
+@given(text=mutated_activity())
+def test_fuzz_activity_reader_only_raises_toolchain_errors(tmp_path: Path, text: bytes) -> None:
+    """``toolchain energy --activity``: the reader and the estimate refuse what does not fit."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_energy import toy_network
+
+    from toolchain.commands.energy import read_activity
+    from toolchain.energy.model import estimate
+    from toolchain.energy.targets import load_target
+
+    path = tmp_path / "fuzz" / "sim.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(text)
+    read = read_or_toolchain_error(lambda: read_activity(path), path, "read_activity")
+    if read is not None:
+        activity, _ = read
+        try:
+            with time_limit():
+                estimate(toy_network(), activity, load_target("loihi"))
+        except ToolchainError as exc:
+            assert "\n" not in str(exc)
 
 
 @pytest.mark.parametrize(

@@ -113,15 +113,57 @@ class Activity:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Activity:
-        """The inverse of :meth:`to_dict` (e.g. the ``activity`` of ``toolchain simulate --json``)."""
+        """The inverse of :meth:`to_dict` (e.g. the ``activity`` of ``toolchain simulate --json``).
+
+        Raises ``ValueError`` naming the key for a value of the wrong type or range (a count that is
+        not a finite number >= 0, a size that is not a whole number), ``KeyError`` for a missing key.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+            raise ValueError("expected an object with a list of 'layers'")
+        layers = []
+        for index, layer in enumerate(data["layers"]):
+            if not isinstance(layer, dict):
+                raise ValueError(f"layers[{index}]: expected an object")
+            values = {key: layer[key] for key in _COUNT_FIELDS}
+            for key in _WHOLE_FIELDS:
+                values[key] = _whole(layer[key], f"layers[{index}].{key}")
+            for key in _RATE_FIELDS:
+                values[key] = _rate(layer[key], f"layers[{index}].{key}")
+            values["name"], values["kind"] = str(layer["name"]), str(layer["kind"])
+            values["graded_input"] = bool(layer.get("graded_input", False))
+            layers.append(LayerCounts(**values))
+        metadata = data.get("metadata", {})
         return Activity(
             network=str(data["network"]),
             source=str(data["source"]),
-            samples=int(data["samples"]),
-            time_steps=int(data["time_steps"]),
-            layers=tuple(LayerCounts(**layer) for layer in data["layers"]),
-            metadata=dict(data.get("metadata", {})),
+            samples=_whole(data["samples"], "samples"),
+            time_steps=_whole(data["time_steps"], "time_steps"),
+            layers=tuple(layers),
+            metadata=dict(metadata) if isinstance(metadata, dict) else {},
         )
+
+
+_WHOLE_FIELDS = ("neurons", "synapses", "fan_in", "fan_out")
+_RATE_FIELDS = (
+    "spikes_per_sample",
+    "synops_per_sample",
+    "active_updates_per_sample",
+    "idle_updates_per_sample",
+    "input_events_per_sample",
+)
+_COUNT_FIELDS = (*_WHOLE_FIELDS, *_RATE_FIELDS)
+
+
+def _whole(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+        raise ValueError(f"{key}: expected a whole number >= 0, got {str(value)[:40]}")
+    return value
+
+
+def _rate(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e300:
+        raise ValueError(f"{key}: expected a finite number >= 0, got {str(value)[:40]}")
+    return float(value)
 
 
 __all__ = ["Activity", "LayerCounts"]

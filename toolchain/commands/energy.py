@@ -198,12 +198,16 @@ def read_activity(path: Path) -> tuple[Any, float | None]:
         raise ToolchainError(f"{path}: cannot read activity ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise ToolchainError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except RecursionError:
         raise ToolchainError(f"{path}: not an activity record (JSON nested too deeply)") from None
     accuracy = None
     if isinstance(data, dict) and "activity" in data:
         given = data.get("accuracy")
-        accuracy = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else None
+        accuracy = None
+        if isinstance(given, int | float) and not isinstance(given, bool) and 0 <= given <= 1:
+            accuracy = float(given)
         data = data["activity"]
     try:
         return Activity.from_dict(data), accuracy

@@ -312,8 +312,12 @@ def parse_target(data: dict[str, Any], path: Path) -> Target:
             if key not in section:
                 continue
             value = section[key]
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+                raise TargetError(
+                    f"{path}: [{table}].{key}: expected a number below 2^53, got {str(value)[:40]}"
+                )
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise TargetError(f"{path}: [{table}].{key}: expected a number, got {value!r}")
+                raise TargetError(f"{path}: [{table}].{key}: expected a number, got {str(value)[:40]!r}")
             if value < 0 or (key in _INTEGER_KEYS and (value < 1 or value != int(value))):
                 expected = "a positive integer" if key in _INTEGER_KEYS else "a number >= 0"
                 raise TargetError(f"{path}: [{table}].{key}: expected {expected}, got {value!r}")
