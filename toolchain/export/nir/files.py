@@ -30,8 +30,8 @@ MAX_ELEMENTS = MAX_LAYER_WEIGHTS
 #: bytes of one fixed-length string (a node type, a name, metadata); the header alone declares it,
 #: so a small file could otherwise make the reader allocate gigabytes for a never-written string
 MAX_STRING_BYTES = 2**20
-#: bytes of all datasets together, as their headers declare them (4 bytes per number at most)
-MAX_BYTES = 4 * MAX_ELEMENTS
+#: bytes of all datasets together, as their headers declare them (8 bytes per number: float64)
+MAX_BYTES = 8 * MAX_ELEMENTS
 #: subgraphs nested in subgraphs: far beyond any network, low enough that checking stays fast
 MAX_GRAPH_DEPTH = 32
 #: node types ``nir.read`` can build (nir 1.0.8)
@@ -119,15 +119,15 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
             )
         elements += int(item.size or 0)
         declared += int(item.size or 0) * item.dtype.itemsize
-        if declared > MAX_BYTES:
-            raise NirError(
-                f"{path}: /{name} brings the datasets' declared size beyond {MAX_BYTES} bytes, more "
-                "than any network the toolchain handles; refused before reading"
-            )
         if elements > MAX_ELEMENTS:
             raise NirError(
                 f"{path}: /{name} {item.shape} brings the file beyond {MAX_ELEMENTS} numbers, "
                 "more than any network the toolchain handles"
+            )
+        if declared > MAX_BYTES:
+            raise NirError(
+                f"{path}: /{name} brings the datasets' declared size beyond {MAX_BYTES} bytes, more "
+                "than any network the toolchain handles; refused before reading"
             )
 
 
