@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from toolchain.config import load_recipe, with_overrides
-from toolchain.data import load_dataset
 from toolchain.errors import RecipeError
 from toolchain.snn.ann import build_ann
 from toolchain.train import fit
@@ -21,11 +20,6 @@ from toolchain.train.teacher import (
 )
 
 KD = {"distill.teacher": "ann", "distill.teacher_epochs": 5, "distill.teacher_learning_rate": 0.002}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _recipe(**overrides):

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from toolchain.config import load_recipe, with_overrides
-from toolchain.data import load_dataset
 from toolchain.train import evaluate, fit, load_trained
 from toolchain.train.distributed import (
     DistributedContext,
@@ -86,11 +85,6 @@ LIBRARY_RUNS = """
     results["resume"] = main(["train", *args, "--resume", "--no-progress"])
     (out / f"rank{ctx.rank}.json").write_text(json.dumps(results))
 """
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

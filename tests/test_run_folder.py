@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from toolchain.config import load_recipe, with_overrides
-from toolchain.data import load_dataset
 from toolchain.export.run_loader import RunError, load_run
 from toolchain.pipeline import _State
 from toolchain.run_folder import MANIFEST_FILE, RunFolder, RunFolderError, default_run_dir, recipe_changes
@@ -18,11 +17,6 @@ from toolchain.train import fit
 from toolchain.train.sweep import _finished_as
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _recipe(**overrides):

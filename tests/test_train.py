@@ -4,14 +4,9 @@ import pytest
 import torch
 
 from toolchain.config import load_recipe, with_overrides
-from toolchain.data import ArraySplit, load_dataset
+from toolchain.data import ArraySplit
 from toolchain.errors import ToolchainError
 from toolchain.train import TrainingDivergedError, fit, load_trained
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _recipe(**overrides):
