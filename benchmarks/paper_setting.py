@@ -20,7 +20,7 @@ the rows a machine trains). Usage, from the repository root::
 
     .venv/bin/python benchmarks/paper_setting.py models/gsc-paper --data-dir DATA --out runs/paper/gsc-paper
     .venv/bin/python benchmarks/paper_setting.py models/gsc-paper --data-dir DATA \\
-        --out runs/paper/gsc-paper --seeds 0,1,2 --jobs 2 --lava-samples 20 --act-weight 0.01
+        --out runs/paper/gsc-paper --seeds 0,1,2 --jobs 2 --lava-samples 20 --act-weight 0.1,0.3,0.5
 
 ``--only-deploy`` skips training (deploys the finished runs); ``--set KEY=VALUE`` goes to every run.
 """
