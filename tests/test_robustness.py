@@ -109,6 +109,14 @@ def read_or_toolchain_error(read: Callable[[], Any], names: str | Path, label: s
     return result
 
 
+def fuzz_file(tmp_path: Path, name: str, data: bytes) -> Path:
+    """``data`` written to ``tmp_path/fuzz/name`` (one folder for every example of a test)."""
+    path = tmp_path / "fuzz" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
 def _event(outcome: str) -> None:
     if currently_in_test_context():
         event(outcome)
@@ -215,9 +223,7 @@ def test_valid_recipes_read(recipe: Path) -> None:
 @FUZZ
 @given(text=mutated_recipe())
 def test_fuzz_recipe_reader_only_raises_recipe_errors(tmp_path: Path, text: bytes) -> None:
-    path = tmp_path / "fuzz" / "recipe.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(text)
+    path = fuzz_file(tmp_path, "recipe.toml", text)
     read_or_toolchain_error(lambda: load_recipe(path), path, "load_recipe")
 
 
@@ -234,9 +240,7 @@ def mutated_target(draw: st.DrawFn) -> bytes:
 def test_fuzz_target_profile_reader_only_raises_target_errors(tmp_path: Path, text: bytes) -> None:
     from toolchain.energy.targets import parse_target_file
 
-    path = tmp_path / "fuzz" / "chip.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(text)
+    path = fuzz_file(tmp_path, "chip.toml", text)
     read_or_toolchain_error(lambda: parse_target_file(path), path, "parse_target_file")
 
 
@@ -292,13 +296,11 @@ def test_fuzz_activity_reader_only_raises_toolchain_errors(tmp_path: Path, text:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_energy import toy_network
 
-    from toolchain.commands.energy import read_activity
+    from toolchain.activity import read_activity
     from toolchain.energy.model import estimate
     from toolchain.energy.targets import load_target
 
-    path = tmp_path / "fuzz" / "sim.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(text)
+    path = fuzz_file(tmp_path, "sim.json", text)
     read = read_or_toolchain_error(lambda: read_activity(path), path, "read_activity")
     if read is not None:
         activity, _ = read
@@ -876,7 +878,7 @@ def test_ttfs_and_teacher_weights_refuse_bad_files(
 
 
 def test_deeply_nested_files_are_refused_in_one_line(tmp_path: Path) -> None:
-    from toolchain.commands.energy import read_activity
+    from toolchain.activity import read_activity
     from toolchain.energy.targets import parse_target_file
     from toolchain.pipeline import _State
 

@@ -17,8 +17,12 @@ Definitions (the same for every backend, so that they can be compared):
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+from toolchain.errors import ToolchainError
 
 
 @dataclass(frozen=True)
@@ -166,4 +170,33 @@ def _rate(value: Any, key: str) -> float:
     return float(value)
 
 
-__all__ = ["Activity", "LayerCounts"]
+def read_activity(path: str | Path) -> tuple[Activity, float | None]:
+    """The :class:`Activity` in a JSON file (``toolchain simulate --json`` output, whose key
+    ``activity`` holds it, or the object itself) and the accuracy the simulation measured with it
+    (``None`` when the file has none). Anything else is a one-line :class:`ToolchainError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ToolchainError(f"{path}: cannot read activity ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise ToolchainError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise ToolchainError(f"{path}: not an activity record (JSON nested too deeply)") from None
+    accuracy = None
+    if isinstance(data, dict) and "activity" in data:
+        given = data.get("accuracy")
+        if isinstance(given, int | float) and not isinstance(given, bool) and 0 <= given <= 1:
+            accuracy = float(given)
+        data = data["activity"]
+    try:
+        return Activity.from_dict(data), accuracy
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToolchainError(
+            f"{path}: not an activity record (key `activity` of `toolchain simulate --json`): {exc}"
+        ) from None
+
+
+__all__ = ["Activity", "LayerCounts", "read_activity"]

@@ -483,9 +483,9 @@ def estimate_energy(
         labels = result.metadata.get("labels")
         accuracy = result.accuracy(labels) if labels is not None else None
     elif isinstance(activity, str | os.PathLike):
-        from toolchain.commands.energy import read_activity
+        from toolchain.activity import read_activity
 
-        activity, accuracy = read_activity(Path(activity))
+        activity, accuracy = read_activity(activity)
     activity = _activity("estimate_energy: activity", activity, "an Activity or a JSON path")
     profile = target if isinstance(target, Target) else load_target(target)
     return estimate(

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _interrupt_on_sigterm()
+    _interrupt_on_signals()
     try:
         return int(args.handler(args))
     except ToolchainError as exc:
@@ -78,11 +78,12 @@ def error_line(exc: BaseException) -> str:
 INTERRUPT_GRACE_S = 10.0
 
 
-def _interrupt_on_sigterm() -> None:
+def _interrupt_on_signals() -> None:
     """SIGTERM (``kill``, a batch system's time limit) stops a command as Ctrl-C does: files being
     written are discarded, Lava's runtime is asked to stop, and the exit code is 130, not a silent
     death. Cleaning up may not take more than :data:`INTERRUPT_GRACE_S` (a Lava runtime whose
-    actors were interrupted can wait for ever); a second signal exits at once. Lava's processes die
+    actors were interrupted can wait for ever); a second signal exits at once. Ctrl-C (SIGINT) gets
+    the same grace period, unless the shell that started the command ignores it. Lava's processes die
     with this one in any case (:func:`toolchain.lava_compat.install`)."""
     import os
     import signal

@@ -39,10 +39,16 @@ from typing import Any
 from toolchain.config import Recipe
 from toolchain.errors import LavaUnavailableError, ToolchainError
 from toolchain.io import check_writable_dir, write_json
-from toolchain.run_folder import METRICS_FILE, MODEL_FILE, RECIPE_FILE, RunFolder, file_sha256
+from toolchain.run_folder import (
+    METRICS_FILE,
+    MODEL_FILE,
+    PIPELINE_FILE,
+    RECIPE_FILE,
+    SUMMARY_FILE,
+    RunFolder,
+)
 
 STAGES: tuple[str, ...] = ("train", "export", "simulate", "lava", "energy")
-PIPELINE_FILE = "pipeline.json"
 #: test samples Lava runs by default (about a second each on this machine's kind)
 DEFAULT_LAVA_SAMPLES = 100
 
@@ -170,8 +176,7 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
     weights: str | None = None  # the trained weights' hash, once training is done
     for stage in STAGES:
         if stage != "train" and weights is None:
-            manifest = folder.check_finished()
-            weights = manifest.weights_sha256 if manifest is not None else _legacy_weights(folder)
+            weights = folder.check_finished().weights_sha256
         previous = state.done(stage, weights)
         if previous is not None:
             log(f"[{stage}] done in an earlier run ({previous['status']}); skipped")
@@ -198,13 +203,8 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
         if result["status"] == "done":
             log(f"[{stage}] done in {result['seconds']:.1f} s")
     summary = _summary(recipe, run_dir, state)
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / SUMMARY_FILE, summary)
     return summary
-
-
-def _legacy_weights(folder: RunFolder) -> str:
-    """The weights' hash of a run folder written before manifests."""
-    return file_sha256(folder.file(MODEL_FILE))
 
 
 class _Skip(Exception):
@@ -451,7 +451,7 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
 
 
 def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
-    from toolchain.activity import Activity
+    from toolchain.activity import read_activity
     from toolchain.energy.model import estimate
     from toolchain.energy.report import write_report
     from toolchain.energy.targets import load_target
@@ -460,9 +460,7 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     sim = run_dir / "sim" / ("ttfs.json" if recipe.ttfs.enabled else "reference.json")
     if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
         raise _Skip("no measured activity (the simulate stage did not run)")
-    recorded = json.loads(sim.read_text())
-    activity = Activity.from_dict(recorded["activity"])
-    accuracy = recorded.get("accuracy")
+    activity, accuracy = read_activity(sim)
     if recipe.ttfs.enabled:  # the topology for placement; the TTFS activity sets the counts
         from toolchain.sim.ttfs import placement_network
 
@@ -475,7 +473,7 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
         activity,
         target,
         label=recipe.name,
-        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+        accuracy=accuracy,
     )
     folder = run_dir / "energy"
     paths = write_report([result], folder)

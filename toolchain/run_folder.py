@@ -51,20 +51,25 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "run.json"
 HISTORY_FILE = "history.csv"
+TEACHER_FILE = "teacher.pt"
+TEACHER_METRICS_FILE = "teacher.json"
+#: what ``toolchain run`` writes: the stages' record and the summary
+PIPELINE_FILE = "pipeline.json"
+SUMMARY_FILE = "summary.json"
 LOCK_FILE = ".lock"
 #: what training writes at the top of a run folder (``overwrite`` removes these)
 TRAINING_FILES: tuple[str, ...] = (
     MODEL_FILE,
     METRICS_FILE,
     CHECKPOINT_FILE,
-    "teacher.pt",
-    "teacher.json",
+    TEACHER_FILE,
+    TEACHER_METRICS_FILE,
     HISTORY_FILE,
     MANIFEST_FILE,
     RECIPE_FILE,
 )
 #: what the later stages of ``toolchain run`` write into a run folder (``overwrite`` removes these)
-STAGE_OUTPUTS: tuple[str, ...] = ("export", "sim", "energy", "pipeline.json", "summary.json")
+STAGE_OUTPUTS: tuple[str, ...] = ("export", "sim", "energy", PIPELINE_FILE, SUMMARY_FILE)
 #: recipe keys a resumed run may change: they act after float training or not on the weights at all
 #: (and ``train.epochs`` under a constant learning rate, where more epochs continue the same curve)
 RESUMABLE_KEYS: tuple[str, ...] = (
@@ -113,12 +118,12 @@ def default_run_dir(name: str) -> Path:
     return RUNS_ROOT / name
 
 
-def recipe_changes(before: Recipe, after: Recipe) -> list[str]:
-    """The dotted keys whose values differ, as ``key: old -> new`` (sorted)."""
+def recipe_changes(before: Recipe, after: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys whose values differ, but for ``ignore``, as ``key: old -> new`` (sorted)."""
     old, new = _flatten(before.to_dict()), _flatten(after.to_dict())
     return [
         f"{key}: {_show(old.get(key))} -> {_show(new.get(key))}"
-        for key in sorted(set(old) | set(new))
+        for key in sorted((set(old) | set(new)) - set(ignore))
         if old.get(key) != new.get(key)
     ]
 
@@ -199,10 +204,11 @@ class RunFolder:
             return "empty"
         return "finished" if self._legacy_finished() else "training"
 
-    def check_finished(self) -> Manifest | None:
+    def check_finished(self) -> Manifest:
         """Prove the folder holds one finished run: its recipe, weights and metrics those the
-        manifest names. Returns the manifest (``None`` for a folder written before manifests, with
-        a warning on stderr). Raises :class:`RunFolderError` with what to do otherwise."""
+        manifest names. Returns the manifest; for a folder written before manifests, one made from
+        the files present (with a warning on stderr). Raises :class:`RunFolderError` with what to do
+        otherwise."""
         if not self.path.is_dir():
             what = "is not a folder" if self.path.exists() else "does not exist"
             raise RunFolderError(
@@ -348,7 +354,7 @@ class RunFolder:
         recipe, model = self.file(RECIPE_FILE), self.file(MODEL_FILE)
         return recipe.is_file() and model.is_file() and model.stat().st_mtime >= recipe.stat().st_mtime
 
-    def _check_legacy(self) -> None:
+    def _check_legacy(self) -> Manifest:
         for name in (RECIPE_FILE, MODEL_FILE):
             if not self.file(name).is_file():
                 raise RunFolderError(
@@ -361,13 +367,19 @@ class RunFolder:
                 "did not finish), so the files may belong to two runs; resume that training with "
                 "--resume or train again with --overwrite"
             )
-        if str(self.path) in _WARNED:
-            return
-        _WARNED.add(str(self.path))
-        print(
-            f"warning: {self.path} has no {MANIFEST_FILE} (written by an older toolchain): its recipe and "
-            "weights are not checked against each other",
-            file=sys.stderr,
+        if str(self.path) not in _WARNED:
+            _WARNED.add(str(self.path))
+            print(
+                f"warning: {self.path} has no {MANIFEST_FILE} (written by an older toolchain): its recipe "
+                "and weights are not checked against each other",
+                file=sys.stderr,
+            )
+        metrics = self.file(METRICS_FILE)
+        return Manifest(
+            "finished",
+            file_sha256(self.file(RECIPE_FILE)),
+            weights_sha256=file_sha256(self.file(MODEL_FILE)),
+            metrics_sha256=file_sha256(metrics) if metrics.is_file() else None,
         )
 
     def _check_same_recipe(self, recipe: Recipe) -> None:
@@ -394,11 +406,7 @@ class RunFolder:
             before.train.epochs, recipe.train.epochs
         ):  # a constant rate, still in float training: other epoch counts continue the same curve
             resumable = (*resumable, "train.epochs")
-        changes = [
-            line
-            for line in recipe_changes(before, recipe)
-            if not any(line.startswith(f"{key}:") for key in resumable)
-        ]
+        changes = recipe_changes(before, recipe, ignore=resumable)
         if changes:
             shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
             raise RunFolderError(
@@ -448,8 +456,12 @@ __all__ = [
     "MANIFEST_FILE",
     "METRICS_FILE",
     "MODEL_FILE",
+    "PIPELINE_FILE",
     "RECIPE_FILE",
     "RESUMABLE_KEYS",
+    "SUMMARY_FILE",
+    "TEACHER_FILE",
+    "TEACHER_METRICS_FILE",
     "Manifest",
     "RunFolder",
     "RunFolderError",

@@ -10,7 +10,6 @@ split of the dataset a netx/NIR file's metadata names. ``--time-steps``, ``--inp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_energy(args: argparse.Namespace) -> int:
+    from toolchain.activity import read_activity
     from toolchain.energy.model import estimate
-    from toolchain.energy.report import dumps, format_j, format_s, write_report
+    from toolchain.energy.report import dumps, format_component, format_j, format_s, write_report
     from toolchain.energy.targets import load_target
     from toolchain.io import write_text
 
@@ -126,10 +126,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
         )
     for e in estimates:
         b = e.breakdown_j
-        extra = ", ".join(
-            f"{term} {format_j(b[term]) if e.options[term] else 'not included'}"
-            for term in ("static", "overhead")
-        )
+        extra = ", ".join(f"{term} {format_component(e, term)}" for term in ("static", "overhead"))
         accuracy = "" if e.accuracy is None else f", accuracy {e.accuracy:.4f}"
         print(
             f"{e.label} on {e.target.name}: {format_j(e.energy_per_inference_j)} per inference "
@@ -187,36 +184,6 @@ def load_network(
     return network, None
 
 
-def read_activity(path: Path) -> tuple[Any, float | None]:
-    """An :class:`~toolchain.activity.Activity` from ``toolchain simulate --json`` output or its own
-    JSON, and the accuracy the simulation measured with it (``None`` when the file has none)."""
-    from toolchain.activity import Activity
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ToolchainError(f"{path}: cannot read activity ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ToolchainError(f"{path}: not valid JSON ({exc})") from None
-    except UnicodeDecodeError:
-        raise ToolchainError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    except RecursionError:
-        raise ToolchainError(f"{path}: not an activity record (JSON nested too deeply)") from None
-    accuracy = None
-    if isinstance(data, dict) and "activity" in data:
-        given = data.get("accuracy")
-        accuracy = None
-        if isinstance(given, int | float) and not isinstance(given, bool) and 0 <= given <= 1:
-            accuracy = float(given)
-        data = data["activity"]
-    try:
-        return Activity.from_dict(data), accuracy
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ToolchainError(
-            f"{path}: not an activity record (key `activity` of `toolchain simulate --json`): {exc}"
-        ) from None
-
-
 def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tuple[Any, float | None]:
     """The reference simulator's activity of ``network`` (read from the file ``path``, or a run
     folder's) on ``--input``, else on the first ``--samples`` test samples of the dataset the file's
@@ -238,7 +205,7 @@ def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tup
     print(f"simulating {inputs.samples} {what} ...", file=sys.stderr)
     result = simulate(network, inputs.inputs)
     warn_if_silent(result, network, "run" if path.is_dir() else graph_format(path), path)
-    return result.activity, _accuracy(result.predictions, inputs.labels)
+    return result.activity, None if inputs.labels is None else result.accuracy(inputs.labels)
 
 
 def measure_activity(network: Any, run: Any, samples: int) -> tuple[Any, float | None]:
@@ -250,13 +217,4 @@ def measure_activity(network: Any, run: Any, samples: int) -> tuple[Any, float |
     inputs = network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
     print(f"simulating {inputs.samples} test samples of {run.dataset.name} ...", file=sys.stderr)
     result = simulate(network, inputs.inputs)
-    return result.activity, _accuracy(result.predictions, inputs.labels)
-
-
-def _accuracy(predictions: Any, labels: Any) -> float | None:
-    """The share of correct predictions, or ``None`` without labels."""
-    import numpy as np
-
-    if labels is None or len(labels) == 0:
-        return None
-    return float((np.asarray(predictions) == np.asarray(labels)).mean())
+    return result.activity, result.accuracy(inputs.labels)

@@ -74,7 +74,7 @@ def format_constant(key: str, value: float) -> str:
     return format_count(value)
 
 
-def _component(estimate: EnergyEstimate, component: str) -> str:
+def format_component(estimate: EnergyEstimate, component: str) -> str:
     """A component's energy, or ``not included`` for a term the estimate was not asked for."""
     if component in estimate.options and not estimate.options[component]:
         return "not included"
@@ -156,7 +156,7 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             e.target.name + ("" if e.target.verified else " (unverified)"),
             f"{e.activity_source}, {e.samples} samples",
             format_j(e.energy_per_inference_j),
-            *(_component(e, c) for c in ("synaptic", "neuron", "routing", "static", "overhead")),
+            *(format_component(e, c) for c in ("synaptic", "neuron", "routing", "static", "overhead")),
             format_j(e.energy_per_step_j),
             format_s(e.latency_per_inference_s),
             f"{sum(layer.spikes for layer in e.layers):.1f}",
@@ -454,6 +454,7 @@ __all__ = [
     "ANN_CAVEAT",
     "PLOTS",
     "dumps",
+    "format_component",
     "format_constant",
     "format_count",
     "format_j",

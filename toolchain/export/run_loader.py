@@ -3,7 +3,7 @@
 A run folder is what ``toolchain train --out RUN`` writes: ``RUN/recipe.toml`` (the resolved
 recipe), ``RUN/model.pt`` (the weights) and ``RUN/metrics.json``. :func:`load_run` reads the recipe,
 loads the recipe's dataset (for the sample shape, the class names and the test split) and rebuilds
-the model in the recipe's numeric mode (:func:`toolchain.train.trainer.load_trained`).
+the model in the recipe's numeric mode (:func:`toolchain.train.trainer.trained_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from toolchain.data import Dataset, load_dataset
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.run_folder import RECIPE_FILE, RunFolder
 from toolchain.snn.models import SpikingNetwork
-from toolchain.train.trainer import load_trained
+from toolchain.train.trainer import trained_model
 
 
 class RunError(ToolchainError):
@@ -52,7 +52,7 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedR
         raise RunError(f"{run}: the run's recipe is invalid: {exc}") from None
     dataset = load_dataset(recipe.data.dataset, data_dir, recipe.data.options)
     try:
-        recipe, model = load_trained(run, dataset.sample_shape, dataset.num_classes)
+        model = trained_model(run, recipe, dataset.sample_shape, dataset.num_classes)
     except RecipeError as exc:
         raise RunError(f"{run}: the run's recipe does not fit its dataset: {exc}") from None
     except RunError:

@@ -178,8 +178,6 @@ def _finished_as(run_dir: Path, recipe_text: str) -> bool:
     """Whether ``run_dir`` holds a finished run (its manifest's files intact) of ``recipe_text``."""
     folder = RunFolder(run_dir)
     try:
-        if folder.state() != "finished":
-            return False
         folder.check_finished()
     except ToolchainError:
         return False

@@ -197,7 +197,8 @@ def _fit(
     distributed: DistributedContext | None,
     model_builder: Callable[[Recipe, tuple[int, ...], int], nn.Module] | None,
 ) -> TrainResult:
-    """:func:`fit` once the run folder is prepared (``folder``: rank 0's, locked; else ``None``)."""
+    """:func:`fit` once the run folder is prepared (``folder``: rank 0's, locked, which alone
+    writes; ``None`` on the other ranks and without ``out``)."""
     main = is_main(distributed)
     cfg = recipe.train
     state: dict[str, Any] | None = None
@@ -245,12 +246,16 @@ def _fit(
         )
     net = _data_parallel(model, distributed)
 
+    def test(model: nn.Module) -> Evaluation:
+        """``model`` on the test split, with rank 0's batch-norm statistics on every rank."""
+        broadcast_buffers(model, distributed)
+        return evaluate(
+            model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
+        )
+
     for epoch in range(len(history) + 1, cfg.epochs + fine_tune_epochs + 1):
         if epoch > cfg.epochs and not fixed:  # float training is over: fine-tune in fixed point
-            broadcast_buffers(model, distributed)
-            before = evaluate(
-                model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
-            )
+            before = test(model)
             float_evaluation = {
                 "test_accuracy": before.accuracy,
                 "spikes_per_sample": before.spikes_per_sample,
@@ -280,10 +285,7 @@ def _fit(
         last = epoch == cfg.epochs + fine_tune_epochs
         every = cfg.test_every_epochs
         if every and epoch % every == 0 and not last:  # the last epoch's is the final evaluation
-            broadcast_buffers(model, distributed)
-            record.test_accuracy = evaluate(
-                model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
-            ).accuracy
+            record.test_accuracy = test(model).accuracy
         history.append(record)
         if main:
             terms = "".join(f", {name} {value:.4f}" for name, value in record.loss_terms.items())
@@ -295,9 +297,9 @@ def _fit(
                 f"spikes/sample {record.spikes_per_sample:.1f} ({record.seconds:.1f} s)"
             )
         with agreed(distributed, f"while saving the checkpoint of epoch {epoch}"):
-            if out is not None and main:
+            if folder is not None:
                 save_torch(
-                    out / CHECKPOINT_FILE,
+                    folder.file(CHECKPOINT_FILE),
                     {
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
@@ -307,14 +309,10 @@ def _fit(
                         "float_evaluation": float_evaluation,
                     },
                 )
-                write_text(out / HISTORY_FILE, history_csv(history))
-                if folder is not None:
-                    folder.record_epoch(epoch)
+                write_text(folder.file(HISTORY_FILE), history_csv(history))
+                folder.record_epoch(epoch)
 
-    broadcast_buffers(model, distributed)  # evaluate (and save) rank 0's batch-norm statistics
-    evaluation = evaluate(
-        model, dataset.test, recipe.encoding, device=device, seed=cfg.seed, distributed=distributed
-    )
+    evaluation = test(model)  # evaluates (and saves) rank 0's batch-norm statistics
     if history:
         history[-1].test_accuracy = evaluation.accuracy
     result = TrainResult(model, evaluation, history, out, world_size(distributed), rounding)
@@ -323,12 +321,11 @@ def _fit(
         result.loss_weights = objective.weights()
     result.teacher = teacher
     with agreed(distributed, "while writing the run folder"):
-        if out is not None and main:
-            save_torch(out / MODEL_FILE, model.state_dict())  # the plain module's: no "module." prefix
-            write_json(out / METRICS_FILE, result.metrics(recipe))
-            write_text(out / HISTORY_FILE, history_csv(history))
-            if folder is not None:
-                folder.finish(len(history))
+        if folder is not None:
+            save_torch(folder.file(MODEL_FILE), model.state_dict())  # the plain module's: no "module." prefix
+            write_json(folder.file(METRICS_FILE), result.metrics(recipe))
+            write_text(folder.file(HISTORY_FILE), history_csv(history))
+            folder.finish(len(history))
     return result
 
 
@@ -415,15 +412,23 @@ def load_trained(
     run = Path(run_dir)
     RunFolder(run).check_finished()
     recipe = load_recipe(run / RECIPE_FILE)
+    return recipe, trained_model(run, recipe, sample_shape, num_classes)
+
+
+def trained_model(
+    run_dir: Path, recipe: Recipe, sample_shape: tuple[int, ...] | int, num_classes: int
+) -> SpikingNetwork:
+    """The model of ``recipe`` with the weights of the run folder ``run_dir``, which the caller has
+    checked (:meth:`toolchain.run_folder.RunFolder.check_finished`) and read ``recipe`` from."""
     if recipe.ttfs.enabled:  # a TTFS run has no CUBA SNN to rebuild (toolchain.train.ttfs)
         from toolchain.train.ttfs import refusal_message
 
-        raise ToolchainError(f"{run}: {refusal_message(recipe, 'rebuilding it as a CUBA SNN')}")
+        raise ToolchainError(f"{run_dir}: {refusal_message(recipe, 'rebuilding it as a CUBA SNN')}")
     input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
     model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
     apply_numerics(model, trained_neuron(recipe), recipe.encoding.scheme)
-    load_model_weights(model, run / MODEL_FILE, f"not a model of recipe {recipe.name!r}")
-    return recipe, model
+    load_model_weights(model, run_dir / MODEL_FILE, f"not a model of recipe {recipe.name!r}")
+    return model
 
 
 def trained_neuron(recipe: Recipe) -> NeuronConfig:
