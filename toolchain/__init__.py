@@ -23,6 +23,7 @@ API: tuple[str, ...] = (
     "plot_activity",
     "plot_raster",
     "quantize",
+    "quantize_nir",
     "read",
     "simulate",
     "write",

@@ -210,6 +210,53 @@ def quantize(
     return quantize_model(model, resolved, classes=classes, source=where, scale_layers=scale_layers)
 
 
+def quantize_nir(
+    graph: PathLike | Any,
+    *,
+    time_steps: int | None = None,
+    input_encoding: str = "spikes",
+    dt: float | None = None,
+    convention: str = "nir",
+    scale_layers: bool = True,
+) -> tuple[ir.Network, QuantizationReport]:
+    """A float NIR graph from another library (a ``.nir`` path or a ``nir.NIRGraph``) on Loihi's
+    registers, and what rounding changed (:func:`toolchain.export.nir.quantize.quantize_nir_graph`,
+    as ``toolchain convert`` does; write the result with :func:`write`).
+
+    ``time_steps``: steps of one inference (default the graph's metadata); ``input_encoding``:
+    ``"spikes"`` or ``"graded"``; ``dt``: the time step in seconds the graph's time constants are
+    discretized with (default the graph's ``metadata.dt``, else the convention's, with a
+    ``UserWarning``); ``convention``: ``"nir"`` (snnTorch, SpikingJelly), ``"norse"``, ``"sinabs"``.
+    The network runs with NIR's instantaneous edges (``synapse_delay_steps = 0``); netx needs
+    Lava's one-step delay: ``dataclasses.replace(network, synapse_delay_steps=1)`` changes the
+    dynamics (``toolchain convert --to netx`` measures by how much). Raises
+    :class:`~toolchain.errors.FormatError` or :class:`~toolchain.errors.QuantizationError` naming
+    the node for what Loihi cannot hold.
+    """
+    from toolchain.export.nir import load_graph
+    from toolchain.export.nir.quantize import quantize_nir_graph
+
+    _positive(time_steps, "quantize_nir: time_steps")
+    where = ""
+    if isinstance(graph, str | os.PathLike):
+        where = f"{graph}: "
+        graph = load_graph(graph)
+    try:
+        converted = quantize_nir_graph(
+            graph,
+            time_steps=time_steps,
+            input_encoding=input_encoding,  # type: ignore[arg-type]  # checked there
+            dt=dt,
+            convention=convention,
+            scale_layers=scale_layers,
+        )
+    except ToolchainError as exc:
+        raise type(exc)(f"{where}{exc}") from None
+    for note in converted.notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return converted.network, converted.report
+
+
 def read(
     path: PathLike,
     *,

@@ -8,6 +8,7 @@ and a command never pays for another stage's imports.
 COMMANDS: tuple[str, ...] = (
     "train",
     "export",
+    "convert",
     "simulate",
     "energy",
     "run",

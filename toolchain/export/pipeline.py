@@ -228,7 +228,7 @@ def format_report(result: ExportResult) -> str:
             "(Loihi quantization applies to netx and nir)"
         )
     else:
-        lines += _quantization_table(report)
+        lines += quantization_table(report)
     accuracy = result.accuracy
     if accuracy is not None:
         lines.append(
@@ -245,7 +245,8 @@ def format_report(result: ExportResult) -> str:
     return "\n".join(lines)
 
 
-def _quantization_table(report: QuantizationReport) -> list[str]:
+def quantization_table(report: QuantizationReport) -> list[str]:
+    """The per-layer quantization table and what made the export inexact, as printed lines."""
     header = (
         "layer",
         "kind",
@@ -316,6 +317,7 @@ __all__ = [
     "compare_accuracy",
     "export_run",
     "format_report",
+    "quantization_table",
     "simulator_inputs",
     "torch_model_predictions",
 ]

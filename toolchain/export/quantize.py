@@ -317,51 +317,38 @@ def _synaptic_layer(
     if channel_bias is not None:
         spatial = len(block.out_shape) - 1
         per_neuron = np.broadcast_to(channel_bias.reshape(-1, *([1] * spatial)), block.out_shape).copy()
-    neurons = Population.of(population)
     if folded_in_training:
         scale_exp = loihi.scale_exp
         registers, changed = loihi.registers, False
         neuron_report = _rounding(population, recipe, registers, 2.0**scale_exp)
     else:
         scale = scale and not fixed
-        scale_exp = scale_exponent(weight, per_neuron, neurons, name, steps) if scale else 0
+        scale_exp = scale_exponent(weight, per_neuron, Population.of(population), name, steps) if scale else 0
         registers, neuron_report, changed = _registers(population, recipe, name, 2.0**scale_exp)
-    factor = 2.0**scale_exp
-    w_int = weights_to_int(weight * factor, name)
-    notes: list[str] = []
-    if not fixed and may_overflow(w_int, neurons, steps):  # fixed point wraps alike
-        largest = int(w_int.abs().flatten(1).sum(dim=1).max())
-        notes.append(
-            f"layer {name!r}: its 24-bit current could wrap if every input fired at once "
-            f"(largest sum |w_int| = {largest}, limit 2^23 >> 6)"
-            if population.spiking
-            else f"layer {name!r}: its 24-bit voltage (the potential readout) could saturate if every input "
-            f"fired at every one of the {steps} steps (largest sum |w_int| = {largest}, limit 2^23 >> 6 "
-            "over the steps)"
-        )
-    error = (w_int.to(torch.float64) / (WEIGHT_SCALE * factor) - weight).abs()
-    bias_mant: np.ndarray | None = None
-    bias_exp = 0
-    bias_report: BiasQuantization | None = None
-    if channel_bias is not None and per_neuron is not None:
-        bias_mant, bias_exp, bias_error = bias_registers(per_neuron * factor, name)
-        bias_report = BiasQuantization(
-            float(channel_bias.min()), float(channel_bias.max()), bias_exp, bias_error / factor
-        )
-        if block.delay_steps != recipe.neuron.synapse_delay and np.any(bias_mant != 0):
-            notes.append(
-                f"layer {name!r}: Loihi adds the bias to the voltage from step 0; the trained model's "
-                f"current (batch-norm bias included) is delayed {recipe.neuron.synapse_delay} step(s), "
-                "so it starts later"
-            )
-    neurons = ir.CubaNeurons(
-        i_decay=registers.i_decay,
-        v_decay=registers.v_decay,
-        vth_mant=registers.vth_mant,
-        bias_mant=bias_mant,
-        bias_exp=bias_exp,
+    rounded = round_layer(
+        name,
+        block.kind,
+        weight,
+        per_neuron,
+        Population.of(population),
+        steps,
+        scale_exp,
+        registers,
+        neuron_report,
+        changed=changed,
+        weight_exp=weight_exp,
+        batch_norm_folded=block.norm is not None,
+        wrap_note=not fixed,  # fixed point wraps alike
     )
-    w_np = w_int.numpy()
+    w_int, neurons, report, notes = rounded.weight, rounded.neurons, rounded.report, list(rounded.notes)
+    biased = neurons.bias_mant is not None and bool(np.any(neurons.bias_mant != 0))
+    if biased and block.delay_steps != recipe.neuron.synapse_delay:
+        notes.append(
+            f"layer {name!r}: Loihi adds the bias to the voltage from step 0; the trained model's "
+            f"current (batch-norm bias included) is delayed {recipe.neuron.synapse_delay} step(s), "
+            "so it starts later"
+        )
+    w_np = w_int
     if block.kind == "dense":
         layer: ir.SynapticLayer = ir.Dense(name, w_np, neurons, weight_exp=weight_exp)
     else:
@@ -378,9 +365,79 @@ def _synaptic_layer(
         )
     if tuple(layer.out_shape) != tuple(block.out_shape):  # pragma: no cover - a planning bug
         raise QuantizationError(f"layer {name!r}: output {layer.out_shape}, the model's {block.out_shape}")
+    return layer, report, notes
+
+
+@dataclass(frozen=True)
+class RoundedLayer:
+    """One synaptic layer on Loihi's registers: integer ``weight`` (the layer's float weights scaled
+    by ``2^scale_exp`` on the 8-bit grid), its :class:`~toolchain.ir.CubaNeurons`, what rounding
+    changed (``report``) and why the layer may compute differently (``notes``)."""
+
+    weight: np.ndarray
+    neurons: ir.CubaNeurons
+    report: LayerQuantization
+    notes: tuple[str, ...]
+
+
+def round_layer(
+    name: str,
+    kind: str,
+    weight: torch.Tensor,
+    per_neuron_bias: np.ndarray | None,
+    population: Population,
+    steps: int,
+    scale_exp: int,
+    registers: CubaRegisters,
+    neuron_report: Sequence[RoundingReport],
+    *,
+    changed: bool,
+    weight_exp: int = 0,
+    batch_norm_folded: bool = False,
+    wrap_note: bool = True,
+) -> RoundedLayer:
+    """A float layer (``weight`` in the model's units, ``per_neuron_bias`` in voltage units shaped
+    like the layer's output) at the scale ``2^scale_exp`` onto Loihi's weight and bias registers,
+    with the neuron ``registers`` chosen for it, and every rounding measured.
+
+    One rule for a trained run (:func:`quantize_model`) and a foreign float graph
+    (:func:`toolchain.export.nir.quantize.quantize_nir_graph`). ``wrap_note`` adds a note when the
+    24-bit current (or a potential readout's voltage) could wrap. Raises
+    :class:`~toolchain.errors.QuantizationError` naming the layer for a weight or bias beyond its
+    register.
+    """
+    factor = 2.0**scale_exp
+    w_int = weights_to_int(weight * factor, name)
+    notes: list[str] = []
+    if wrap_note and may_overflow(w_int, population, steps):
+        largest = int(w_int.abs().flatten(1).sum(dim=1).max())
+        notes.append(
+            f"layer {name!r}: its 24-bit current could wrap if every input fired at once "
+            f"(largest sum |w_int| = {largest}, limit 2^23 >> 6)"
+            if population.spiking
+            else f"layer {name!r}: its 24-bit voltage (the potential readout) could saturate if every input "
+            f"fired at every one of the {steps} steps (largest sum |w_int| = {largest}, limit 2^23 >> 6 "
+            "over the steps)"
+        )
+    error = (w_int.to(torch.float64) / (WEIGHT_SCALE * factor) - weight).abs()
+    bias_mant: np.ndarray | None = None
+    bias_exp = 0
+    bias_report: BiasQuantization | None = None
+    if per_neuron_bias is not None:
+        bias_mant, bias_exp, bias_error = bias_registers(per_neuron_bias * factor, name)
+        bias_report = BiasQuantization(
+            float(per_neuron_bias.min()), float(per_neuron_bias.max()), bias_exp, bias_error / factor
+        )
+    neurons = ir.CubaNeurons(
+        i_decay=registers.i_decay,
+        v_decay=registers.v_decay,
+        vth_mant=registers.vth_mant,
+        bias_mant=bias_mant,
+        bias_exp=bias_exp,
+    )
     report = LayerQuantization(
         name=name,
-        kind=block.kind,
+        kind=kind,
         weight_shape=tuple(weight.shape),
         weight_exp=weight_exp,
         scale_exp=scale_exp,
@@ -388,13 +445,41 @@ def _synaptic_layer(
         weight_max=float(weight.max()),
         weight_max_abs_error=float(error.max()),
         weight_rms_error=math.sqrt(float((error**2).mean())),
-        batch_norm_folded=block.norm is not None,
+        batch_norm_folded=batch_norm_folded,
         bias=bias_report,
         registers=registers,
         neuron=tuple(neuron_report),
         neuron_changed_by_export=changed,
     )
-    return layer, report, notes
+    return RoundedLayer(w_int.numpy(), neurons, report, tuple(notes))
+
+
+def float_registers(
+    population: Population, name: str, factor: float = 1.0
+) -> tuple[CubaRegisters, list[RoundingReport], bool]:
+    """The registers nearest to a float population's parameters (its threshold scaled by
+    ``factor``, the layer's scale), the rounding onto them in the population's own units, and
+    whether rounding changed anything. A population that never fires (a potential readout) keeps
+    its decays and a threshold no voltage reaches."""
+    if not population.spiking:
+        regs = readout_registers(population.current_decay, population.voltage_decay)
+        report = [
+            RoundingReport("current_decay", population.current_decay, regs.current_decay),
+            RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
+        ]
+        return regs, report, any(item.abs_error > 0 for item in report)
+    try:
+        regs, _ = neuron_registers(
+            population.current_decay, population.voltage_decay, population.threshold * factor
+        )
+    except QuantizationError as exc:
+        raise QuantizationError(f"layer {name!r}: {exc}") from None
+    report = [
+        RoundingReport("current_decay", population.current_decay, regs.current_decay),
+        RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
+        RoundingReport("threshold", population.threshold, regs.threshold / factor),
+    ]
+    return regs, report, any(item.abs_error > 0 for item in report)
 
 
 def _rounding(
@@ -425,24 +510,9 @@ def _registers(
     A fixed-point population already computes with its registers: the rounding from the recipe's
     values happened before training, and the export changes nothing.
     """
-    if not population.spiking:  # a potential readout: its own decays, a threshold no voltage reaches
-        regs = population.registers or readout_registers(population.current_decay, population.voltage_decay)
-        report = _rounding(population, recipe, regs)
-        return regs, report, population.registers is None and any(item.abs_error > 0 for item in report)
-    if population.registers is not None:
+    if population.registers is not None:  # fixed point: the registers it computed with
         return population.registers, _rounding(population, recipe, population.registers), False
-    try:
-        regs, _ = neuron_registers(
-            population.current_decay, population.voltage_decay, population.threshold * factor
-        )
-    except QuantizationError as exc:
-        raise QuantizationError(f"layer {name!r}: {exc}") from None
-    report = [
-        RoundingReport("current_decay", population.current_decay, regs.current_decay),
-        RoundingReport("voltage_decay", population.voltage_decay, regs.voltage_decay),
-        RoundingReport("threshold", population.threshold, regs.threshold / factor),
-    ]
-    return regs, report, any(item.abs_error > 0 for item in report)
+    return float_registers(Population.of(population), name, factor)
 
 
 def _padding(padding: Any, name: str) -> tuple[int, ...]:
@@ -455,6 +525,9 @@ __all__ = [
     "BiasQuantization",
     "LayerQuantization",
     "QuantizationReport",
+    "RoundedLayer",
+    "float_registers",
     "input_encoding",
     "quantize_model",
+    "round_layer",
 ]

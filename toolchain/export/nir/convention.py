@@ -103,12 +103,13 @@ class DiscreteCuba:
 
 
 def cuba_to_nir(params: DiscreteCuba, dt: float, where: str, *, spiking: bool = True) -> nir.NIRNode:
-    """The NIR node whose Euler step of ``dt`` is the discrete population ``params``: ``CubaLIF``,
-    or for a population that never fires (``spiking=False``, a potential readout) the integrator
-    ``I`` (current decay 1, voltage decay 0, no bias: ``v[t] = v[t-1] + dt r I[t]``, ``r = 1 / dt``)
-    or, when it leaks, ``CubaLI``.
+    """The NIR node whose Euler step of ``dt`` is the discrete population ``params``: ``CubaLIF``
+    (``IF`` when neither state decays: current decay 1, voltage decay 0, no bias), or for a
+    population that never fires (``spiking=False``, a potential readout) the integrator ``I``
+    (current decay 1, voltage decay 0, no bias: ``v[t] = v[t-1] + dt r I[t]``, ``r = 1 / dt``) or,
+    when it leaks, ``CubaLI``.
 
-    Refuses (``NirError`` naming ``where``) a voltage decay of 0 (other than ``I``'s): ``tau_mem =
+    Refuses (``NirError`` naming ``where``) a voltage decay of 0 otherwise: ``tau_mem =
     dt / 0`` is infinite and ``r = tau_mem / dt`` with it, which no NIR reader can evaluate.
     """
     if not np.all(params.input_scale == 1.0):
@@ -123,6 +124,16 @@ def cuba_to_nir(params: DiscreteCuba, dt: float, where: str, *, spiking: bool = 
         raise NirError(
             f"{where}: a readout with a decay of 0 and the other not 1 has no finite NIR CubaLI "
             "(an infinite time constant)"
+        )
+    if spiking and np.all(params.current_decay == 1.0) and np.all(params.voltage_decay == 0.0):
+        if np.any(params.bias != 0):
+            raise NirError(
+                f"{where}: an integrate-and-fire population with a bias has no NIR node (IF has no bias)"
+            )
+        return nir.IF(
+            r=np.full(params.shape, 1.0 / dt),
+            v_threshold=params.threshold.astype(np.float64),
+            v_reset=np.zeros(params.shape),
         )
     if np.any(params.voltage_decay <= 0):
         raise NirError(

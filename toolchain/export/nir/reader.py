@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,43 @@ def from_nir_graph(
         if not isinstance(provenance, dict):
             raise NirError("metadata.toolchain.provenance is not a JSON object")
 
+    def exact_layer(
+        key: str, node: Any, neuron_key: str, neuron: Any, in_shape: tuple[int, ...], first: bool
+    ) -> ir.SynapticLayer:
+        weight_exp = _weight_exp(node, key, encoding, first)
+        return _synaptic_layer(key, node, neuron_key, neuron, in_shape, weight_exp, dt)
+
+    layers, input_shape = walk(graph, exact_layer)
+    steps = scalar(steps, "time_steps", int)
+    for what, value in (("time_steps", steps), ("synapse_delay_steps", delay)):
+        if value > MAX_TIME_STEPS:
+            raise NirError(f"{what} = {value}: more than {MAX_TIME_STEPS} steps is not a plausible network")
+    return ir.Network(
+        name=network_name,
+        input_shape=input_shape,
+        input_encoding=encoding,  # type: ignore[arg-type]  # ir.Network validates it
+        time_steps=steps,
+        layers=tuple(layers),
+        synapse_delay_steps=delay,
+        metadata=provenance,
+        readout=ir.implied_readout(layers),
+    )
+
+
+#: builds one synaptic layer of a chain: ``(key, node, neuron_key, neuron, in_shape, first)``,
+#: ``first`` True for the chain's first synaptic node
+SynapticBuilder = Callable[[str, Any, str, Any, tuple[int, ...], bool], ir.SynapticLayer]
+
+
+def walk(graph: nir.NIRGraph, synaptic: SynapticBuilder) -> tuple[list[ir.Layer], tuple[int, ...]]:
+    """The layers of ``graph``'s chain and its per-sample input shape.
+
+    Each weight node and the neuron node after it become one layer by ``synaptic`` (exactly, for
+    :func:`from_nir_graph`, or rounded onto Loihi's registers, for
+    :func:`toolchain.export.nir.quantize.quantize_nir_graph`); pooling and flatten nodes become
+    :class:`~toolchain.ir.Pool` and :class:`~toolchain.ir.Flatten`; anything else is a
+    :class:`NirError` naming the node.
+    """
     nodes = chain(graph)
     input_shape, leading = sample_shape(graph, nodes)
     shape = input_shape
@@ -134,8 +172,7 @@ def from_nir_graph(
                     f"got {follower}: Loihi has neurons after every synaptic layer"
                 )
             neuron_key = body[index + 1]
-            weight_exp = _weight_exp(node, key, encoding, first_synapse)
-            layer = _synaptic_layer(key, node, neuron_key, graph.nodes[neuron_key], shape, weight_exp, dt)
+            layer = synaptic(key, node, neuron_key, graph.nodes[neuron_key], shape, first_synapse)
             first_synapse = False
             index += 2
         elif isinstance(node, nir.SumPool2d | nir.AvgPool2d):
@@ -159,20 +196,7 @@ def from_nir_graph(
         out_shape = out_shape[len(leading) :]
     if math.prod(out_shape) != math.prod(shape):
         raise NirError(f"node {nodes[-1]!r}: output shape {out_shape}, the last layer gives {shape}")
-    steps = scalar(steps, "time_steps", int)
-    for what, value in (("time_steps", steps), ("synapse_delay_steps", delay)):
-        if value > MAX_TIME_STEPS:
-            raise NirError(f"{what} = {value}: more than {MAX_TIME_STEPS} steps is not a plausible network")
-    return ir.Network(
-        name=network_name,
-        input_shape=input_shape,
-        input_encoding=encoding,  # type: ignore[arg-type]  # ir.Network validates it
-        time_steps=steps,
-        layers=tuple(layers),
-        synapse_delay_steps=delay,
-        metadata=provenance,
-        readout=ir.implied_readout(layers),
-    )
+    return layers, input_shape
 
 
 def _refuse_ttfs(graph: nir.NIRGraph) -> None:

@@ -84,7 +84,11 @@ class NirNetwork(nn.Module):
 
 
 def nir_to_torch(
-    graph_or_path: nir.NIRGraph | str | Path, *, dt: float | None = None, convention: str = "nir"
+    graph_or_path: nir.NIRGraph | str | Path,
+    *,
+    dt: float | None = None,
+    convention: str = "nir",
+    synapse_delay_steps: int | None = None,
 ) -> NirNetwork:
     """A torch module that runs a float NIR graph (see the module docstring).
 
@@ -94,21 +98,25 @@ def nir_to_torch(
     constants are in steps, a ``UserWarning`` names it once per call. A ``dt`` that is not a
     positive finite number is a :class:`NirError`. ``convention`` reads a library's graph as that
     library means it (:data:`~toolchain.export.nir.convention.CONVENTIONS`: ``"nir"`` for
-    snnTorch, SpikingJelly and this toolchain, ``"norse"``, ``"sinabs"``).
+    snnTorch, SpikingJelly and this toolchain, ``"norse"``, ``"sinabs"``). ``synapse_delay_steps``
+    delays every neuron node's input (default: the graph's metadata for a graph this toolchain
+    wrote, else 0: NIR's edges are instantaneous).
     Supported nodes: ``Input``, ``Affine``, ``Linear``, ``Conv1d``, ``Conv2d``, ``SumPool2d``,
     ``AvgPool2d``, ``Flatten``, ``CubaLIF``, ``LIF``, ``IF``, ``Output`` in one chain ending in a
     neuron node; anything else is a :class:`NirError` naming the node.
     """
+    if synapse_delay_steps is not None and synapse_delay_steps < 0:
+        raise NirError(f"synapse_delay_steps = {synapse_delay_steps}: expected 0 or more")
     if isinstance(graph_or_path, nir.NIRGraph):
-        return _build(graph_or_path, dt, convention)
+        return _build(graph_or_path, dt, convention, synapse_delay_steps)
     graph = load_graph(graph_or_path)
     try:
-        return _build(graph, dt, convention)
+        return _build(graph, dt, convention, synapse_delay_steps)
     except NirError as exc:
         raise NirError(f"{graph_or_path}: {exc}") from None
 
 
-def _build(graph: nir.NIRGraph, dt: float | None, convention: str) -> NirNetwork:
+def _build(graph: nir.NIRGraph, dt: float | None, convention: str, delay: int | None) -> NirNetwork:
     if convention not in CONVENTIONS:
         raise NirError(f"convention = {convention!r}: expected one of {', '.join(CONVENTIONS)}")
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
@@ -116,7 +124,9 @@ def _build(graph: nir.NIRGraph, dt: float | None, convention: str) -> NirNetwork
     if not (step > 0 and math.isfinite(step)):
         raise NirError(f"dt = {step}: expected a positive, finite time step in seconds")
     delay_steps = 0
-    if is_toolchain_graph(meta):
+    if delay is not None:
+        delay_steps = delay
+    elif is_toolchain_graph(meta):
         delay_steps = _meta_int(meta.get("synapse_delay_steps", 0), "metadata.synapse_delay_steps")
     nodes = chain(graph)
     input_shape, _ = sample_shape(graph, nodes)
