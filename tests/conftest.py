@@ -1,12 +1,10 @@
 """Fixtures shared by the test modules."""
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+from cli_runner import toolchain
 
 from toolchain.data import Dataset, load_dataset
 
@@ -20,29 +18,7 @@ def digits() -> Dataset:
     return load_dataset("digits")
 
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
-
-
-def run_toolchain(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout_s: float = 900
-) -> subprocess.CompletedProcess:
-    """The real entry point (the console script, else ``python -m toolchain``) in a subprocess, one
-    thread, unbuffered; its exit status, stdout and stderr."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env=environment,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def cli() -> Callable[..., subprocess.CompletedProcess]:
-    """:func:`run_toolchain`: ``cli("simulate", "model.net", ...)`` runs a command as a user would."""
-    return run_toolchain
+    """:func:`cli_runner.toolchain`: ``cli("simulate", "model.net", ...)`` runs a command as a user would."""
+    return toolchain

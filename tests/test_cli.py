@@ -1,24 +1,13 @@
 """The CLI through its real entry points (the ``toolchain`` console script and ``python -m toolchain``)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import toolchain
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
 COMMANDS = ["train", "export", "simulate", "energy", "run", "inspect", "targets"]
-
-
-def toolchain(*args: str, cwd: Path = ROOT, module: bool = False) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "toolchain"] if module or not SCRIPT.exists() else [str(SCRIPT)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env, check=False
-    )
 
 
 @pytest.mark.parametrize("module", [False, True])

@@ -1,14 +1,13 @@
 """Energy reports (Markdown, HTML, PNG, JSON) and the `energy` / `targets` commands end to end."""
 
 import json
-import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import toolchain
 
 from toolchain.activity import Activity
 from toolchain.energy.model import estimate
@@ -19,16 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_energy import toy_activity, toy_network
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def toolchain(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment, check=False
-    )
 
 
 def sparse_activity() -> Activity:

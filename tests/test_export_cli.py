@@ -2,15 +2,14 @@
 main paths, ``toolchain.cli.main`` in-process for the rest; on tiny digits runs trained once."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_runner import toolchain
 
 from toolchain.cli import main
 from toolchain.config import ModelConfig, NeuronConfig, Recipe
@@ -24,15 +23,7 @@ from toolchain.snn.models import build_model
 from toolchain.snn.numerics import apply_numerics
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
 torch.set_num_threads(1)
-
-
-def toolchain(*args: str) -> subprocess.CompletedProcess:
-    """The console script in a subprocess."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def in_process(capsys, *args: str) -> subprocess.CompletedProcess:

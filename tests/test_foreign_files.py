@@ -7,15 +7,14 @@ and ``--input``, and give one-line errors naming the flag or the file and what w
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import nir
 import numpy as np
 import pytest
+from cli_runner import toolchain
 
 from toolchain import ir
 from toolchain.export.netx import read_netx, write_netx
@@ -23,17 +22,8 @@ from toolchain.export.nir import read_nir
 from toolchain.sim.reference import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
 STEPS = 8
 SAMPLES = 6
-
-
-def toolchain(*args: str) -> subprocess.CompletedProcess:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, check=False
-    )
 
 
 def one_error(result: subprocess.CompletedProcess) -> str:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from cli_runner import toolchain
 
 from toolchain import ir
 from toolchain.config import ModelConfig
@@ -21,16 +19,6 @@ from toolchain.export.onnx import export_ann_onnx
 from toolchain.snn.ann import build_ann
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
-
-
-def toolchain(*args: str) -> subprocess.CompletedProcess:
-    """The real entry point (as tests/test_cli.py runs it)."""
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, check=False
-    )
 
 
 def _network() -> ir.Network:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import toolchain
 
 from toolchain.config import load_recipe, with_overrides
 from toolchain.pipeline import PipelineError, RunOptions, run_pipeline
@@ -17,14 +18,6 @@ from toolchain.pipeline import PipelineError, RunOptions, run_pipeline
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "toolchain"
 HAS_LAVA = importlib.util.find_spec("lava") is not None
-
-
-def toolchain(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import toolchain
 
 from toolchain.config import load_recipe, with_overrides
 from toolchain.export.run_loader import RunError, load_run
@@ -21,12 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _recipe(**overrides):
     return with_overrides(load_recipe(ROOT / "models" / "digits-demo"), **{"train.epochs": 1, **overrides})
-
-
-def toolchain(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "toolchain", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_training_writes_a_manifest_of_its_files(tmp_path, digits):

@@ -2,13 +2,11 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import toolchain
 
 from toolchain.config import parse_recipe
 from toolchain.data import load_dataset
@@ -20,15 +18,6 @@ from toolchain.snn.models import build_model
 from toolchain.snn.numerics import apply_numerics
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = Path(sys.executable).parent / "toolchain"
-
-
-def toolchain(*args: str) -> subprocess.CompletedProcess:
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "toolchain"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, check=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import toolchain
 
 from toolchain.train.sweep import (
     Configuration,
@@ -22,18 +20,6 @@ from toolchain.train.sweep import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def toolchain(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "toolchain", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
 
 
 def test_values_split_at_top_level_commas_only():

@@ -39,6 +39,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     for target in targets:
         flag = "" if target.verified else "  [UNVERIFIED]"
         print(f"{target.name:<{width}}  {target.kind:<12}  {target.title}{flag}")
+        print(f"    error band: {target.error_band or 'not stated'}")
         if not args.verbose:
             for source in dict.fromkeys(target.sources.values()):
                 print(f"    source: {source}")

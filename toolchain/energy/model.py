@@ -6,12 +6,17 @@ costs from the :class:`~toolchain.energy.targets.Target`; traffic from
 
     synaptic_L = synops_L x synop_pj
     neuron_L   = active_updates_L x neuron_active_pj + idle_updates_L x neuron_idle_pj
-    routing_L  = source_spikes_L x (within_tile_per_spike x spike_within_tile_pj
+               + (active_updates_L + idle_updates_L) x neuron_access_pj      (every neuron, every step)
+               + spikes_L x spike_out_pj                                     (every spike fired)
+    routing_L  = source_spikes_L x (messages_per_spike x message_out_pj      (every message leaving a core)
+                                    + within_tile_per_spike x spike_within_tile_pj
                                     + east_west_hops_per_spike x hop_east_west_pj
                                     + north_south_hops_per_spike x hop_north_south_pj)
 
 ``source_spikes_L`` are the spikes of the population feeding ``L`` (the previous synaptic layer's,
-or the input events for the first layer): routing is charged to the layer that receives.
+or the input events for the first layer): routing is charged to the layer that receives. Every
+``_pj`` cost but the first three is optional: a profile without it prices that term at 0 and the
+estimate lists the term as not included (:data:`TERMS`, :attr:`EnergyEstimate.terms`).
 
 Optional terms, off unless asked for: ``static = static power_mw x latency`` (``[static]``) and
 ``overhead = step_pj x time_steps`` (``[overhead]``: management, I/O, synchronisation).
@@ -45,6 +50,63 @@ MW = 1e-3
 COMPONENTS = ("synaptic", "neuron", "routing", "static", "overhead")
 
 
+@dataclass(frozen=True)
+class Term:
+    """One per-operation term of the model: what it counts, its profile cost(s), its component."""
+
+    name: str
+    component: str
+    counted: str
+    keys: tuple[str, ...]
+
+
+#: the per-operation terms, in the order of the module docstring's equations
+TERMS: tuple[Term, ...] = (
+    Term("synaptic operations", "synaptic", "synaptic operations", ("energy.synop_pj",)),
+    Term(
+        "neuron updates",
+        "neuron",
+        "neuron updates (active, idle)",
+        ("energy.neuron_active_pj", "energy.neuron_idle_pj"),
+    ),
+    Term(
+        "neuron access",
+        "neuron",
+        "neurons x time steps (every neuron, every step)",
+        ("energy.neuron_access_pj",),
+    ),
+    Term("spikes out", "neuron", "spikes fired", ("energy.spike_out_pj",)),
+    Term("messages out", "routing", "spike messages leaving a core", ("energy.message_out_pj",)),
+    Term(
+        "within-tile messages",
+        "routing",
+        "messages to a core of the source's tile",
+        ("energy.spike_within_tile_pj",),
+    ),
+    Term(
+        "tile hops",
+        "routing",
+        "tile hops (east-west, north-south)",
+        ("energy.hop_east_west_pj", "energy.hop_north_south_pj"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TermEnergy:
+    """One term's count and energy per inference; ``energy_j`` is ``None`` when the profile has no
+    cost for it (the term is not included)."""
+
+    name: str
+    component: str
+    counted: str
+    count: float
+    energy_j: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class ActivityMismatchError(ToolchainError):
     """The activity counts were measured on a different network (layer names, sizes, time steps)."""
 
@@ -71,6 +133,13 @@ class LayerEnergy:
     neuron_j: float
     routing_j: float
     step_time_s: float
+    #: the parts of ``neuron_j`` and ``routing_j`` (see :data:`TERMS`)
+    neuron_update_j: float = 0.0
+    neuron_access_j: float = 0.0
+    spike_out_j: float = 0.0
+    message_out_j: float = 0.0
+    within_tile_j: float = 0.0
+    hops_j: float = 0.0
 
     @property
     def total_j(self) -> float:
@@ -100,6 +169,8 @@ class EnergyEstimate:
     assumptions: tuple[str, ...] = field(default=())
     #: the classification accuracy measured with the same activity (``None``: not given)
     accuracy: float | None = None
+    #: every per-operation term of :data:`TERMS`, with ``None`` energy where not included
+    terms: tuple[TermEnergy, ...] = ()
 
     @property
     def energy_per_inference_j(self) -> float:
@@ -124,6 +195,7 @@ class EnergyEstimate:
             "target": self.target.name,
             "target_title": self.target.title,
             "target_verified": self.target.verified,
+            "target_error_band": self.target.error_band,
             "activity_source": self.activity_source,
             "samples": self.samples,
             "time_steps": self.time_steps,
@@ -131,6 +203,7 @@ class EnergyEstimate:
             "energy_per_step_j": self.energy_per_step_j,
             "accuracy": self.accuracy,
             "breakdown_j": dict(self.breakdown_j),
+            "terms": [term.to_dict() for term in self.terms],
             "latency_per_inference_s": self.latency_per_inference_s,
             "options": dict(self.options),
             "layers": [layer.to_dict() for layer in self.layers],
@@ -153,6 +226,7 @@ def estimate(
     label: str | None = None,
     order: str = "spatial",
     accuracy: float | None = None,
+    placement: Placement | None = None,
 ) -> EnergyEstimate:
     """Energy and latency per inference of ``network`` with ``activity`` on ``target``.
 
@@ -160,7 +234,9 @@ def estimate(
     overhead (each refused if the profile has none); ``baselines`` are the conventional targets
     of the ANN twin (default: every conventional profile found); ``order`` the neuron order of the
     placement (:func:`toolchain.energy.placement.place`); ``accuracy``, measured with the same
-    activity, is reported beside the energy.
+    activity, is reported beside the energy; ``placement`` a placement of ``network`` on ``target``
+    made beforehand (e.g. :func:`~toolchain.energy.placement.place` with ``cores_per_layer``),
+    instead of ``place(network, target, order)``.
     """
     if target.kind != "neuromorphic":
         raise TargetError(
@@ -168,10 +244,21 @@ def estimate(
             "(reported beside every estimate), not spiking activity; pick a neuromorphic target"
         )
     _check_activity(network, activity)
-    placement = place(network, target, order)
+    if placement is None:
+        placement = place(network, target, order)
+    elif placement.target != target.name or [p.name for p in placement.layers[1:]] != [
+        layer.name for layer in network.synaptic_layers()
+    ]:
+        raise TargetError(
+            f"the placement given was made for target {placement.target!r} and layers "
+            f"{[p.name for p in placement.layers[1:]]}, not for {target.name!r} and this network"
+        )
     T = activity.time_steps
     synop_pj, active_pj, idle_pj = target.synop_pj, target.neuron_active_pj, target.neuron_idle_pj
     assert synop_pj is not None and active_pj is not None and idle_pj is not None  # required keys
+    access_pj = target.neuron_access_pj or 0.0
+    spike_out_pj = target.spike_out_pj or 0.0
+    message_out_pj = target.message_out_pj or 0.0
     fixed_step_ns = target.get("time.step_ns")
 
     layers: list[LayerEnergy] = []
@@ -180,11 +267,21 @@ def estimate(
         counts = activity.layer(layer.name)
         where = placement.layer(layer.name)
         traffic = placement.traffic_into(layer.name)
-        routing_pj = source_spikes * (
-            traffic.within_tile_per_spike * target.spike_within_tile_pj
-            + traffic.east_west_hops_per_spike * target.hop_east_west_pj
-            + traffic.north_south_hops_per_spike * target.hop_north_south_pj
+        active, idle, spikes = (
+            counts.active_updates_per_sample,
+            counts.idle_updates_per_sample,
+            counts.spikes_per_sample,
         )
+        messages = source_spikes * traffic.messages_per_spike
+        within = source_spikes * traffic.within_tile_per_spike
+        east_west = source_spikes * traffic.east_west_hops_per_spike
+        north_south = source_spikes * traffic.north_south_hops_per_spike
+        update_j = (active * active_pj + idle * idle_pj) * PJ
+        access_j = (active + idle) * access_pj * PJ
+        spike_out_j = spikes * spike_out_pj * PJ
+        message_out_j = messages * message_out_pj * PJ
+        within_j = within * target.spike_within_tile_pj * PJ
+        hops_j = (east_west * target.hop_east_west_pj + north_south * target.hop_north_south_pj) * PJ
         share = where.neurons_per_core / where.neurons  # the fullest core's share of the layer
         step_s = 0.0
         if fixed_step_ns is None:
@@ -192,8 +289,8 @@ def estimate(
                 share
                 * (
                     counts.synops_per_sample * target.require("time.synop_ns")
-                    + counts.active_updates_per_sample * target.require("time.neuron_active_ns")
-                    + counts.idle_updates_per_sample * target.require("time.neuron_idle_ns")
+                    + active * target.require("time.neuron_active_ns")
+                    + idle * target.require("time.neuron_idle_ns")
                 )
                 / T
                 * NS
@@ -205,25 +302,28 @@ def estimate(
                 neurons=where.neurons,
                 cores=where.cores,
                 neurons_per_core=where.neurons_per_core,
-                spikes=counts.spikes_per_sample,
+                spikes=spikes,
                 synops=counts.synops_per_sample,
-                active_updates=counts.active_updates_per_sample,
-                idle_updates=counts.idle_updates_per_sample,
+                active_updates=active,
+                idle_updates=idle,
                 source_spikes=source_spikes,
-                messages=source_spikes * traffic.messages_per_spike,
-                within_tile_messages=source_spikes * traffic.within_tile_per_spike,
-                east_west_hops=source_spikes * traffic.east_west_hops_per_spike,
-                north_south_hops=source_spikes * traffic.north_south_hops_per_spike,
+                messages=messages,
+                within_tile_messages=within,
+                east_west_hops=east_west,
+                north_south_hops=north_south,
                 synaptic_j=counts.synops_per_sample * synop_pj * PJ,
-                neuron_j=(
-                    counts.active_updates_per_sample * active_pj + counts.idle_updates_per_sample * idle_pj
-                )
-                * PJ,
-                routing_j=routing_pj * PJ,
+                neuron_j=update_j + access_j + spike_out_j,
+                routing_j=message_out_j + within_j + hops_j,
                 step_time_s=step_s,
+                neuron_update_j=update_j,
+                neuron_access_j=access_j,
+                spike_out_j=spike_out_j,
+                message_out_j=message_out_j,
+                within_tile_j=within_j,
+                hops_j=hops_j,
             )
         )
-        source_spikes = counts.spikes_per_sample
+        source_spikes = spikes
 
     if fixed_step_ns is not None:
         latency = T * fixed_step_ns * NS
@@ -265,7 +365,31 @@ def estimate(
         options={"static": static, "overhead": overhead},
         assumptions=(*MODEL_ASSUMPTIONS, *_graded_input(network, layers), *target.assumptions),
         accuracy=accuracy,
+        terms=_terms(target, layers),
     )
+
+
+def _terms(target: Target, layers: list[LayerEnergy]) -> tuple[TermEnergy, ...]:
+    """Each term of :data:`TERMS` summed over the layers; not included where the profile has no cost."""
+
+    def total(attr: str) -> float:
+        return sum(getattr(layer, attr) for layer in layers)
+
+    sums = {
+        "synaptic operations": (total("synops"), total("synaptic_j")),
+        "neuron updates": (total("active_updates") + total("idle_updates"), total("neuron_update_j")),
+        "neuron access": (total("active_updates") + total("idle_updates"), total("neuron_access_j")),
+        "spikes out": (total("spikes"), total("spike_out_j")),
+        "messages out": (total("messages"), total("message_out_j")),
+        "within-tile messages": (total("within_tile_messages"), total("within_tile_j")),
+        "tile hops": (total("east_west_hops") + total("north_south_hops"), total("hops_j")),
+    }
+    out = []
+    for term in TERMS:
+        count, energy = sums[term.name]
+        given = any(key in target.values for key in term.keys)
+        out.append(TermEnergy(term.name, term.component, term.counted, count, energy if given else None))
+    return tuple(out)
 
 
 def _graded_input(network: ir.Network, layers: list[LayerEnergy]) -> tuple[str, ...]:
@@ -290,9 +414,10 @@ MODEL_ASSUMPTIONS: tuple[str, ...] = (
     "Each layer has its own cores, filled up to the per-core limits (feature maps position by position "
     "with all channels, unless the placement order is 'c'); the input sits on its own cores as spike "
     "generators whose messages are counted, their generation is not.",
-    "A spike is sent once to every destination core holding one of its targets; a message inside the "
-    "source's tile costs one within-tile spike, any other pays its east-west and north-south tile "
-    "hops (dimension-ordered routing), chip boundaries are not priced apart.",
+    "A spike is sent once to every destination core holding one of its targets; each message pays the "
+    "profile's cost per message leaving a core (where it gives one), and a message inside the source's "
+    "tile one within-tile spike, any other its east-west and north-south tile hops (dimension-ordered "
+    "routing); chip boundaries are not priced apart.",
     "Latency: per time step the slowest core's synaptic and neuron-update time (cores in parallel); "
     "routing time and synchronisation are not modelled unless the overhead term is on.",
     "Static power and the per-time-step overhead (management cores, I/O, synchronisation) are off "
@@ -336,8 +461,11 @@ def _check_activity(network: ir.Network, activity: Activity) -> None:
 
 __all__ = [
     "COMPONENTS",
+    "TERMS",
     "ActivityMismatchError",
     "EnergyEstimate",
     "LayerEnergy",
+    "Term",
+    "TermEnergy",
     "estimate",
 ]

@@ -16,7 +16,9 @@ The first violated limit (in network order) shrinks that layer's neurons per cor
 everything is placed again, until every core fits; a layer that does not fit with one neuron per
 core (a dense layer whose input alone exceeds the fan-in limit) is refused with its name.
 Core ``k`` sits in tile ``k // cores_per_tile``; tiles fill a mesh row by row,
-``mesh_width_tiles`` per row (x east-west, y north-south), chip after chip.
+``mesh_width_tiles`` per row (x east-west, y north-south), chip after chip (or column by column,
+``tile_order="columns"``, as SANA-FE numbers its tiles). A mapping made by hand
+(``cores_per_layer``) spreads the populations it names over the cores it gives.
 
 **Traffic** (:class:`Traffic`): a spike of a source neuron is sent **once to every destination core**
 holding at least one of its targets (Loihi's multicast-by-core; the core fans it out to its
@@ -32,6 +34,7 @@ layer is assumed to fire equally often).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -114,6 +117,8 @@ class Placement:
     cores_per_tile: int
     mesh_width_tiles: int
     cores_per_chip: int
+    #: how tiles are numbered on the mesh: ``"rows"`` or ``"columns"`` (see :func:`place`)
+    tile_order: str = "rows"
 
     @property
     def cores(self) -> int:
@@ -146,29 +151,65 @@ class Placement:
             "cores": self.cores,
             "tiles": self.tiles,
             "chips": self.chips,
+            "tile_order": self.tile_order,
             "layers": [asdict(layer) for layer in self.layers],
             "traffic": [traffic.to_dict() for traffic in self.traffic],
         }
 
 
 ORDERS = ("spatial", "c")
+TILE_ORDERS = ("rows", "columns")
 
 
-def place(network: ir.Network, target: Target, order: str = "spatial") -> Placement:
+def place(
+    network: ir.Network,
+    target: Target,
+    order: str = "spatial",
+    cores_per_layer: Mapping[str, int] | None = None,
+    tile_order: str = "rows",
+) -> Placement:
     """Place ``network`` (its input included) on ``target``'s cores; see the module docstring.
 
     ``order``: ``"spatial"`` places the neurons of a ``(C, *spatial)`` population (an image input,
     a convolution) position by position with all channels together (as compilers tile feature
     maps); ``"c"`` in their C-order index (channel by channel). Dense layers are in index order.
+    ``cores_per_layer``: a mapping made by hand, population name (``"input"`` or a synaptic layer's)
+    -> the number of cores it is spread over evenly (``ceil(neurons / count)`` per core, the last
+    core holding the rest; as SANA-FE's DVS tutorial maps its network); the other populations are
+    placed as above. A per-core limit that such a population breaks is an error, not a shrink.
+    ``tile_order``: ``"rows"`` numbers the tiles of the mesh row by row (``mesh_width_tiles`` per
+    row), ``"columns"`` column by column (``cores_per_chip / cores_per_tile / mesh_width_tiles``
+    per column, as SANA-FE numbers its tiles).
     """
     if order not in ORDERS:
         raise TargetError(f"placement order must be one of {ORDERS}, got {order!r}")
+    if tile_order not in TILE_ORDERS:
+        raise TargetError(f"tile order must be one of {TILE_ORDERS}, got {tile_order!r}")
     if target.kind != "neuromorphic":
         raise TargetError(
             f"{target.path}: target {target.name!r} is {target.kind}: it has no cores to place on"
         )
+    height = None
+    if tile_order == "columns":
+        height = max(1, target.cores_per_chip // target.cores_per_tile // target.mesh_width_tiles)
     populations = _populations(network, order)
     caps = {name: target.neurons_per_core for name, _, _ in populations}
+    fixed = dict(cores_per_layer or {})
+    sizes = {name: neurons for name, neurons, _ in populations}
+    for name, count in fixed.items():
+        if name not in sizes:
+            raise TargetError(f"cores_per_layer: no population {name!r}; known: {', '.join(sizes)}")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= sizes[name]:
+            raise TargetError(
+                f"cores_per_layer[{name!r}]: expected an integer from 1 to its {sizes[name]} neurons, "
+                f"got {count!r}"
+            )
+        caps[name] = math.ceil(sizes[name] / count)
+        if caps[name] > target.neurons_per_core:
+            raise TargetError(
+                f"cores_per_layer[{name!r}] = {count}: {caps[name]} neurons per core, beyond the "
+                f"{target.neurons_per_core} of target {target.name!r}"
+            )
     reaches = _reach_functions(network)
     fan_in_limit = target.limit("max_fan_in_axons_per_core")
     fan_out_limit = target.limit("max_fan_out_axons_per_core")
@@ -178,7 +219,7 @@ def place(network: ir.Network, target: Target, order: str = "spatial") -> Placem
         traffic: list[Traffic] = []
         violation = None
         for (source, dest), reach in reaches.items():
-            t = _traffic(by_name[source], by_name[dest], reach, target)
+            t = _traffic(by_name[source], by_name[dest], reach, target, height)
             traffic.append(t)
             if violation is None and fan_in_limit is not None and t.fan_in_axons_max > fan_in_limit:
                 violation = (dest, t.fan_in_axons_max, fan_in_limit, "input axons")
@@ -188,6 +229,11 @@ def place(network: ir.Network, target: Target, order: str = "spatial") -> Placem
             # the first violation in network order: shrink that layer's neurons per core in
             # proportion (at least by one), then place everything again
             name, observed, limit, what = violation
+            if name in fixed:
+                raise TargetError(
+                    f"cores_per_layer[{name!r}] = {fixed[name]}: a core needs {observed} {what}, beyond "
+                    f"the limit of {limit} of target {target.name!r} ({target.path}); give it more cores"
+                )
             if caps[name] == 1 or by_name[name].neurons_per_core == 1:
                 raise TargetError(
                     f"layer {name!r} does not fit target {target.name!r}: even one neuron per core needs "
@@ -203,12 +249,18 @@ def place(network: ir.Network, target: Target, order: str = "spatial") -> Placem
                 cores_per_tile=target.cores_per_tile,
                 mesh_width_tiles=target.mesh_width_tiles,
                 cores_per_chip=target.cores_per_chip,
+                tile_order=tile_order,
             )
 
 
-def tile_xy(core: np.ndarray | int, cores_per_tile: int, mesh_width_tiles: int) -> tuple[Any, Any]:
-    """The mesh position ``(x, y)`` of the tile holding ``core``."""
+def tile_xy(
+    core: np.ndarray | int, cores_per_tile: int, mesh_width_tiles: int, mesh_height_tiles: int | None = None
+) -> tuple[Any, Any]:
+    """The mesh position ``(x, y)`` of the tile holding ``core``: tiles numbered row by row, or column
+    by column when ``mesh_height_tiles`` is given (``x = tile // height``, as SANA-FE numbers them)."""
     tile = np.asarray(core) // cores_per_tile
+    if mesh_height_tiles is not None:
+        return tile // mesh_height_tiles, tile % mesh_height_tiles
     return tile % mesh_width_tiles, tile // mesh_width_tiles
 
 
@@ -323,11 +375,13 @@ def _reach_functions(network: ir.Network) -> dict[tuple[str, str], _Reach]:
     return reaches
 
 
-def _traffic(source: LayerPlacement, dest: LayerPlacement, reach: _Reach, target: Target) -> Traffic:
+def _traffic(
+    source: LayerPlacement, dest: LayerPlacement, reach: _Reach, target: Target, height: int | None
+) -> Traffic:
     out_shape = reach.layer.out_shape
     per_core, width = target.cores_per_tile, target.mesh_width_tiles
     src_core = source.core_of(np.arange(source.neurons))
-    sx, sy = tile_xy(src_core, per_core, width)
+    sx, sy = tile_xy(src_core, per_core, width, height)
     src_tile = src_core // per_core
     messages = within = hops_ew = hops_ns = 0.0
     fan_in_max = 0
@@ -343,7 +397,7 @@ def _traffic(source: LayerPlacement, dest: LayerPlacement, reach: _Reach, target
         hit = reach(masks.reshape(len(cores), *out_shape)) > 0  # [cores, source neurons]
         fan_in_max = max(fan_in_max, int(hit.sum(axis=1).max()))
         dest_core = dest.first_core + cores
-        dx, dy = tile_xy(dest_core, per_core, width)
+        dx, dy = tile_xy(dest_core, per_core, width, height)
         same_tile = (dest_core // per_core)[:, None] == src_tile[None, :]
         messages += float(hit.sum())
         within += float((hit & same_tile).sum())

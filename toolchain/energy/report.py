@@ -2,9 +2,11 @@
 
 :func:`write_report` writes into ``out_dir``:
 
-- ``report.md`` and ``report.html``: a comparison table of every run, then per run the per-layer
-  table (counts, joules by component, cores), the placement, the NeuroBench-style workload metrics,
-  the ANN twin on each conventional baseline, the assumptions and the citations of every constant;
+- ``report.md`` and ``report.html``: a comparison table of every run (with each profile's error
+  band), then per run the per-layer table (counts, joules by component, cores), the energy by term
+  (a term the profile has no cost for reads "not included"), the placement, the NeuroBench-style
+  workload metrics, the ANN twin on each conventional baseline, the assumptions and the citations
+  of every constant;
 - ``energy_per_layer.png`` (stacked synaptic / neuron / routing per layer, one panel per run),
   ``spikes_per_layer.png`` (one bar per run and layer) and ``snn_vs_ann.png`` (the SNN on its target
   against the ANN twin on each baseline, log scale);
@@ -21,7 +23,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from toolchain.energy.model import EnergyEstimate
+from toolchain.energy.model import TERMS, EnergyEstimate
 from toolchain.errors import ToolchainError
 from toolchain.io import atomic_write, check_writable_dir, write_json, write_text
 
@@ -149,6 +151,7 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         "spikes / inference",
         "accuracy",
         "cores",
+        "error band of the profile",
     ]
     summary_rows = [
         [
@@ -162,6 +165,7 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             f"{sum(layer.spikes for layer in e.layers):.1f}",
             _accuracy(e),
             str(e.placement.cores),
+            _error_band(e),
         ]
         for e in estimates
     ]
@@ -248,6 +252,17 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             ]
             for b in e.baselines
         ]
+        term_rows = [
+            [
+                term.name,
+                term.component,
+                term.counted,
+                format_count(term.count),
+                _term_cost(e, term.name),
+                _term_energy(term.energy_j, term.count),
+            ]
+            for term in e.terms
+        ]
         p = e.placement
         cited = [
             [key, format_constant(key, value), e.target.sources[key] + _derived(e, key)]
@@ -261,7 +276,8 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
                     f"Network `{e.network}`, {e.time_steps} time steps, activity from {e.activity_source} "
                     f"({e.samples} samples), accuracy {_accuracy(e)}. Target: {e.target.title}"
                     + ("" if e.target.verified else " — **unverified profile**")
-                    + f". Placement: {p.cores} cores, {p.tiles} tiles, {p.chips} chip(s).",
+                    + f". Placement: {p.cores} cores, {p.tiles} tiles, {p.chips} chip(s). "
+                    f"Error band of the profile: {_error_band(e)}",
                     (
                         [
                             "layer",
@@ -281,6 +297,8 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
                         ],
                         layer_rows,
                     ),
+                    "Energy by term (per inference; a term the profile gives no cost for is not included):",
+                    (["term", "component", "counted", "count", "cost", "energy"], term_rows),
                     "Workload metrics (NeuroBench definitions, per inference):",
                     (["metric", "value"], workload_rows),
                     "The ANN twin (same layers, one dense pass) on each conventional baseline, and the SNN's "
@@ -300,6 +318,26 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             )
         )
     return sections
+
+
+def _error_band(estimate: EnergyEstimate) -> str:
+    return estimate.target.error_band or "not stated by the profile"
+
+
+def _term_energy(energy_j: float | None, count: float) -> str:
+    if energy_j is None:
+        return "not included"
+    if energy_j == 0:
+        return "none (no event counted)" if count == 0 else "none (priced at 0)"
+    return format_j(energy_j)
+
+
+def _term_cost(estimate: EnergyEstimate, name: str) -> str:
+    """The profile's cost(s) of one term (``81 pJ / 52 pJ``), or ``not given``."""
+    keys = next((term.keys for term in TERMS if term.name == name), ())
+    values = estimate.target.values
+    given = [format_constant(key, values[key]) for key in keys if key in values]
+    return " / ".join(given) if given else "not given"
 
 
 def _derived(estimate: EnergyEstimate, key: str) -> str:

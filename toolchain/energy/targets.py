@@ -8,8 +8,9 @@ found through :mod:`importlib.resources`; a checkout reads ``deploy/targets`` it
     name = "loihi"
     kind = "neuromorphic"            # or "conventional" (prices the ANN twin)
     title = "Intel Loihi ..."
-    verified = true                  # false: a profile built on assumptions (listed in `assumptions`)
-    assumptions = ["..."]
+    verified = true                  # checked against silicon or a silicon-calibrated model (false:
+    assumptions = ["..."]            # built on assumptions, which `assumptions` must then list)
+    error_band = "..."               # how far its estimates may be from the chip, and the source
 
     [energy]                         # every table needs `source`; a value may override it
     source = "Davies et al., IEEE Micro 38(1), 2018, Table 2"
@@ -63,6 +64,9 @@ _TABLES: dict[str, dict[str, tuple[bool, bool]]] = {
         "synop_pj": (True, False),
         "neuron_active_pj": (True, False),
         "neuron_idle_pj": (True, False),
+        "neuron_access_pj": (False, False),
+        "spike_out_pj": (False, False),
+        "message_out_pj": (False, False),
         "spike_within_tile_pj": (False, False),
         "hop_east_west_pj": (False, False),
         "hop_north_south_pj": (False, False),
@@ -96,7 +100,7 @@ _INTEGER_KEYS = {
     "max_fan_out_axons_per_core",
     "max_synapses_per_core",
 }
-_TOP_KEYS = {"name", "kind", "title", "verified", "assumptions", *_TABLES}
+_TOP_KEYS = {"name", "kind", "title", "verified", "assumptions", "error_band", *_TABLES}
 _TABLE_META = {"source", "sources", "derived"}
 
 
@@ -118,6 +122,8 @@ class Target:
     sources: dict[str, str]
     derived: dict[str, str] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ()
+    #: how far estimates on this profile may be from the chip, with its source (``None``: not stated)
+    error_band: str | None = None
 
     def get(self, key: str) -> float | None:
         return self.values.get(key)
@@ -139,6 +145,18 @@ class Target:
     @property
     def neuron_idle_pj(self) -> float | None:
         return self.get("energy.neuron_idle_pj")
+
+    @property
+    def neuron_access_pj(self) -> float | None:
+        return self.get("energy.neuron_access_pj")
+
+    @property
+    def spike_out_pj(self) -> float | None:
+        return self.get("energy.spike_out_pj")
+
+    @property
+    def message_out_pj(self) -> float | None:
+        return self.get("energy.message_out_pj")
 
     @property
     def spike_within_tile_pj(self) -> float:
@@ -198,6 +216,7 @@ class Target:
             "verified": self.verified,
             "path": str(self.path),
             "assumptions": list(self.assumptions),
+            "error_band": self.error_band,
             "values": {
                 key: {
                     "value": value,
@@ -280,6 +299,9 @@ def parse_target(data: dict[str, Any], path: Path) -> Target:
         raise TargetError(f"{path}: assumptions: expected a list of strings")
     if not verified and not assumptions:
         raise TargetError(f"{path}: assumptions: an unverified profile must list what it assumes")
+    error_band = data.get("error_band")
+    if error_band is not None:
+        error_band = _string(path, "error_band", error_band)
 
     values: dict[str, float] = {}
     sources: dict[str, str] = {}
@@ -347,6 +369,7 @@ def parse_target(data: dict[str, Any], path: Path) -> Target:
         sources=sources,
         derived=derived,
         assumptions=tuple(assumptions),
+        error_band=error_band,
     )
 
 
