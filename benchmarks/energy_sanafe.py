@@ -161,9 +161,13 @@ def events_with_zero_weights(
     return total
 
 
-def without_axon_limits(target):
-    """A profile without the per-core axon limits, which SANA-FE does not enforce."""
-    drop = ("topology.max_fan_in_axons_per_core", "topology.max_fan_out_axons_per_core")
+def without_core_limits(target):
+    """A profile without the per-core axon and synapse-memory limits, which SANA-FE does not enforce."""
+    drop = (
+        "topology.max_fan_in_axons_per_core",
+        "topology.max_fan_out_axons_per_core",
+        "topology.max_synapse_bits_per_core",
+    )
     return replace(target, values={k: v for k, v in target.values.items() if k not in drop})
 
 
@@ -189,7 +193,7 @@ def main() -> None:
     start = time.perf_counter()
     estimates = {}
     for name in PROFILES:
-        target = without_axon_limits(load_target(name))
+        target = without_core_limits(load_target(name))
         placement = place(network, target, order="c", cores_per_layer=cores, tile_order="columns")
         estimates[name] = estimate(network, activity, target, placement=placement)
     model_s = time.perf_counter() - start

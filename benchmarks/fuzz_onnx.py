@@ -4,14 +4,15 @@
 
 Each input is one of two valid files written by :mod:`toolchain.export.onnx` (the unrolled SNN of a
 small MLP over 4 steps, and the ANN twin of a small VGG with sum pooling and batch norm) mutated
-one way, chosen at random: bytes overwritten, inserted or deleted at random offsets, the file
-truncated, or a field of the parsed model changed before it is serialized again (an initializer's
-dims set to a negative or gigantic size, its data type to an unknown or mismatched one, its data
-removed or moved to "external" storage pointing elsewhere, an attribute or a metadata entry
-replaced by invalid UTF-8). Each is run through :func:`toolchain.export.inspect.describe`, then
-the text and JSON renderings. Prints how many inputs were tried, how they ended and the slowest
-one; exits 1 if any input raised anything other than a ``ToolchainError``. ``tests/test_onnx.py``
-runs a bounded version of this on every test run (hypothesis, 50 inputs).
+one way, chosen at random: bytes overwritten, inserted or deleted at random offsets, an absurd
+32-bit word written, the file truncated (``fuzzing.mutate_bytes``), or a field of the parsed
+model changed before it is serialized again (an initializer's dims set to a negative or gigantic
+size, its data type to an unknown or mismatched one, its data removed or moved to "external"
+storage pointing elsewhere, an attribute or a metadata entry replaced by invalid UTF-8). Each
+is run through :func:`toolchain.export.inspect.describe`, then the text and JSON renderings.
+Prints how many inputs were tried, how they ended and the slowest one; exits 1 if any input
+raised anything other than a ``ToolchainError``. ``tests/test_onnx.py`` runs a bounded version of
+this on every test run (hypothesis, 50 inputs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzzing import fuzz, fuzz_parser, report
+from fuzzing import fuzz, fuzz_parser, mutate_bytes, report
 
 
 def valid_files(folder: Path) -> list[bytes]:
@@ -44,22 +45,6 @@ def valid_files(folder: Path) -> list[bytes]:
         export_snn_onnx(snn, 4, folder / "snn.onnx", record_spikes=True).read_bytes(),
         export_ann_onnx(build_ann(vgg, (1, 8, 8), 3), folder / "ann.onnx").read_bytes(),
     ]
-
-
-def mutate_bytes(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
-    kind = str(rng.choice(["overwrite", "truncate", "insert", "delete"]))
-    buffer = bytearray(data)
-    if kind == "truncate":
-        return kind, bytes(buffer[: int(rng.integers(len(buffer)))])
-    for _ in range(int(rng.integers(1, 9))):
-        at = int(rng.integers(len(buffer))) if buffer else 0
-        if kind == "overwrite" and buffer:
-            buffer[at] = int(rng.integers(256))
-        elif kind == "insert":
-            buffer[at:at] = rng.bytes(int(rng.integers(1, 17)))
-        else:
-            del buffer[at : at + int(rng.integers(1, 65))]
-    return kind, bytes(buffer) or b"\x08"
 
 
 def mutate_fields(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:

@@ -1,7 +1,8 @@
 """The CLI as a user runs it, for the tests that go through the real entry point.
 
-``pyproject.toml`` puts ``tests/`` on ``sys.path`` (``[tool.pytest.ini_options].pythonpath``), so
-test modules import :func:`toolchain` from here (``from cli_runner import toolchain``).
+``pyproject.toml`` puts ``tests/`` (and ``benchmarks/``) on ``sys.path``
+(``[tool.pytest.ini_options].pythonpath``), so test modules import :func:`toolchain` from here
+(``from cli_runner import toolchain``).
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def _replace(f, key, data):
             lambda f: f["layer/4"].create_dataset("delay", data=np.ones(24)),
             r"/layer/4/delay: synaptic delays",
         ),
-        (lambda f: f["layer/0"].create_group("neuron"), r"/layer/0: an input layer with neurons"),
+        (lambda f: f["layer/0"].create_group("neuron"), r"/layer/0/neuron: missing .*type"),
         (
             lambda f: (  # a 1 GiB string declared by the header and never written: refused, not allocated
                 f["layer/4/neuron"].__delitem__("type")

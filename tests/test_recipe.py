@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.config import Recipe, dump_recipe, load_recipe, parse_recipe, with_overrides
+from toolchain.config import (
+    DistillConfig,
+    EncodingConfig,
+    NeuronConfig,
+    Recipe,
+    TrainConfig,
+    dump_recipe,
+    load_recipe,
+    parse_recipe,
+    with_overrides,
+)
 from toolchain.errors import RecipeError
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -126,3 +136,22 @@ def test_set_assignments_are_toml_values_and_validated():
 def test_a_recipe_name_is_printable_text(name):
     with pytest.raises(RecipeError, match="name: expected 1 to 200 printable characters"):
         parse_recipe({"name": name})
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: EncodingConfig(scheme="bogus", time_steps=8), "EncodingConfig.scheme: expected one of"),
+        (lambda: EncodingConfig(time_steps=-3), r"EncodingConfig.time_steps: expected a number in \[1, "),
+        (
+            lambda: NeuronConfig(voltage_decay=2.0),
+            r"NeuronConfig.voltage_decay: expected a number in \[0, 1\]",
+        ),
+        (lambda: TrainConfig(epochs="ten"), "TrainConfig.epochs.*expected an integer"),
+        (lambda: Recipe(name="r", encoding={"scheme": "rate"}), "Recipe.encoding: expected a EncodingConfig"),
+        (lambda: DistillConfig(teacher="onnx"), "needs teacher_path"),
+    ],
+)
+def test_configs_built_in_python_are_validated_on_construction(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

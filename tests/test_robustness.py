@@ -37,6 +37,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from fuzzing import TOML_VALUES
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
@@ -163,26 +164,6 @@ def peak_allocation() -> Iterator[list[int]]:
 
 
 # --- recipes ------------------------------------------------------------------------------------
-
-TOML_VALUES = (
-    "10" + "0" * 400,  # an integer no float can hold
-    "-" + "9" * 30,
-    "1e308",
-    "1e999",
-    "nan",
-    "-inf",
-    "0",
-    "-1",
-    "true",
-    '"ten"',
-    "[]",
-    "[1, [2, 3]]",
-    "{}",
-    "{ a = 1 }",
-    "1979-05-27T07:32:00Z",
-    "[" * 2000 + "]" * 2000,  # deeper than the TOML parser's recursion
-    '"' + "x" * 10_000 + '"',
-)
 
 
 @st.composite

@@ -13,6 +13,11 @@ Definitions (the same for every backend, so that they can be compared):
   non-zero state (``a_in != 0`` or ``u != 0`` or ``v != 0`` before the update);
   ``idle_updates_per_sample = neurons * time_steps - active``.
 - ``input_events_per_sample``: events the layer received (spikes or non-zero graded values).
+
+A network whose input layer has neurons (lava-dl's ``Input`` block, :class:`toolchain.ir.InputNeurons`)
+has their counts in ``Activity.input_neurons`` (kind ``"input"``): no synapses and no synaptic
+operations (the sample is written into their current), ``input_events_per_sample`` the non-zero
+input currents.
 """
 
 from __future__ import annotations
@@ -88,10 +93,13 @@ class Activity:
     time_steps: int
     layers: tuple[LayerCounts, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    input_neurons: LayerCounts | None = None
 
     @property
     def spikes_per_sample(self) -> float:
-        return sum(layer.spikes_per_sample for layer in self.layers)
+        """Spikes of every population per sample, the input neurons' included."""
+        inputs = self.input_neurons.spikes_per_sample if self.input_neurons is not None else 0.0
+        return inputs + sum(layer.spikes_per_sample for layer in self.layers)
 
     @property
     def synops_per_sample(self) -> float:
@@ -113,6 +121,7 @@ class Activity:
             "synops_per_sample": self.synops_per_sample,
             "layers": [layer.to_dict() for layer in self.layers],
             "metadata": dict(self.metadata),
+            **({"input_neurons": self.input_neurons.to_dict()} if self.input_neurons is not None else {}),
         }
 
     @staticmethod
@@ -124,18 +133,8 @@ class Activity:
         """
         if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
             raise ValueError("expected an object with a list of 'layers'")
-        layers = []
-        for index, layer in enumerate(data["layers"]):
-            if not isinstance(layer, dict):
-                raise ValueError(f"layers[{index}]: expected an object")
-            values = {key: layer[key] for key in _COUNT_FIELDS}
-            for key in _WHOLE_FIELDS:
-                values[key] = _whole(layer[key], f"layers[{index}].{key}")
-            for key in _RATE_FIELDS:
-                values[key] = _rate(layer[key], f"layers[{index}].{key}")
-            values["name"], values["kind"] = str(layer["name"]), str(layer["kind"])
-            values["graded_input"] = bool(layer.get("graded_input", False))
-            layers.append(LayerCounts(**values))
+        layers = [_layer_counts(layer, f"layers[{index}]") for index, layer in enumerate(data["layers"])]
+        inputs = data.get("input_neurons")
         metadata = data.get("metadata", {})
         return Activity(
             network=str(data["network"]),
@@ -144,7 +143,22 @@ class Activity:
             time_steps=_whole(data["time_steps"], "time_steps"),
             layers=tuple(layers),
             metadata=dict(metadata) if isinstance(metadata, dict) else {},
+            input_neurons=None if inputs is None else _layer_counts(inputs, "input_neurons"),
         )
+
+
+def _layer_counts(layer: Any, where: str) -> LayerCounts:
+    """One layer's counts from :meth:`LayerCounts.to_dict`'s object, every value checked."""
+    if not isinstance(layer, dict):
+        raise ValueError(f"{where}: expected an object")
+    values = {key: layer[key] for key in _COUNT_FIELDS}
+    for key in _WHOLE_FIELDS:
+        values[key] = _whole(layer[key], f"{where}.{key}")
+    for key in _RATE_FIELDS:
+        values[key] = _rate(layer[key], f"{where}.{key}")
+    values["name"], values["kind"] = str(layer["name"]), str(layer["kind"])
+    values["graded_input"] = bool(layer.get("graded_input", False))
+    return LayerCounts(**values)
 
 
 _WHOLE_FIELDS = ("neurons", "synapses", "fan_in", "fan_out")

@@ -17,11 +17,11 @@ from typing import Any
 import tomli_w
 
 from toolchain.errors import RecipeError
-from toolchain.schema import bounded, choice, from_mapping, to_mapping
+from toolchain.schema import Validated, bounded, choice, from_mapping, to_mapping
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Validated):
     """``[data]``: which dataset, and its loader's own options (``[data.options]``)."""
 
     dataset: str = "digits"
@@ -29,7 +29,7 @@ class DataConfig:
 
 
 @dataclass
-class EncodingConfig:
+class EncodingConfig(Validated):
     """``[encoding]``: how a sample becomes input over time.
 
     ``direct`` repeats the analog input every step, ``rate`` draws Bernoulli spikes with p = value,
@@ -42,7 +42,7 @@ class EncodingConfig:
 
 
 @dataclass
-class NeuronConfig:
+class NeuronConfig(Validated):
     """``[neuron]``: CUBA-LIF parameters (see :mod:`toolchain.snn.dynamics`) and the surrogate.
 
     Decays are the fractions of current / voltage lost per time step, in [0, 1]: a
@@ -66,7 +66,7 @@ class NeuronConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Validated):
     """``[model]``: the architecture (``docs/models.md``).
 
     ``mlp``: inputs -> ``hidden`` dense spiking layers -> one spiking neuron per class.
@@ -94,7 +94,7 @@ class ModelConfig:
     dropout: float = bounded(0.0, ge=0, lt=1)
     readout: str = choice("spike_count", "potential", default="spike_count")
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.architecture == "mlp":
             return
         if any(b <= a for a, b in zip(self.pool_after, self.pool_after[1:], strict=False)):
@@ -107,7 +107,7 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Validated):
     """``[train]``: optimisation settings. ``learning_rate`` is per step of the optimizer."""
 
     epochs: int = bounded(10, ge=1)
@@ -134,7 +134,7 @@ class TrainConfig:
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(Validated):
     """``[distill]``: knowledge distillation from a teacher (``docs/training.md``); off by default.
 
     ``teacher``: ``none`` (no distillation), ``ann`` (the model's ANN twin, trained first in the
@@ -153,13 +153,13 @@ class DistillConfig:
     teacher_learning_rate: float = bounded(1e-3, gt=0, le=10)
     cache_teacher_logits: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.teacher in ("run", "onnx") and not self.teacher_path:
             raise ValueError(f"teacher = {self.teacher!r} needs teacher_path (a run folder or an ONNX file)")
 
 
 @dataclass
-class RegularizationConfig:
+class RegularizationConfig(Validated):
     """``[regularization]``: penalties on spiking activity and on the logits; off by default.
 
     ``activation`` (``none``, ``l1``, ``l2``) of each layer's firing rates (spike counts per neuron
@@ -173,7 +173,7 @@ class RegularizationConfig:
     layer_weights: dict[str, float] = field(default_factory=dict)
     logits_weight: float = bounded(0.0, ge=0)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for name, weight in self.layer_weights.items():
             if not weight >= 0:
                 raise ValueError(f"layer_weights.{name}: expected a number >= 0, got {weight}")
@@ -185,7 +185,7 @@ class RegularizationConfig:
 
 
 @dataclass
-class TTFSConfig:
+class TTFSConfig(Validated):
     """``[ttfs]``: time-to-first-spike coding (``docs/ttfs.md``); off by default.
 
     ``enabled = true`` trains the surrogate DNN of Park & Yoon (2021) instead of the rate-coded SNN:
@@ -216,21 +216,21 @@ class TTFSConfig:
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(Validated):
     """``[export]``: the formats ``toolchain export`` / ``run`` write."""
 
     formats: list[str] = choice("netx", "nir", "onnx", default_factory=lambda: ["netx", "nir", "onnx"])
 
 
 @dataclass
-class TargetConfig:
+class TargetConfig(Validated):
     """``[target]``: the hardware profile (``deploy/targets/<name>.toml``) for energy estimates."""
 
     name: str = "loihi"
 
 
 @dataclass
-class Recipe:
+class Recipe(Validated):
     """A whole recipe. ``name`` defaults to the recipe's folder name."""
 
     name: str

@@ -263,10 +263,54 @@ SynapticLayer = Dense | Conv
 
 
 @dataclass(frozen=True)
+class InputNeurons:
+    """Neurons that take the sample itself as their input current: lava-dl's ``Input`` block.
+
+    slayer's ``block.cuba.Input`` feeds ``x * weight + bias`` into a CUBA population, whose spikes
+    are the network's input; netx builds it as a LIF process whose ``a_in`` the sample drives
+    (lava-dl's tutorials connect their input to ``net.in_layer.neuron.a_in``). Here the population
+    is ``neurons`` (shaped like the network's input), ``scale_mant`` and ``offset_mant`` are the
+    file's ``weight`` and ``bias`` (units of 1/64: 64 is 1.0), and the input current of step ``t``
+    is :meth:`current` of the sample, with no synapse and no delay; the first synaptic layer
+    receives the population's spikes (after the network's ``synapse_delay_steps``).
+    """
+
+    name: str
+    neurons: CubaNeurons
+    scale_mant: int = 64
+    offset_mant: int = 0
+    kind: str = field(default="input", init=False)
+
+    def __post_init__(self) -> None:
+        _check_int(f"input layer {self.name!r}: weight", self.scale_mant, -(2**16), 2**16)
+        _check_int(f"input layer {self.name!r}: bias", self.offset_mant, -(2**16), 2**16)
+        if self.neurons.bias_mant is not None:
+            raise IRError(f"input layer {self.name!r}: its neurons take no per-neuron bias (netx gives none)")
+        if not self.neurons.spiking:
+            raise IRError(
+                f"input layer {self.name!r}: its neurons never fire, so nothing reaches the network"
+            )
+
+    def current(self, x: np.ndarray, graded: bool) -> np.ndarray:
+        """The integer input current ``a_in`` (``int64``, the units of a synaptic input) of samples ``x``.
+
+        Spikes (0/1): ``x * scale_mant + offset_mant``. Graded input: the 8-bit payloads
+        ``p = round(x * 255)`` (as into a first synaptic layer, ``weight_exp = -8``):
+        ``floor(p * scale_mant / 256) + offset_mant``.
+        """
+        values = np.asarray(x).astype(np.int64)
+        if graded:
+            return ((values * self.scale_mant) >> 8) + self.offset_mant
+        return values * self.scale_mant + self.offset_mant
+
+
+@dataclass(frozen=True)
 class Network:
     """A whole deployable network: input, ordered layers, time steps, readout and provenance.
 
-    ``input_shape`` is one time step of the input per sample; ``time_steps`` the steps of one
+    ``input_shape`` is one time step of the input per sample (and the shape of the ``input_layer``
+    of neurons that take it, when the network has one: :class:`InputNeurons`, lava-dl's ``Input``
+    block; without one the input goes straight into the first synaptic layer); ``time_steps`` the steps of one
     inference; ``synapse_delay_steps`` the delay of every synapse (1: Lava's Dense); ``metadata``
     free-form provenance (recipe, numeric mode, encoding, class names), kept by every format that
     can hold it. The last layer must be synaptic: its spike counts (``readout="spike_count"``) or its
@@ -281,6 +325,7 @@ class Network:
     synapse_delay_steps: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
     readout: Readout = "spike_count"
+    input_layer: InputNeurons | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", _shape(self.name, "input_shape", self.input_shape, None))
@@ -319,8 +364,11 @@ class Network:
                 f"(vth_mant = {output.vth_mant}); its readout is its potential (readout 'potential'), "
                 "not its spike count"
             )
+        if self.input_layer is not None and not isinstance(self.input_layer, InputNeurons):
+            raise IRError(f"network {self.name!r}: input_layer must be InputNeurons")
         first = self.synaptic_layers()[0]
-        expected_exp = -8 if self.input_encoding == "graded" else None
+        graded_into_first = self.input_encoding == "graded" and self.input_layer is None
+        expected_exp = -8 if graded_into_first else None
         if expected_exp is not None and first.weight_exp != expected_exp:
             raise IRError(
                 f"layer {first.name!r}: graded 8-bit input needs weight_exp = -8, got {first.weight_exp}"
@@ -413,6 +461,7 @@ __all__ = [
     "Dense",
     "Flatten",
     "IRError",
+    "InputNeurons",
     "Layer",
     "Network",
     "Pool",

@@ -205,6 +205,24 @@ class Population:
         )
 
 
+def weight_precision_bits(weight: np.ndarray) -> int:
+    """The bits a synapse stores for integer weights ``weight``: the fewest two's-complement bits of
+    ``weight / 2^k`` (``2^k`` the largest power of two dividing every weight; Loihi keeps a layer's
+    common factor in its weight exponent, NengoLoihi's ``SynapseConfig.shift_bits``), at least 1."""
+    values = np.asarray(weight, dtype=np.int64).reshape(-1)
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return 1
+    shift = 0
+    while shift < 62 and not np.any(nonzero & ((1 << (shift + 1)) - 1)):
+        shift += 1
+    low, high = int(nonzero.min()) >> shift, int(nonzero.max()) >> shift
+    bits = 1
+    while not -(2 ** (bits - 1)) <= low <= high <= 2 ** (bits - 1) - 1:
+        bits += 1
+    return bits
+
+
 def current_may_wrap(max_abs_a_in: int, du_lava: int) -> bool:
     """Whether Lava's 24-bit wrap of ``u`` can act, starting from ``u = 0`` with every
     ``|a_in| <= max_abs_a_in``: ``|u[t]| <= keep * |u[t-1]| + X`` with ``X = max_abs_a_in << 6`` and
@@ -257,4 +275,5 @@ __all__ = [
     "current_may_wrap",
     "neuron_registers",
     "readout_registers",
+    "weight_precision_bits",
 ]

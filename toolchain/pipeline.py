@@ -172,7 +172,7 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
     run_dir = folder.path
     state = _State.load(run_dir / PIPELINE_FILE, recipe_fingerprint(recipe))
     log = options.log
-    context: dict[str, Any] = {}
+    loaded = _Loaded()
     weights: str | None = None  # the trained weights' hash, once training is done
     for stage in STAGES:
         if stage != "train" and weights is None:
@@ -190,7 +190,7 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
         log(f"[{stage}] ...")
         start = time.perf_counter()
         try:
-            result = _STAGE_FUNCTIONS[stage](recipe, run_dir, options, state, context)
+            result = _STAGE_FUNCTIONS[stage](recipe, run_dir, options, state, loaded)
         except _Skip as skip:
             result = {"status": "skipped", "reason": str(skip), "outputs": []}
             log(f"[{stage}] skipped: {skip}")
@@ -207,6 +207,18 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
     return summary
 
 
+@dataclass
+class _Loaded:
+    """What the stages of one ``run`` share in memory, each loaded once, when a stage first needs it:
+    the ``dataset``, the trained ``run`` (:class:`~toolchain.export.run_loader.LoadedRun`), the
+    ``network`` read back from the exported netx file, a TTFS run's ``ttfs_model``."""
+
+    dataset: Any = None
+    run: Any = None
+    network: Any = None
+    ttfs_model: Any = None
+
+
 class _Skip(Exception):
     """A stage that cannot run here; its message is the reason recorded in pipeline.json."""
 
@@ -214,12 +226,12 @@ class _Skip(Exception):
 # --- stages -------------------------------------------------------------------------------------
 
 
-def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.data import load_dataset
     from toolchain.train import fit
 
     dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
-    context["dataset"] = dataset
+    loaded.dataset = dataset
     if recipe.ttfs.enabled:
         from toolchain.train.ttfs import fit_ttfs
 
@@ -237,25 +249,25 @@ def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, co
     }
 
 
-def _loaded_run(run_dir: Path, options: RunOptions, context: dict) -> Any:
-    if "run" not in context:
+def _loaded_run(run_dir: Path, options: RunOptions, loaded: _Loaded) -> Any:
+    if loaded.run is None:
         from toolchain.export.run_loader import load_run
 
-        context["run"] = load_run(run_dir, options.data_dir)
-    return context["run"]
+        loaded.run = load_run(run_dir, options.data_dir)
+    return loaded.run
 
 
-def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.export.onnx import export_ann_onnx, export_snn_onnx, recipe_metadata
     from toolchain.export.pipeline import ann_twin
 
     if recipe.ttfs.enabled:
-        return _export_ttfs(recipe, run_dir, options, context)
+        return _export_ttfs(recipe, run_dir, options, loaded)
     from toolchain.export.netx import write_netx
     from toolchain.export.nir import write_nir
     from toolchain.export.quantize import quantize_model
 
-    run = _loaded_run(run_dir, options, context)
+    run = _loaded_run(run_dir, options, loaded)
     folder = run_dir / "export"
     network, report = quantize_model(
         run.model, run.recipe, classes=run.dataset.classes, source=str(run_dir.resolve())
@@ -284,7 +296,6 @@ def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
         )
         written["onnx_ann"] = str(export_ann_onnx(ann_twin(run), folder / "ann.onnx", metadata=metadata))
     write_json(folder / "quantization.json", report.to_dict())
-    context["network_memory"] = network
     return {
         "outputs": [*written.values(), str(folder / "quantization.json")],
         "files": written,
@@ -295,28 +306,28 @@ def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     }
 
 
-def _ttfs_model(run_dir: Path, options: RunOptions, context: dict) -> tuple[Any, Any]:
+def _ttfs_model(run_dir: Path, options: RunOptions, loaded: _Loaded) -> tuple[Any, Any]:
     """The dataset and the trained surrogate DNN of a TTFS run."""
-    if "ttfs_model" not in context:
+    if loaded.ttfs_model is None:
         from toolchain.config import load_recipe
         from toolchain.data import load_dataset
         from toolchain.train.ttfs import load_ttfs_run
 
         recipe = load_recipe(run_dir / RECIPE_FILE)
-        dataset = context.get("dataset")
+        dataset = loaded.dataset
         if dataset is None:
             dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
         _, model = load_ttfs_run(run_dir, dataset.sample_shape, dataset.num_classes)
-        context["dataset"], context["ttfs_model"] = dataset, model
-    return context["dataset"], context["ttfs_model"]
+        loaded.dataset, loaded.ttfs_model = dataset, model
+    return loaded.dataset, loaded.ttfs_model
 
 
-def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: dict) -> dict:
+def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _Loaded) -> dict:
     """A TTFS run: the surrogate DNN to ONNX and NIR (weights and kernel parameters, nothing lost);
     netx refused (Loihi's CUBA neuron has a fixed threshold, docs/ttfs.md)."""
     from toolchain.export.ttfs import export_ttfs_nir, export_ttfs_onnx, ttfs_metadata
 
-    _, model = _ttfs_model(run_dir, options, context)
+    _, model = _ttfs_model(run_dir, options, loaded)
     folder = run_dir / "export"
     onnx_path = export_ttfs_onnx(model, folder / "model.onnx", metadata=ttfs_metadata(model))
     nir_path = export_ttfs_nir(model, recipe, folder / "model.nir")
@@ -329,12 +340,12 @@ def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: di
     }
 
 
-def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: dict) -> dict:
+def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _Loaded) -> dict:
     """A TTFS run: the event-driven TTFS SNN (each neuron fires at most once) on the test split."""
     from toolchain.data import as_float
     from toolchain.sim.ttfs import simulate_ttfs
 
-    dataset, model = _ttfs_model(run_dir, options, context)
+    dataset, model = _ttfs_model(run_dir, options, loaded)
     split = dataset.test
     if options.sim_samples is not None:
         split = split.subset(slice(0, min(options.sim_samples, len(split))))
@@ -356,7 +367,7 @@ def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, context: 
     return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
 
 
-def _exported_network(run_dir: Path, state: _State, context: dict) -> tuple[Any, Path]:
+def _exported_network(run_dir: Path, state: _State, loaded: _Loaded) -> tuple[Any, Path]:
     from toolchain.export.netx import read_netx
 
     export = state.stages.get("export", {})
@@ -364,25 +375,25 @@ def _exported_network(run_dir: Path, state: _State, context: dict) -> tuple[Any,
     if export.get("status") != "done" or relative is None:
         raise _Skip("no netx file was exported (see the export stage)")
     path = state.file(relative)
-    if "network" not in context:
-        context["network"] = read_netx(path)
-    return context["network"], path
+    if loaded.network is None:
+        loaded.network = read_netx(path)
+    return loaded.network, path
 
 
-def _inputs(network: Any, run_dir: Path, options: RunOptions, context: dict, samples: int | None) -> Any:
+def _inputs(network: Any, run_dir: Path, options: RunOptions, loaded: _Loaded, samples: int | None) -> Any:
     from toolchain.sim.inputs import network_inputs
 
-    run = _loaded_run(run_dir, options, context)
+    run = _loaded_run(run_dir, options, loaded)
     return network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
 
 
-def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.sim.reference import simulate
 
     if recipe.ttfs.enabled:
-        return _simulate_ttfs(recipe, run_dir, options, context)
-    network, path = _exported_network(run_dir, state, context)
-    inputs = _inputs(network, run_dir, options, context, options.sim_samples)
+        return _simulate_ttfs(recipe, run_dir, options, loaded)
+    network, path = _exported_network(run_dir, state, loaded)
+    inputs = _inputs(network, run_dir, options, loaded, options.sim_samples)
     result = simulate(network, inputs.inputs)
     out = run_dir / "sim" / "reference.json"
     timing = result.timing
@@ -400,7 +411,7 @@ def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State,
     return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
 
 
-def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.sim.compare import compare, simulate_torch
     from toolchain.sim.reference import simulate
 
@@ -408,7 +419,7 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
         raise _Skip("a TTFS network does not run on Lava's CUBA neurons (docs/ttfs.md)")
     if options.lava_samples == 0:
         raise _Skip("--lava-samples 0")
-    network, path = _exported_network(run_dir, state, context)
+    network, path = _exported_network(run_dir, state, loaded)
     try:
         from toolchain import lava_compat
 
@@ -416,7 +427,7 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
         from toolchain.sim.lava_backend import LavaProgress, simulate_lava
     except LavaUnavailableError as exc:
         raise _Skip(f"Lava is not available here: {exc}") from None
-    inputs = _inputs(network, run_dir, options, context, options.lava_samples)
+    inputs = _inputs(network, run_dir, options, loaded, options.lava_samples)
     reference = simulate(network, inputs.inputs, record_spikes=True)
     progress = LavaProgress(inputs.samples, label="[lava]") if options.progress else None
     lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True, progress=progress)
@@ -450,7 +461,7 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, con
     return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
 
 
-def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, context: dict) -> dict:
+def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.activity import read_activity
     from toolchain.energy.model import estimate
     from toolchain.energy.report import write_report
@@ -464,10 +475,10 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, c
     if recipe.ttfs.enabled:  # the topology for placement; the TTFS activity sets the counts
         from toolchain.sim.ttfs import placement_network
 
-        _, model = _ttfs_model(run_dir, options, context)
+        _, model = _ttfs_model(run_dir, options, loaded)
         network = placement_network(model, recipe.name, activity.time_steps)
     else:
-        network, _ = _exported_network(run_dir, state, context)
+        network, _ = _exported_network(run_dir, state, loaded)
     result = estimate(
         network,
         activity,

@@ -119,6 +119,45 @@ def from_mapping(cls: type[T], mapping: Any, where: str = "", error: type[Except
         raise error(f"[{where}]: {exc}" if where else f"(top level): {exc}") from None
 
 
+def check_fields(obj: Any) -> None:
+    """Check a constructed dataclass's fields as :func:`from_mapping` checks a table's keys: each
+    value's type (a nested dataclass must be an instance of its class) and the limits of
+    :func:`bounded` / :func:`choice`. Raises ``ValueError`` naming the field (``scheme: expected one
+    of 'direct', ..., got 'bogus'``, prefixed with the class name)."""
+    hints = get_type_hints(type(obj))
+    name = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, hint):
+                raise ValueError(
+                    f"{name}.{f.name}: expected a {hint.__name__} instance, got {_describe(value)}"
+                )
+            continue
+        try:
+            _convert(hint, value, f.name, ValueError)
+        except ValueError as exc:  # "[path].key: problem" in a table's terms: name the class's field
+            raise ValueError(f"{name}.{f.name}: {str(exc).partition(': ')[2]}") from None
+        check = f.metadata.get(_CHECK)
+        problem = check(value) if check is not None and value is not None else None
+        if problem:
+            raise ValueError(f"{name}.{f.name}: {problem}")
+
+
+class Validated:
+    """A dataclass that checks itself on construction: every field (:func:`check_fields`), then the
+    cross-field rules of :meth:`check`. A configuration built in Python is held to the same rules as
+    one read from a file."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields; raise ``ValueError`` naming them. None by default."""
+
+
 def to_mapping(obj: Any) -> Any:
     """The inverse of :func:`from_mapping`: plain dicts/lists, ``None`` values left out (TOML has no null)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from toolchain import ir
-from toolchain.activity import Activity
+from toolchain.activity import Activity, LayerCounts
 from toolchain.energy.baselines import BaselineEstimate, ann_twin
-from toolchain.energy.placement import Placement, place
+from toolchain.energy.placement import INPUT, LayerPlacement, Placement, Traffic, place
 from toolchain.energy.targets import Target, TargetError
 from toolchain.energy.workload import WorkloadMetrics, workload_metrics
 from toolchain.errors import ToolchainError
@@ -254,76 +254,16 @@ def estimate(
             f"{[p.name for p in placement.layers[1:]]}, not for {target.name!r} and this network"
         )
     T = activity.time_steps
-    synop_pj, active_pj, idle_pj = target.synop_pj, target.neuron_active_pj, target.neuron_idle_pj
-    assert synop_pj is not None and active_pj is not None and idle_pj is not None  # required keys
-    access_pj = target.neuron_access_pj or 0.0
-    spike_out_pj = target.spike_out_pj or 0.0
-    message_out_pj = target.message_out_pj or 0.0
     fixed_step_ns = target.get("time.step_ns")
-
     layers: list[LayerEnergy] = []
+    if activity.input_neurons is not None:  # lava-dl's Input block: neurons, written by the sample
+        layers.append(_population_energy(activity.input_neurons, placement.layer(INPUT), None, target, T))
     source_spikes = activity.layers[0].input_events_per_sample
     for layer in network.synaptic_layers():
         counts = activity.layer(layer.name)
-        where = placement.layer(layer.name)
-        traffic = placement.traffic_into(layer.name)
-        active, idle, spikes = (
-            counts.active_updates_per_sample,
-            counts.idle_updates_per_sample,
-            counts.spikes_per_sample,
-        )
-        messages = source_spikes * traffic.messages_per_spike
-        within = source_spikes * traffic.within_tile_per_spike
-        east_west = source_spikes * traffic.east_west_hops_per_spike
-        north_south = source_spikes * traffic.north_south_hops_per_spike
-        update_j = (active * active_pj + idle * idle_pj) * PJ
-        access_j = (active + idle) * access_pj * PJ
-        spike_out_j = spikes * spike_out_pj * PJ
-        message_out_j = messages * message_out_pj * PJ
-        within_j = within * target.spike_within_tile_pj * PJ
-        hops_j = (east_west * target.hop_east_west_pj + north_south * target.hop_north_south_pj) * PJ
-        share = where.neurons_per_core / where.neurons  # the fullest core's share of the layer
-        step_s = 0.0
-        if fixed_step_ns is None:
-            step_s = (
-                share
-                * (
-                    counts.synops_per_sample * target.require("time.synop_ns")
-                    + active * target.require("time.neuron_active_ns")
-                    + idle * target.require("time.neuron_idle_ns")
-                )
-                / T
-                * NS
-            )
-        layers.append(
-            LayerEnergy(
-                name=layer.name,
-                kind=layer.kind,
-                neurons=where.neurons,
-                cores=where.cores,
-                neurons_per_core=where.neurons_per_core,
-                spikes=spikes,
-                synops=counts.synops_per_sample,
-                active_updates=active,
-                idle_updates=idle,
-                source_spikes=source_spikes,
-                messages=messages,
-                within_tile_messages=within,
-                east_west_hops=east_west,
-                north_south_hops=north_south,
-                synaptic_j=counts.synops_per_sample * synop_pj * PJ,
-                neuron_j=update_j + access_j + spike_out_j,
-                routing_j=message_out_j + within_j + hops_j,
-                step_time_s=step_s,
-                neuron_update_j=update_j,
-                neuron_access_j=access_j,
-                spike_out_j=spike_out_j,
-                message_out_j=message_out_j,
-                within_tile_j=within_j,
-                hops_j=hops_j,
-            )
-        )
-        source_spikes = spikes
+        where, traffic = placement.layer(layer.name), placement.traffic_into(layer.name)
+        layers.append(_population_energy(counts, where, (traffic, source_spikes), target, T))
+        source_spikes = counts.spikes_per_sample
 
     if fixed_step_ns is not None:
         latency = T * fixed_step_ns * NS
@@ -363,9 +303,82 @@ def estimate(
         workload=workload,
         baselines=tuple(ann_twin(network, workload, baselines)),
         options={"static": static, "overhead": overhead},
-        assumptions=(*MODEL_ASSUMPTIONS, *_graded_input(network, layers), *target.assumptions),
+        assumptions=(
+            *MODEL_ASSUMPTIONS,
+            *_graded_input(network, layers),
+            *_input_neurons(network),
+            *target.assumptions,
+        ),
         accuracy=accuracy,
         terms=_terms(target, layers),
+    )
+
+
+def _population_energy(
+    counts: LayerCounts,
+    where: LayerPlacement,
+    incoming: tuple[Traffic, float] | None,
+    target: Target,
+    time_steps: int,
+) -> LayerEnergy:
+    """One population's energy per inference: its synaptic operations, its neurons' updates,
+    accesses and spikes, and the messages of ``incoming`` (the traffic into it and the spikes of
+    its source per inference; ``None`` for input neurons, whose current the sample is written into)."""
+    synop_pj, active_pj, idle_pj = target.synop_pj, target.neuron_active_pj, target.neuron_idle_pj
+    assert synop_pj is not None and active_pj is not None and idle_pj is not None  # required keys
+    active, idle, spikes = (
+        counts.active_updates_per_sample,
+        counts.idle_updates_per_sample,
+        counts.spikes_per_sample,
+    )
+    source_spikes = counts.input_events_per_sample
+    messages = within = east_west = north_south = 0.0
+    if incoming is not None:
+        traffic, source_spikes = incoming
+        messages = source_spikes * traffic.messages_per_spike
+        within = source_spikes * traffic.within_tile_per_spike
+        east_west = source_spikes * traffic.east_west_hops_per_spike
+        north_south = source_spikes * traffic.north_south_hops_per_spike
+    update_j = (active * active_pj + idle * idle_pj) * PJ
+    access_j = (active + idle) * (target.neuron_access_pj or 0.0) * PJ
+    spike_out_j = spikes * (target.spike_out_pj or 0.0) * PJ
+    message_out_j = messages * (target.message_out_pj or 0.0) * PJ
+    within_j = within * target.spike_within_tile_pj * PJ
+    hops_j = (east_west * target.hop_east_west_pj + north_south * target.hop_north_south_pj) * PJ
+    share = where.neurons_per_core / where.neurons  # the fullest core's share of the layer
+    step_s = 0.0
+    if target.get("time.step_ns") is None:
+        work_ns = (
+            counts.synops_per_sample * target.require("time.synop_ns")
+            + active * target.require("time.neuron_active_ns")
+            + idle * target.require("time.neuron_idle_ns")
+        )
+        step_s = share * work_ns / time_steps * NS
+    return LayerEnergy(
+        name=counts.name,
+        kind=counts.kind,
+        neurons=where.neurons,
+        cores=where.cores,
+        neurons_per_core=where.neurons_per_core,
+        spikes=spikes,
+        synops=counts.synops_per_sample,
+        active_updates=active,
+        idle_updates=idle,
+        source_spikes=source_spikes,
+        messages=messages,
+        within_tile_messages=within,
+        east_west_hops=east_west,
+        north_south_hops=north_south,
+        synaptic_j=counts.synops_per_sample * synop_pj * PJ,
+        neuron_j=update_j + access_j + spike_out_j,
+        routing_j=message_out_j + within_j + hops_j,
+        step_time_s=step_s,
+        neuron_update_j=update_j,
+        neuron_access_j=access_j,
+        spike_out_j=spike_out_j,
+        message_out_j=message_out_j,
+        within_tile_j=within_j,
+        hops_j=hops_j,
     )
 
 
@@ -392,9 +405,20 @@ def _terms(target: Target, layers: list[LayerEnergy]) -> tuple[TermEnergy, ...]:
     return tuple(out)
 
 
+def _input_neurons(network: ir.Network) -> tuple[str, ...]:
+    """The assumption behind the price of input neurons (lava-dl's ``Input`` block)."""
+    if network.input_layer is None:
+        return ()
+    return (
+        f"Input neurons ({network.input_layer.name!r}, lava-dl's Input block): their updates, accesses and "
+        "spikes are priced like any layer's, on the input's cores; writing each sample into their current "
+        "(by the host or an embedded processor) is not priced.",
+    )
+
+
 def _graded_input(network: ir.Network, layers: list[LayerEnergy]) -> tuple[str, ...]:
     """The assumption behind a graded input's price, with its share of the estimate."""
-    if network.input_encoding != "graded" or not layers:
+    if network.input_encoding != "graded" or not layers or network.input_layer is not None:
         return ()
     first = layers[0]
     total = sum(layer.total_j for layer in layers)
@@ -426,6 +450,21 @@ MODEL_ASSUMPTIONS: tuple[str, ...] = (
 
 
 def _check_activity(network: ir.Network, activity: Activity) -> None:
+    inputs, counted = network.input_layer, activity.input_neurons
+    if inputs is not None and counted is None:
+        raise ActivityMismatchError(
+            f"network {network.name!r} has input neurons ({inputs.name!r}, lava-dl's Input block) and the "
+            "activity holds no counts of them: price the reference simulator's activity of this file"
+        )
+    if inputs is None and counted is not None:
+        raise ActivityMismatchError(
+            f"the activity counts input neurons ({counted.name!r}), the network {network.name!r} has none"
+        )
+    if inputs is not None and counted is not None and counted.neurons != math.prod(network.input_shape):
+        raise ActivityMismatchError(
+            f"input neurons {inputs.name!r}: activity counts {counted.neurons}, the network has "
+            f"{math.prod(network.input_shape)}"
+        )
     names = [layer.name for layer in network.synaptic_layers()]
     measured = [layer.name for layer in activity.layers]
     if names != measured:

@@ -9,7 +9,14 @@ convolutions) or in C-order index, channel by channel (``order="c"``); dense lay
 The limits:
 
 - ``max_fan_in_axons_per_core``: distinct source neurons with a synapse into the core's neurons;
-- ``max_fan_out_axons_per_core``: (source neuron, destination core) routes out of one core.
+- ``max_fan_out_axons_per_core``: (source neuron, destination core) routes out of one core;
+- ``max_synapse_bits_per_core``: the synapse memory the core's incoming synapses take, in
+  NengoLoihi's format of Loihi's synapse memory (``SynapseConfig.bits_per_axon``, dense
+  compression): per source neuron reaching the core, its ``n`` synapses there in groups of up to 64,
+  each group ``n_g * weight_bits + 10`` bits (a 4-bit format index and a 6-bit count) rounded up to
+  a 64-bit word; ``weight_bits`` is the layer's weight precision
+  (:func:`toolchain.loihi_numbers.weight_precision_bits`). Every synapse is stored: weight sharing of
+  convolutions is not modelled, so a convolution's core count is an upper bound.
 
 The first violated limit (in network order) shrinks that layer's neurons per core in proportion
 (the destination layer's for fan-in, the source population's for fan-out; by at least one) and
@@ -43,6 +50,7 @@ import scipy.sparse as sp
 
 from toolchain import ir
 from toolchain.energy.targets import Target, TargetError
+from toolchain.loihi_numbers import weight_precision_bits
 
 INPUT = "input"
 #: cores processed together when a convolution's reach is computed (bounds the memory used)
@@ -102,6 +110,7 @@ class Traffic:
     north_south_hops_per_spike: float
     fan_in_axons_max: int
     fan_out_axons_max: int
+    synapse_bits_max: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +222,7 @@ def place(
     reaches = _reach_functions(network)
     fan_in_limit = target.limit("max_fan_in_axons_per_core")
     fan_out_limit = target.limit("max_fan_out_axons_per_core")
+    memory_limit = target.limit("max_synapse_bits_per_core")
     while True:
         layers = _layout(populations, caps)
         by_name = {layer.name: layer for layer in layers}
@@ -225,6 +235,8 @@ def place(
                 violation = (dest, t.fan_in_axons_max, fan_in_limit, "input axons")
             if violation is None and fan_out_limit is not None and t.fan_out_axons_max > fan_out_limit:
                 violation = (source, t.fan_out_axons_max, fan_out_limit, "output axons")
+            if violation is None and memory_limit is not None and t.synapse_bits_max > memory_limit:
+                violation = (dest, t.synapse_bits_max, memory_limit, "bits of synapse memory")
         if violation is not None:
             # the first violation in network order: shrink that layer's neurons per core in
             # proportion (at least by one), then place everything again
@@ -301,6 +313,7 @@ class _Reach:
         self.layer = layer
         self.structural = structural
         self.source_shape = source_shape
+        self.weight_bits = weight_precision_bits(layer.weight)
         if isinstance(layer, ir.Dense):
             self.nonzero = sp.csr_matrix(layer.weight != 0, dtype=np.float32)
 
@@ -384,7 +397,7 @@ def _traffic(
     sx, sy = tile_xy(src_core, per_core, width, height)
     src_tile = src_core // per_core
     messages = within = hops_ew = hops_ns = 0.0
-    fan_in_max = 0
+    fan_in_max = bits_max = 0
     routes_per_source_core = np.zeros(source.cores, dtype=np.int64)
     for start in range(0, dest.cores, _CORE_CHUNK):
         cores = np.arange(start, min(start + _CORE_CHUNK, dest.cores))
@@ -394,8 +407,10 @@ def _traffic(
                 local * dest.neurons_per_core, min((local + 1) * dest.neurons_per_core, dest.neurons)
             )
             masks[row, dest.neuron_of(ranks)] = True
-        hit = reach(masks.reshape(len(cores), *out_shape)) > 0  # [cores, source neurons]
+        synapses = reach(masks.reshape(len(cores), *out_shape))  # [cores, source neurons]
+        hit = synapses > 0
         fan_in_max = max(fan_in_max, int(hit.sum(axis=1).max()))
+        bits_max = max(bits_max, int(synapse_memory_bits(synapses, reach.weight_bits).max()))
         dest_core = dest.first_core + cores
         dx, dy = tile_xy(dest_core, per_core, width, height)
         same_tile = (dest_core // per_core)[:, None] == src_tile[None, :]
@@ -416,7 +431,31 @@ def _traffic(
         north_south_hops_per_spike=hops_ns / n,
         fan_in_axons_max=fan_in_max,
         fan_out_axons_max=int(routes_per_source_core.max()),
+        synapse_bits_max=bits_max,
     )
 
 
-__all__ = ["INPUT", "LayerPlacement", "Placement", "Traffic", "place", "tile_xy"]
+#: synapses of one source neuron stored together in a core's synapse memory (NengoLoihi: a 6-bit count)
+SYNAPSES_PER_GROUP = 64
+#: bits a group of synapses adds: a 4-bit format index and a 6-bit synapse count (NengoLoihi)
+GROUP_HEADER_BITS = 10
+#: synapse memory comes in 64-bit words
+MEMORY_WORD_BITS = 64
+
+
+def synapse_memory_bits(synapses: np.ndarray, weight_bits: int) -> np.ndarray:
+    """The synapse memory per core, from the synapses each source neuron has there (``synapses``
+    ``[cores, sources]``), in NengoLoihi's format (the module docstring): per source, full groups of
+    64 and one partial group, each rounded up to 64-bit words."""
+
+    def words(n: np.ndarray) -> np.ndarray:
+        bits = n * weight_bits + GROUP_HEADER_BITS
+        return -(-bits // MEMORY_WORD_BITS) * MEMORY_WORD_BITS
+
+    counts = np.rint(np.asarray(synapses)).astype(np.int64)
+    full, rest = np.divmod(counts, SYNAPSES_PER_GROUP)
+    per_source = full * words(np.int64(SYNAPSES_PER_GROUP)) + np.where(rest > 0, words(rest), 0)
+    return per_source.sum(axis=-1)
+
+
+__all__ = ["INPUT", "LayerPlacement", "Placement", "Traffic", "place", "synapse_memory_bits", "tile_xy"]

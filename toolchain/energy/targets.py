@@ -86,7 +86,7 @@ _TABLES: dict[str, dict[str, tuple[bool, bool]]] = {
         "neurons_per_core": (True, False),
         "max_fan_in_axons_per_core": (False, False),
         "max_fan_out_axons_per_core": (False, False),
-        "max_synapses_per_core": (False, False),
+        "max_synapse_bits_per_core": (False, False),
     },
     "static": {"power_mw": (True, False)},
     "overhead": {"step_pj": (False, False), "step_ns": (False, False)},
@@ -98,7 +98,7 @@ _INTEGER_KEYS = {
     "neurons_per_core",
     "max_fan_in_axons_per_core",
     "max_fan_out_axons_per_core",
-    "max_synapses_per_core",
+    "max_synapse_bits_per_core",
 }
 _TOP_KEYS = {"name", "kind", "title", "verified", "assumptions", "error_band", *_TABLES}
 _TABLE_META = {"source", "sources", "derived"}

@@ -88,7 +88,7 @@ def _stated(description: dict[str, Any], graph: GraphFile) -> dict[str, Any]:
     notes = list(graph.notes)
     if graph.format == "nir":
         net["dt_s"] = graph.dt
-    if "input_encoding" in graph.placeholders:
+    if "input_encoding" in graph.placeholders and graph.network.input_layer is None:
         notes.append(
             "the input encoding is not stated: the first layer is shown as for spike input (weight "
             "exponent 0); for graded input it would be -8, its float weights 256 times smaller"
@@ -101,6 +101,21 @@ def describe_network(network: ir.Network) -> dict[str, Any]:
     """A deployment graph's layers, shapes, neuron registers and weight quantization, as plain data."""
     layers = [_describe_layer(layer) for layer in network.layers]
     synaptic = network.synaptic_layers()
+    neurons = sum(math.prod(layer.out_shape) for layer in synaptic)
+    if network.input_layer is not None:  # lava-dl's Input block: neurons driven by the sample itself
+        entry = {
+            "name": network.input_layer.name,
+            "kind": "input",
+            "in_shape": list(network.input_shape),
+            "out_shape": list(network.input_shape),
+            "transform": {
+                "weight_mant": network.input_layer.scale_mant,
+                "bias_mant": network.input_layer.offset_mant,
+            },
+            "neurons": _describe_neurons(network.input_layer.neurons),
+        }
+        layers.insert(0, entry)
+        neurons += math.prod(network.input_shape)
     return {
         "network": {
             "name": network.name,
@@ -111,7 +126,7 @@ def describe_network(network: ir.Network) -> dict[str, Any]:
             "classes": network.num_classes,
             "numeric": "integer (Loihi units)",
             "layers": len(network.layers),
-            "neurons": sum(math.prod(layer.out_shape) for layer in synaptic),
+            "neurons": neurons,
             "weights": sum(int(layer.weight.size) for layer in synaptic),
             "nonzero_weights": sum(int(np.count_nonzero(layer.weight)) for layer in synaptic),
         },
@@ -398,6 +413,8 @@ def _format_network(description: dict[str, Any]) -> list[str]:
     for layer in description["layers"]:
         quant, neurons = layer.get("quantization"), layer.get("neurons")
         detail = f"{layer['mode']} {layer['kernel_size']}" if layer["kind"] == "pool" else ""
+        if "transform" in layer:  # input neurons: a_in = x * weight + bias, in 1/64
+            detail = f"x * {layer['transform']['weight_mant']} + {layer['transform']['bias_mant']}"
         weights = detail
         if quant:
             shape = "x".join(str(s) for s in quant["weight_shape"])

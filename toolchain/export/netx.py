@@ -13,7 +13,10 @@ The schema is the one netx reads (lava-dl 0.6.0, ``lava/lib/dl/netx/hdf5.py``) a
 
 Layer 0 is an ``input`` layer with a ``shape`` and no ``neuron`` group: netx then builds no input
 process and only takes its shape (``hdf5.py:596-597``), so spikes or graded payloads go straight
-into the first dense/conv layer's port. The conventions (each verified in the source, listed with
+into the first dense/conv layer's port. A network with input neurons (slayer's ``Input`` block,
+:class:`toolchain.ir.InputNeurons`) has them as layer 0's ``neuron`` group with the block's
+``weight`` and ``bias``; netx builds an ``Input`` block whose neurons' ``a_in`` the input drives.
+The conventions (each verified in the source, listed with
 their lines in ``docs/formats.md``): netx reverses ``shape``/``stride``/``padding`` to (W, H, C);
 it flips a conv kernel's spatial axes and transposes it to (out, W, H, in), and Lava's conv flips
 them back before ``torch.conv2d``, so the file holds torch's (cross-correlation) kernel; it
@@ -31,15 +34,9 @@ file and the key.
 
 from __future__ import annotations
 
-import faulthandler
 import io
 import json
 import math
-import os
-import pickle
-import select
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +45,10 @@ import numpy as np
 
 from toolchain import ir
 from toolchain.errors import FormatError, QuantizationError, ToolchainError
+from toolchain.export.hdf5 import file_links
 from toolchain.export.lower import lower_pooling
 from toolchain.io import atomic_write
+from toolchain.isolation import CAN_ISOLATE, memory_limit, run_isolated
 from toolchain.loihi_numbers import BIAS_EXP, INPUT_SHIFT
 
 FORMAT_VERSION = 1
@@ -62,10 +61,14 @@ GRADED_MESSAGE_BITS = 8
 NEURONLESS_DENSE = {"i_decay": 0, "v_decay": 4096, "vth_mant": 1 << 17}
 #: reader limits: layers in a file, elements of all arrays together, bytes of the sidecar's JSON
 MAX_LAYERS = 4096
+#: HDF5 objects (groups, datasets) in a file: a few dozen per layer at most
+MAX_OBJECTS = 32 * MAX_LAYERS
 MAX_FILE_ELEMENTS = 2**26
 MAX_SIDECAR_BYTES = 2**24
 #: bytes of one string field (a neuron type, a layer type): far more than any holds
 MAX_STRING_BYTES = 4096
+#: what reading one string may allocate beyond four times the file's size (:meth:`_Reader.bounded_read`)
+STRING_READ_SLACK_BYTES = 64 * 2**20
 SUPPORTED_TYPES = ("input", "dense", "conv", "flatten")
 #: layer types slayer writes that netx cannot load (``hdf5.py:625-683``) or the toolchain cannot hold
 UNSUPPORTED_TYPES = ("pool", "average", "concat", "convT", "unpool", "dense_rec", "dense_comp")
@@ -104,6 +107,8 @@ def netx_input_shape(network: ir.Network) -> tuple[int, ...]:
     flattened in C order), ``(W, H, C)`` for a 2-D conv (the input transposed ``(2, 1, 0)``),
     ``(L, 1, C)`` for a 1-D conv. Feed ``x.transpose(2, 1, 0)`` of a ``(C, H, W)`` sample.
     """
+    if network.input_layer is not None:  # the input neurons' a_in, in netx's (W, H, C) order
+        return _whc(network.input_shape) if len(network.input_shape) > 1 else network.input_shape
     first = network.synaptic_layers()[0]
     if isinstance(first, ir.Dense):
         return first.in_shape
@@ -113,7 +118,7 @@ def netx_input_shape(network: ir.Network) -> tuple[int, ...]:
 def _write(handle: h5py.File, network: ir.Network) -> None:
     group = handle.create_group("layer")
     records: list[dict[str, Any]] = []
-    _write_input(group.create_group("0"), network.input_shape)
+    _write_input(group.create_group("0"), network.input_shape, network.input_layer)
     shape = network.input_shape
     synaptic = 0
     for layer in network.layers:
@@ -139,7 +144,7 @@ def _write(handle: h5py.File, network: ir.Network) -> None:
         records.append(record)
         synaptic += isinstance(layer, ir.Dense | ir.Conv)
         shape = layer.out_shape
-    graded = network.input_encoding == "graded"
+    graded = network.input_encoding == "graded" and network.input_layer is None  # payloads into layer 1
     sidecar = {
         "name": network.name,
         "input_shape": list(network.input_shape),
@@ -148,6 +153,7 @@ def _write(handle: h5py.File, network: ir.Network) -> None:
         "synapse_delay_steps": network.synapse_delay_steps,
         "readout": network.readout,
         "layers": records,
+        **({"input_layer_name": network.input_layer.name} if network.input_layer is not None else {}),
         "lava": {
             "input_message_bits": GRADED_MESSAGE_BITS if graded else 0,
             "input_weight_exp": -INPUT_SHIFT if graded else 0,
@@ -177,9 +183,13 @@ def _type(group: h5py.Group, name: str) -> None:
     group.create_dataset("type", (1,), "S10", [name.encode("ascii")])
 
 
-def _write_input(group: h5py.Group, input_shape: tuple[int, ...]) -> None:
+def _write_input(group: h5py.Group, input_shape: tuple[int, ...], neurons: ir.InputNeurons | None) -> None:
     _type(group, "input")
     group.create_dataset("shape", data=np.array(_chw(input_shape), dtype=np.int64))
+    if neurons is not None:  # slayer's Input block: its transform and its neurons
+        group.create_dataset("weight", data=np.array([neurons.scale_mant], dtype=np.int64))
+        group.create_dataset("bias", data=np.array([neurons.offset_mant], dtype=np.int64))
+        _write_neuron(group.create_group("neuron"), neurons.neurons)
 
 
 def _write_flatten(group: h5py.Group, in_shape: tuple[int, ...]) -> None:
@@ -254,7 +264,7 @@ def _netx_bias(layer: ir.SynapticLayer) -> np.ndarray | None:
 
 
 def _check_exponent(network: ir.Network, layer: ir.SynapticLayer, synaptic_index: int) -> None:
-    graded_first = network.input_encoding == "graded" and synaptic_index == 0
+    graded_first = network.input_encoding == "graded" and synaptic_index == 0 and network.input_layer is None
     expected = -INPUT_SHIFT if graded_first else 0
     if layer.weight_exp != expected:
         raise FormatError(
@@ -318,7 +328,7 @@ def read_netx(
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such netx file")
-    if isolated and hasattr(os, "fork"):
+    if isolated and CAN_ISOLATE:
         return _read_isolated(path, time_steps, input_encoding)
     return _read_in_process(path, time_steps, input_encoding)
 
@@ -334,6 +344,7 @@ def _read_in_process(path: Path, time_steps: int | None, input_encoding: str | N
         raise FormatError(f"{path}: not a readable HDF5 file ({_first_line(exc)})") from None
     try:
         with handle:
+            file_links(handle, path, limit=MAX_OBJECTS)  # names that are not UTF-8 are refused first
             return _Reader(path, handle).network(time_steps, input_encoding)
     except ToolchainError as exc:
         if isinstance(exc, FormatError):
@@ -344,55 +355,13 @@ def _read_in_process(path: Path, time_steps: int | None, input_encoding: str | N
 
 
 def _read_isolated(path: Path, time_steps: int | None, input_encoding: str | None) -> ir.Network:
-    """:func:`_read_in_process` in a forked child; its result (or error text) comes back pickled.
-
-    The pickle is written by this module's own code in the child (a Network of numpy arrays and
-    JSON values, or a message), never taken from the file.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: parse, send, and leave without running the parent's exit handlers
-        status = 0
-        try:
-            faulthandler.disable()  # a crash is reported by the parent in one line, not dumped here
-            os.close(read_fd)
-            try:
-                result: tuple[str, Any] = ("ok", _read_in_process(path, time_steps, input_encoding))
-            except ToolchainError as exc:
-                result = ("error", str(exc))
-            except BaseException as exc:  # MemoryError, RecursionError ...
-                result = ("error", f"{path}: corrupt netx file ({type(exc).__name__}: {_first_line(exc)})")
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-        except BaseException:  # nothing may escape a forked child
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + READ_TIMEOUT_S
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        while True:
-            remaining = deadline - time.monotonic()
-            ready = select.select([pipe], [], [], max(remaining, 0.0))[0] if remaining > 0 else []
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise FormatError(f"{path}: reading took longer than {READ_TIMEOUT_S:g} s and was stopped")
-            chunk = os.read(pipe.fileno(), 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        raise FormatError(f"{path}: the HDF5 library crashed ({name}) reading this file: it is corrupt")
-    if not chunks:
-        raise FormatError(f"{path}: the reader process ended without a result (exit status {status})")
-    kind, value = pickle.loads(b"".join(chunks))
-    if kind == "error":
-        raise FormatError(value)
-    return value
+    """:func:`_read_in_process` in a forked child (:func:`toolchain.isolation.run_isolated`)."""
+    return run_isolated(
+        lambda: _read_in_process(path, time_steps, input_encoding),
+        path,
+        timeout_s=READ_TIMEOUT_S,
+        what="netx file",
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -480,7 +449,7 @@ class _Reader:
             )
         if dataset.dtype.kind == "O" and dataset.id.get_storage_size() > MAX_STRING_BYTES:
             raise self.fail(name, f"holds a string of more than {MAX_STRING_BYTES} bytes")
-        value = np.asarray(dataset[()]).reshape(-1)[0]
+        value = np.asarray(self.bounded_read(lambda: dataset[()], name)).reshape(-1)[0]
         if isinstance(value, bytes):
             try:
                 value = value.decode("ascii")
@@ -489,6 +458,17 @@ class _Reader:
         if not isinstance(value, str) or len(value) > 64:
             raise self.fail(name, f"expected a short string, found {value!r:.80}")
         return value
+
+    def bounded_read(self, read: Any, name: str) -> Any:
+        """``read()`` of a string, allocating at most :data:`STRING_READ_SLACK_BYTES` plus four
+        times the file's size: a variable-length string's length is read from the file, and
+        libhdf5 allocates it before reading the string (a fuzzed file: 932.8 MiB)."""
+        try:
+            with memory_limit(STRING_READ_SLACK_BYTES + 4 * self.path.stat().st_size):
+                return read()
+        except (MemoryError, OSError) as exc:
+            what = f"declares a string longer than the file, or is unreadable ({_first_line(exc)})"
+            raise self.fail(name, what) from None
 
     def shape(self, group: h5py.Group, where: str) -> tuple[int, ...]:
         values = self.array(group, "shape", where, max_elements=8).reshape(-1)
@@ -522,7 +502,10 @@ class _Reader:
             )
         records = sidecar["layers"] if sidecar else None
         declared = tuple(sidecar["input_shape"]) if sidecar else None
-        layers, input_shape = self.layers(layers_group, count, encoding, records, declared)
+        input_name = (sidecar or {}).get("input_layer_name") or "input"
+        layers, input_shape, input_layer = self.layers(
+            layers_group, count, encoding, records, declared, input_name
+        )
         try:
             return ir.Network(
                 name=sidecar["name"] if sidecar else self.path.stem,
@@ -533,6 +516,7 @@ class _Reader:
                 synapse_delay_steps=1,
                 metadata=sidecar["metadata"] if sidecar else {"source": f"netx file {self.path.name}"},
                 readout=(sidecar or {}).get("readout") or ir.implied_readout(layers),
+                input_layer=input_layer,
             )
         except ir.IRError as exc:
             raise self.fail("/layer", str(exc)) from None
@@ -544,19 +528,18 @@ class _Reader:
         encoding: str,
         records: list[dict[str, Any]] | None,
         declared: tuple[int, ...] | None,
-    ) -> tuple[list[ir.Layer], tuple[int, ...]]:
-        """The IR layers of ``/layer`` and the input shape (``declared`` by ``/toolchain`` if present)."""
+        input_name: str = "input",
+    ) -> tuple[list[ir.Layer], tuple[int, ...], ir.InputNeurons | None]:
+        """The IR layers of ``/layer``, the input shape (``declared`` by ``/toolchain`` if present)
+        and the input layer's neurons (slayer's ``Input`` block), if it has any."""
         start = 0
         first = self.child(group, "0", "/layer", h5py.Group)
         input_shape: tuple[int, ...] | None = None
+        input_layer: ir.InputNeurons | None = None
         if self.string(first, "type", "/layer/0") == "input":
-            if "neuron" in first:
-                raise self.fail(
-                    "/layer/0",
-                    "an input layer with neurons (slayer's Input block) is not supported: "
-                    "the toolchain feeds the input straight into the first dense/conv layer",
-                )
             input_shape = self.shape(first, "/layer/0")
+            if "neuron" in first:
+                input_layer = self.input_neurons(first, input_name)
             start = 1
         if declared is not None:
             if input_shape is not None and math.prod(declared) != math.prod(input_shape):
@@ -591,7 +574,8 @@ class _Reader:
                     continue  # written only because netx needs it before a dense layer
                 layer: ir.Layer = ir.Flatten(name, shape)
             else:
-                exp = -INPUT_SHIFT if encoding == "graded" and synaptic == 0 else 0
+                graded_payloads = encoding == "graded" and synaptic == 0 and input_layer is None
+                exp = -INPUT_SHIFT if graded_payloads else 0
                 if kind == "dense":
                     layer = self.dense(layer_group, where, name, exp)
                 else:
@@ -609,7 +593,25 @@ class _Reader:
         if not layers:
             raise self.fail("/layer", "holds no dense or conv layer")
         assert input_shape is not None or isinstance(layers[0], ir.Dense)
-        return layers, input_shape if input_shape is not None else layers[0].in_shape
+        return layers, input_shape if input_shape is not None else layers[0].in_shape, input_layer
+
+    def input_neurons(self, group: h5py.Group, name: str) -> ir.InputNeurons:
+        """slayer's ``Input`` block: its neurons and its ``weight`` / ``bias`` (netx's ``transform``,
+        ``hdf5.py:279-289``: 64 and 0 when absent), each one number."""
+        where = "/layer/0"
+        transform = {}
+        for key, default in (("weight", 64), ("bias", 0)):
+            if key not in group:
+                transform[key] = default
+                continue
+            values = self.array(group, key, where, max_elements=1).reshape(-1)
+            if values.size != 1 or not np.isfinite(values[0]) or values[0] != np.round(values[0]):
+                raise self.fail(f"{where}/{key}", f"expected one integer (units of 1/64), found {values}")
+            transform[key] = int(values[0])
+        neurons = self.neuron(group, where, None)
+        return self.guard(
+            where, lambda: ir.InputNeurons(name, neurons, transform["weight"], transform["bias"])
+        )
 
     def guard(self, where: str, build: Any) -> Any:
         try:
@@ -742,7 +744,7 @@ class _Reader:
         raw = group.attrs.get_id("network")
         if raw.get_storage_size() > MAX_SIDECAR_BYTES or raw.shape not in ((), None):
             raise self.fail(f"{where}.network", "is not one JSON string of a sane size")
-        text = group.attrs["network"]
+        text = self.bounded_read(lambda: group.attrs["network"], f"{where}.network")
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="strict")
         if not isinstance(text, str):
@@ -771,6 +773,8 @@ def _check_sidecar(data: Any, fail: Any) -> dict[str, Any]:
             raise fail(f"{key!r} must be a {kind.__name__}")
     if data["input_encoding"] not in ir.INPUT_ENCODINGS:
         raise fail(f"input_encoding must be one of {ir.INPUT_ENCODINGS}")
+    if not isinstance(data.get("input_layer_name", ""), str):
+        raise fail("input_layer_name must be a string")
     if "readout" in data and data["readout"] not in ir.READOUTS:
         raise fail(f"readout must be one of {ir.READOUTS}")
     if data["synapse_delay_steps"] != 1:

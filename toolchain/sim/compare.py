@@ -80,6 +80,10 @@ def _spec(layer: ir.Layer) -> LayerSpec:
 def torch_model(network: ir.Network) -> SpikingNetwork:
     """The fixed-point torch model of ``network`` (see the module docstring); eval mode, float64."""
     synaptic = network.synaptic_layers()
+    if network.input_layer is not None:
+        raise SimulationError(
+            f"network {network.name!r}: the torch model has no input layer of neurons (lava-dl's Input block)"
+        )
     if not isinstance(network.layers[-1], ir.Dense):
         raise SimulationError(f"network {network.name!r}: the torch model needs a dense output layer")
     if network.synapse_delay_steps > 1:

@@ -216,31 +216,45 @@ def simulate_lava(
         else None
     )
     startup_s = run_s = read_s = 0.0
+    input_layer = network.input_layer
+    if recorded is not None and input_layer is not None:
+        recorded = {input_layer.name: np.zeros((steps, samples, *network.input_shape), np.uint8), **recorded}
+    payloads = graded and input_layer is None  # graded input into the first synaptic layer
     for sample in range(samples):
         start = time.perf_counter()
         try:
-            net = lava.netx.hdf5.Network(net_config=str(path), input_message_bits=8 if graded else 0)
+            net = lava.netx.hdf5.Network(net_config=str(path), input_message_bits=8 if payloads else 0)
         except (RuntimeError, ValueError, KeyError, OSError, NotImplementedError) as exc:
             raise SimulationError(
                 f"{path}: lava-dl's netx cannot load it ({type(exc).__name__}: {exc})"
             ) from None
         blocks = list(net.layers)
+        in_block = blocks.pop(0) if input_layer is not None else None
         _check_blocks(path, network, blocks)
-        in_transpose = _lava_shape_map(network.input_shape, tuple(net.inp.shape), f"{path}: input")
+        # the input neurons' a_in (as lava-dl's tutorials feed it), else the network's input port
+        port = net.inp if in_block is None else in_block.neuron.a_in
+        in_transpose = _lava_shape_map(network.input_shape, tuple(port.shape), f"{path}: input")
         step_inputs = (
             np.broadcast_to(x_all[sample], (steps, *network.input_shape)) if graded else x_all[:, sample]
         )
+        if input_layer is not None:
+            step_inputs = input_layer.current(np.asarray(step_inputs), graded)
         source = Source(
             data=_to_lava(
-                np.asarray(step_inputs), network.input_shape, tuple(net.inp.shape), in_transpose
+                np.asarray(step_inputs), network.input_shape, tuple(port.shape), in_transpose
             ).astype(np.int32)
         )
-        source.s_out.connect(net.inp)
+        source.s_out.connect(port)
         extractors = []
         transposes = []
-        for layer, block in zip(synaptic, blocks, strict=True):
+        populations: list[tuple[str, tuple[int, ...], Any]] = [
+            (layer.name, layer.out_shape, block) for layer, block in zip(synaptic, blocks, strict=True)
+        ]
+        if in_block is not None and recorded is not None:
+            populations.insert(0, (input_layer.name, network.input_shape, in_block))  # type: ignore[union-attr]
+        for name, out_shape, block in populations:
             shape = tuple(block.out.shape)
-            transposes.append(_lava_shape_map(layer.out_shape, shape, f"{path}: layer {layer.name!r}"))
+            transposes.append(_lava_shape_map(out_shape, shape, f"{path}: layer {name!r}"))
             extractor = Extractor(shape=shape, buffer_size=steps)
             block.out.connect(extractor.in_port)
             extractors.append(extractor)
@@ -256,15 +270,17 @@ def simulate_lava(
                     v = np.asarray(out_block.neuron.v.get())[None]
                     potentials[t, sample] = _from_lava(v, out_layer.out_shape, transposes[-1]).reshape(-1)
             ran = time.perf_counter()
-            for index, (layer, extractor, transpose) in enumerate(
-                zip(synaptic, extractors, transposes, strict=True)
+            first_synaptic = len(populations) - len(synaptic)  # 1 when the input neurons are recorded
+            for index, ((name, out_shape, _), extractor, transpose) in enumerate(
+                zip(populations, extractors, transposes, strict=True)
             ):
                 raw = np.stack([np.asarray(extractor.receive()) for _ in range(steps)])
-                spikes = _from_lava(raw, layer.out_shape, transpose).astype(np.int64)
-                totals[index] += int(spikes.sum())
+                spikes = _from_lava(raw, out_shape, transpose).astype(np.int64)
                 if recorded is not None:
-                    recorded[layer.name][:, sample] = spikes
-                if index == len(synaptic) - 1:
+                    recorded[name][:, sample] = spikes
+                if index >= first_synaptic:
+                    totals[index - first_synaptic] += int(spikes.sum())
+                if index == len(populations) - 1:
                     counts[sample] = spikes.reshape(steps, -1).sum(axis=0)
         finally:
             source.stop()

@@ -175,7 +175,10 @@ def check_spike_record(network: ir.Network, samples: int, fewer: str, where: str
     """Refuse recording every layer's spikes of ``samples`` samples when it would take more than
     :data:`SPIKE_RECORD_LIMIT_BYTES`; the error (prefixed with ``where``) says how many fit and how to
     ask for fewer (``fewer``, e.g. ``"--samples"``)."""
-    per_sample = network.time_steps * sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
+    neurons = sum(math.prod(layer.out_shape) for layer in network.synaptic_layers())
+    if network.input_layer is not None:
+        neurons += math.prod(network.input_shape)
+    per_sample = network.time_steps * neurons
     if per_sample * samples > SPIKE_RECORD_LIMIT_BYTES:
         most = max(1, SPIKE_RECORD_LIMIT_BYTES // per_sample)
         raise SimulationError(
@@ -274,7 +277,8 @@ class _Synapse:
 def _prepare(network: ir.Network) -> list[ir.Pool | ir.Flatten | _Synapse]:
     """The network's layers with each synaptic layer turned into a :class:`_Synapse`."""
     steps: list[ir.Pool | ir.Flatten | _Synapse] = []
-    max_input = INPUT_PAYLOAD_MAX if network.input_encoding == "graded" else 1
+    payloads = network.input_encoding == "graded" and network.input_layer is None
+    max_input = INPUT_PAYLOAD_MAX if payloads else 1  # input neurons pass on 0/1 spikes
     denominator = 1
     for layer in network.layers:
         if isinstance(layer, ir.Flatten):
@@ -440,11 +444,19 @@ def simulate(
     totals = [_Totals() for _ in synapses]
     counts: list[np.ndarray] = []
     potentials: list[np.ndarray] = []
+    input_layer = network.input_layer
+    input_totals = _Totals()
     recorded: dict[str, list[np.ndarray]] = {s.layer.name: [] for s in synapses}
+    if input_layer is not None:
+        recorded = {input_layer.name: [], **recorded}
     with torch.no_grad():
         for first in range(0, samples, chunk):
             x = x_all[first : first + chunk] if graded else x_all[:, first : first + chunk]
-            spikes, voltages = _run_batch(network, plan, x, graded, totals)
+            if input_layer is not None:  # the input neurons' spikes are the network's input
+                x = _input_neurons(input_layer, x, steps, graded, input_totals)
+                if record_spikes:
+                    recorded[input_layer.name].append(x.to(torch.uint8).contiguous().numpy())
+            spikes, voltages = _run_batch(network, plan, x, graded and input_layer is None, totals)
             potentials.append(voltages.to(torch.int64).reshape(steps, voltages.shape[1], -1).numpy())
             counts.append(
                 spikes[-1].reshape(steps, spikes[-1].shape[1], -1).sum(dim=0).to(torch.int64).numpy()
@@ -457,7 +469,7 @@ def simulate(
     return SimulationResult.from_batches(
         counts,
         network.num_classes,
-        _activity(network, synapses, totals, samples, "reference"),
+        _activity(network, synapses, totals, samples, "reference", input_totals),
         recorded if record_spikes else None,
         SimulationTiming(startup_s, run_s, samples, steps),
         potentials,
@@ -514,6 +526,21 @@ def _run_batch(
         h, constant = spikes, False
     assert voltages is not None
     return out, voltages
+
+
+def _input_neurons(
+    layer: ir.InputNeurons, x: torch.Tensor, steps: int, graded: bool, totals: _Totals
+) -> torch.Tensor:
+    """The spikes ``[T, b, *input_shape]`` (0/1 ``float32``) of the network's input neurons for a
+    chunk of checked inputs ``x`` (graded payloads ``[b, ...]`` or spikes ``[T, b, ...]``): their
+    current is :meth:`~toolchain.ir.InputNeurons.current` of the input, with no delay. Adds their
+    spikes, active updates and non-zero input currents (``events``) to ``totals``."""
+    a_in = torch.from_numpy(layer.current(x.numpy(), graded))
+    spikes, active, per_neuron, _ = _neurons_ordered(layer.neurons, 0, a_in, steps, 0, graded)
+    totals.spikes += int(per_neuron.sum())
+    totals.active += active
+    totals.events += int((a_in != 0).sum()) * (steps if graded else 1)
+    return spikes
 
 
 def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
@@ -697,7 +724,12 @@ def _static_counts(network: ir.Network, synapses: list[_Synapse]) -> list[LayerC
 
 
 def _activity(
-    network: ir.Network, synapses: list[_Synapse], totals: list[_Totals], samples: int, source: str
+    network: ir.Network,
+    synapses: list[_Synapse],
+    totals: list[_Totals],
+    samples: int,
+    source: str,
+    input_totals: _Totals | None = None,
 ) -> Activity:
     layers = [
         LayerCounts.from_totals(
@@ -718,6 +750,36 @@ def _activity(
         time_steps=network.time_steps,
         layers=tuple(layers),
         metadata={"synapse_delay_steps": network.synapse_delay_steps},
+        input_neurons=_input_counts(network, input_totals or _Totals(), samples),
+    )
+
+
+def _input_counts(network: ir.Network, totals: _Totals, samples: int) -> LayerCounts | None:
+    """The input neurons' counts (no synapses: the sample is written into their current)."""
+    if network.input_layer is None:
+        return None
+    static = LayerCounts(
+        name=network.input_layer.name,
+        kind="input",
+        neurons=math.prod(network.input_shape),
+        synapses=0,
+        fan_in=0,
+        fan_out=0,
+        spikes_per_sample=0.0,
+        synops_per_sample=0.0,
+        active_updates_per_sample=0.0,
+        idle_updates_per_sample=0.0,
+        input_events_per_sample=0.0,
+        graded_input=network.input_encoding == "graded",
+    )
+    return LayerCounts.from_totals(
+        static,
+        spikes=totals.spikes,
+        synops=0.0,
+        active=totals.active,
+        events=totals.events,
+        samples=samples,
+        time_steps=network.time_steps,
     )
 
 

@@ -23,6 +23,7 @@ from toolchain.ir import READOUTS
 from toolchain.snn.architectures import LayerSpec, plan_layers
 from toolchain.snn.blocks import Block, SynapticBlock, build_blocks, shape_input
 from toolchain.snn.dynamics import SpikeFn
+from toolchain.snn.hooks import TrainingHooks
 from toolchain.snn.neurons import CubaLIF
 from toolchain.snn.surrogate import spike_function
 
@@ -48,7 +49,7 @@ class SNNOutput:
         return {name: s.detach().flatten(2).sum(dim=(0, 2)) for name, s in self.spikes.items()}
 
 
-class SpikingNetwork(nn.Module):
+class SpikingNetwork(TrainingHooks, nn.Module):
     """An SNN from layer specs: ``[T, B, *input_shape]`` -> :class:`SNNOutput`.
 
     ``blocks`` lists every layer in order (each with ``name``, ``kind``, shapes and parameters);

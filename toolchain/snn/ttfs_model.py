@@ -29,6 +29,7 @@ from torch import nn
 from toolchain.config import ModelConfig, TTFSConfig
 from toolchain.snn.architectures import LayerSpec, plan_layers
 from toolchain.snn.blocks import Block, SynapticBlock, build_blocks, shape_input
+from toolchain.snn.hooks import TrainingHooks
 from toolchain.snn.models import network_input_shape
 from toolchain.snn.ttfs import (
     decode_time,
@@ -98,7 +99,7 @@ class TTFSOutput:
         return dict(self.spike_counts)
 
 
-class TTFSNetwork(nn.Module):
+class TTFSNetwork(TrainingHooks, nn.Module):
     """The surrogate DNN: ``[T, B, *input_shape]`` (direct encoding; step 0 is read) -> :class:`TTFSOutput`.
 
     Same ``blocks``, ``layer_names`` and ``layer_sizes`` as the rate-coded SNN of the same

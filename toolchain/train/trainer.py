@@ -42,6 +42,7 @@ from toolchain.run_folder import (
     RECIPE_FILE,
     RunFolder,
 )
+from toolchain.snn.hooks import TrainableNetwork
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
 from toolchain.train.distributed import (
@@ -164,10 +165,10 @@ def fit(
     replaces the folder's run with ``overwrite``, and refuses anything else.
 
     ``model_builder(recipe, input_shape, num_classes)`` replaces the rate-coded SNN by another
-    training method's network (the TTFS surrogate DNN of :mod:`toolchain.train.ttfs`). Such a
-    model returns an object with ``logits`` and ``spike_counts_per_sample()`` as the SNN does, and
-    may define ``begin_epoch(epoch)`` (called at the start of each epoch) and
-    ``training_penalty(epoch) -> Tensor | None`` (added to each step's loss).
+    training method's network (the TTFS surrogate DNN of :mod:`toolchain.train.ttfs`): any
+    :class:`~toolchain.snn.hooks.TrainableNetwork` (an output with ``logits`` and
+    ``spike_counts_per_sample()``; ``begin_epoch(epoch)`` called at the start of each epoch,
+    ``training_penalty(epoch)`` added to each step's loss).
 
     With ``distributed`` (from :func:`toolchain.train.distributed.init_from_env`, one process per
     rank) the model trains under DistributedDataParallel on ``distributed.device``: each rank takes
@@ -214,6 +215,12 @@ def _fit(
         rounding = apply_numerics(model, recipe.neuron, recipe.encoding.scheme)
     else:  # another training method's network (TTFS), trained by the same loop
         model, rounding = model_builder(recipe, input_shape, dataset.num_classes), []
+        if not isinstance(model, TrainableNetwork):
+            raise ToolchainError(
+                f"the model builder returned a {type(model).__name__}, not a TrainableNetwork "
+                "(mix in toolchain.snn.hooks.TrainingHooks for its begin_epoch, training_penalty and "
+                "may_skip_parameters)"
+            )
     fine_tune_epochs = cfg.fixed_point_epochs if model_builder is None else 0
     fixed = bool(state is not None and state.get("fixed_point"))
     if fixed:  # the checkpoint was written while fine-tuning in fixed point
@@ -470,7 +477,7 @@ def _data_parallel(model: SpikingNetwork, ctx: DistributedContext | None) -> nn.
     )
     # a model whose steps may leave parameters out of the loss (TTFS: a relaxed layer skips its
     # kernel) says so; DDP then finds them each step instead of waiting for their gradients
-    unused = bool(getattr(model, "may_skip_parameters", False))
+    unused = bool(model.may_skip_parameters)
     return ddp(model, device_ids=device_ids, find_unused_parameters=unused, **{sync_flag: False})
 
 
@@ -529,10 +536,8 @@ def _train_epoch(
     # dropout draws from torch's global generator: seeded per epoch (so that a resumed run ends
     # where an uninterrupted one does) and per rank (each rank its own masks)
     torch.manual_seed(rank_seed(cfg.seed, epoch, rank))
-    begin_epoch = getattr(_unwrap(net), "begin_epoch", None)
-    if callable(begin_epoch):  # a training method's per-epoch schedule (TTFS: relaxed activation)
-        begin_epoch(epoch)
-    penalty = getattr(_unwrap(net), "training_penalty", None)
+    model: TrainableNetwork = _unwrap(net)
+    model.begin_epoch(epoch)  # a training method's per-epoch schedule (TTFS: relaxed activation)
     loss_sum = correct = seen = 0.0
     spikes = 0.0
     term_names = objective.term_names if objective is not None else []
@@ -559,10 +564,9 @@ def _train_epoch(
                 else:
                     scale = 1.0 / len(y) if world == 1 else world / global_count
                     loss, terms = objective(out.logits, out.spikes, y, indices, scale)
-                if callable(penalty):  # a training method's regularizers (TTFS), same on every rank
-                    extra = penalty(epoch)
-                    if extra is not None:
-                        loss = loss + extra
+                extra = model.training_penalty(epoch)  # a training method's regularizers (TTFS)
+                if extra is not None:
+                    loss = loss + extra
                 step = [
                     float(loss.detach()) * global_count / world,  # this rank's summed loss
                     float((out.logits.argmax(1) == y).sum()),
@@ -610,7 +614,8 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, global_count: int, world: int) 
     return nn.functional.cross_entropy(logits, y, reduction="sum") * (world / global_count)
 
 
-def _unwrap(net: nn.Module) -> nn.Module:
+def _unwrap(net: nn.Module) -> Any:
+    """The network itself (a :class:`~toolchain.snn.hooks.TrainableNetwork`), outside any DDP wrapper."""
     return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 

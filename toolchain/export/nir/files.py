@@ -14,14 +14,15 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Any
 
 import h5py
 import nir
 
+from toolchain.export.hdf5 import file_links
 from toolchain.export.nir.convention import NirError
 from toolchain.io import atomic_write
 from toolchain.ir import MAX_LAYER_WEIGHTS
+from toolchain.isolation import CAN_ISOLATE, memory_limit, run_isolated
 
 #: HDF5 objects (groups, datasets) a NIR file may hold: far beyond any network the toolchain builds
 MAX_OBJECTS = 100_000
@@ -32,6 +33,10 @@ MAX_ELEMENTS = MAX_LAYER_WEIGHTS
 MAX_STRING_BYTES = 2**20
 #: bytes of all datasets together, as their headers declare them (8 bytes per number: float64)
 MAX_BYTES = 8 * MAX_ELEMENTS
+#: what reading one variable-length string dataset may allocate beyond four times the file's size
+STRING_READ_SLACK_BYTES = 64 * 2**20
+#: strings in one variable-length string dataset (names, edges: two per edge)
+MAX_STRINGS = 2 * MAX_OBJECTS
 #: subgraphs nested in subgraphs: far beyond any network, low enough that checking stays fast
 MAX_GRAPH_DEPTH = 32
 #: node types ``nir.read`` can build (nir 1.0.8)
@@ -45,11 +50,29 @@ def save_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
     return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def load_graph(path: str | Path) -> nir.NIRGraph:
-    """The ``nir.NIRGraph`` in ``path``; any problem with the file is a :class:`NirError` naming it."""
+#: the longest reading one file (checks and ``nir.read``) may take before it is stopped as a hang
+READ_TIMEOUT_S = 120.0
+
+
+def load_graph(path: str | Path, *, isolated: bool = True) -> nir.NIRGraph:
+    """The ``nir.NIRGraph`` in ``path``; any problem with the file is a :class:`NirError` naming it.
+
+    ``isolated`` (the default where ``os.fork`` exists) reads in a forked child process
+    (:func:`toolchain.isolation.run_isolated`): libhdf5 runs the reading, and a crash of it or a
+    read longer than :data:`READ_TIMEOUT_S` (libhdf5 can spin forever on a corrupt file) becomes a
+    one-line :class:`NirError` naming the file instead of killing or hanging the process.
+    """
     path = Path(path)
     if not path.is_file():
         raise NirError(f"{path}: no such NIR file")
+    if isolated and CAN_ISOLATE:
+        return run_isolated(
+            lambda: _load_graph(path), path, timeout_s=READ_TIMEOUT_S, what="NIR file", error=NirError
+        )
+    return _load_graph(path)
+
+
+def _load_graph(path: Path) -> nir.NIRGraph:
     try:
         is_hdf5 = h5py.is_hdf5(path)
     except OSError as exc:
@@ -90,19 +113,12 @@ def _check_layout(handle: h5py.File, path: Path) -> None:
 
 
 def _check_contents(handle: h5py.File, path: Path) -> None:
-    links: list[tuple[str, Any]] = []
-
-    def collect(name: str, link: Any) -> bool | None:
-        links.append((name, link))
-        return True if len(links) > MAX_OBJECTS else None  # a non-None result stops h5py's visit
-
-    handle.visititems_links(collect)  # errors raised inside h5py's callback would come out mangled
-    if len(links) > MAX_OBJECTS:
-        raise NirError(f"{path}: more than {MAX_OBJECTS} HDF5 objects, beyond any NIR graph")
+    # every name UTF-8 text (h5py gives others as bytes, mixed with str), at most MAX_OBJECTS
+    links = file_links(handle, path, limit=MAX_OBJECTS, error=NirError)
     elements = declared = 0
-    for name, link in links:
-        if not isinstance(link, h5py.HardLink):
-            raise NirError(f"{path}: /{name} is a {type(link).__name__}; links to other objects are refused")
+    for name, kind in links:
+        if kind != "HardLink":
+            raise NirError(f"{path}: /{name} is a {kind}; links to other objects are refused")
         item = handle[name]
         if not isinstance(item, h5py.Dataset):
             continue
@@ -112,6 +128,8 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
             raise NirError(f"{path}: /{name} has dtype {item.dtype}, expected numbers or strings")
         if item.dtype.kind == "O" and h5py.check_string_dtype(item.dtype) is None:
             raise NirError(f"{path}: /{name} holds objects that are not strings")
+        if item.dtype.kind == "O":  # variable-length: libhdf5 allocates the length the file states
+            _read_bounded(item, path, name)
         if item.dtype.kind in "SU" and item.dtype.itemsize > MAX_STRING_BYTES:
             raise NirError(
                 f"{path}: /{name} declares strings of {item.dtype.itemsize} bytes each, beyond the "
@@ -129,6 +147,21 @@ def _check_contents(handle: h5py.File, path: Path) -> None:
                 f"{path}: /{name} brings the datasets' declared size beyond {MAX_BYTES} bytes, more "
                 "than any network the toolchain handles; refused before reading"
             )
+
+
+def _read_bounded(item: h5py.Dataset, path: Path, name: str) -> None:
+    """Read a variable-length string dataset allocating at most :data:`STRING_READ_SLACK_BYTES`
+    plus four times the file's size (libhdf5 allocates each string's length, read from the file,
+    before reading it), so that ``nir.read`` reads it again only when it is sane."""
+    if item.size is not None and item.size > MAX_STRINGS:
+        raise NirError(f"{path}: /{name} holds {item.size} strings, beyond any NIR field")
+    try:
+        with memory_limit(STRING_READ_SLACK_BYTES + 4 * path.stat().st_size):
+            item[()]
+    except (MemoryError, OSError) as exc:
+        raise NirError(
+            f"{path}: /{name} declares strings longer than the file, or is unreadable ({_describe(exc)})"
+        ) from None
 
 
 def _check_graph(group: h5py.Group, path: Path, where: str, depth: int = 0) -> None:

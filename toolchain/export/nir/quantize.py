@@ -43,7 +43,14 @@ from toolchain.export.nir.convention import (
     nir_to_cuba,
     scalar,
 )
-from toolchain.export.nir.reader import MAX_TIME_STEPS, _layer_name, _per_axis, _refuse_ttfs, walk
+from toolchain.export.nir.reader import (
+    MAX_TIME_STEPS,
+    PLACEHOLDER_NEURONS,
+    _layer_name,
+    _refuse_ttfs,
+    conv_geometry,
+    walk,
+)
 from toolchain.export.nir.writer import is_toolchain_graph
 from toolchain.export.quantize import LayerQuantization, QuantizationReport, float_registers, round_layer
 from toolchain.loihi_numbers import INPUT_SHIFT, Population
@@ -166,32 +173,14 @@ def _quantize_layer(
     """One weight node and its neuron node as a rounded synaptic layer."""
     name = _layer_name(node, key)
     weight = float_array(getattr(node, "weight", None), f"node {key!r}: weight")
-    dense = isinstance(node, nir.Linear | nir.Affine)
-    dims = 1 if isinstance(node, nir.Conv1d) else 2
-    if dense and weight.ndim != 2:
-        raise NirError(f"node {key!r}: dense weights must be 2-D, got shape {weight.shape}")
-    if not dense and weight.ndim != dims + 2:
-        raise NirError(
-            f"node {key!r}: {type(node).__name__} weights must be {dims + 2}-D, got {weight.shape}"
-        )
-    geometry: dict[str, Any] = {}
-    if not dense:
-        padding = 0 if isinstance(node.padding, str) and node.padding == "valid" else node.padding
-        if _per_axis(node.dilation, dims, f"node {key!r}: dilation") != (1,) * dims:
-            raise NirError(f"node {key!r}: dilation is not supported (only 1)")
-        geometry = {
-            "in_shape": in_shape,
-            "stride": _per_axis(node.stride, dims, f"node {key!r}: stride"),
-            "padding": _per_axis(padding, dims, f"node {key!r}: padding"),
-            "groups": scalar(node.groups, f"node {key!r}: groups", int),
-        }
-    # the layer's geometry with placeholder registers: its output shape, checked by the IR
-    probe_neurons = ir.CubaNeurons(i_decay=4096, v_decay=0, vth_mant=1)
+    geometry = conv_geometry(key, node, weight.shape, in_shape)
+    dense = geometry is None
+    # the layer with placeholder registers: its output shape, checked by the IR
     probe_weight = np.zeros(weight.shape, np.int64)
     probe: ir.SynapticLayer = (
-        ir.Dense(name, probe_weight, probe_neurons)
-        if dense
-        else ir.Conv(name, probe_weight, probe_neurons, **geometry)
+        ir.Dense(name, probe_weight, PLACEHOLDER_NEURONS)
+        if geometry is None
+        else ir.Conv(name, probe_weight, PLACEHOLDER_NEURONS, **geometry)
     )
     out_shape = probe.out_shape
     params = nir_to_cuba(neuron, dt, f"node {neuron_key!r}", convention)

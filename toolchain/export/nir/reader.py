@@ -338,32 +338,42 @@ def _synaptic_layer(
             f"{params.input_scale.min():.6g}..{params.input_scale.max():.6g} with dt = {dt:g} s, "
             f"Loihi's is 1; the graph was written for another dt, or is off Loihi's grid: {OFF_GRID_HINT}"
         )
-    if isinstance(node, nir.Linear | nir.Affine):
-        if w_int.ndim != 2:
-            raise NirError(f"node {key!r}: dense weights must be 2-D, got shape {w_int.shape}")
+    geometry = conv_geometry(key, node, w_int.shape, in_shape)
+    if geometry is None:
         out_shape: tuple[int, ...] = (int(w_int.shape[0]),)
         neurons = _neurons(neuron_key, neuron, params, out_shape)
         return ir.Dense(name=name, weight=w_int, neurons=neurons, weight_exp=weight_exp)
+    probe = ir.Conv(name, w_int, PLACEHOLDER_NEURONS, weight_exp=weight_exp, **geometry)
+    return dataclasses.replace(probe, neurons=_neurons(neuron_key, neuron, params, probe.out_shape))
+
+
+#: registers for a layer built only to learn its output shape (any valid values)
+PLACEHOLDER_NEURONS = ir.CubaNeurons(i_decay=DECAY_UNITY, v_decay=0, vth_mant=1)
+
+
+def conv_geometry(
+    key: str, node: Any, weight_shape: tuple[int, ...], in_shape: tuple[int, ...]
+) -> dict[str, Any] | None:
+    """A weight node's convolution as :class:`~toolchain.ir.Conv` keywords (``in_shape``, ``stride``,
+    ``padding``, ``groups``), or ``None`` for a dense node (``Linear``, ``Affine``); its weights'
+    rank is checked, dilation other than 1 refused."""
+    if isinstance(node, nir.Linear | nir.Affine):
+        if len(weight_shape) != 2:
+            raise NirError(f"node {key!r}: dense weights must be 2-D, got shape {tuple(weight_shape)}")
+        return None
     dims = 1 if isinstance(node, nir.Conv1d) else 2
-    if w_int.ndim != dims + 2:
-        raise NirError(f"node {key!r}: {type(node).__name__} weights must be {dims + 2}-D, got {w_int.shape}")
-    stride = _per_axis(node.stride, dims, f"node {key!r}: stride")
-    padding_value = 0 if isinstance(node.padding, str) and node.padding == "valid" else node.padding
-    padding = _per_axis(padding_value, dims, f"node {key!r}: padding")
+    if len(weight_shape) != dims + 2:
+        kind = type(node).__name__
+        raise NirError(f"node {key!r}: {kind} weights must be {dims + 2}-D, got {tuple(weight_shape)}")
+    padding = 0 if isinstance(node.padding, str) and node.padding == "valid" else node.padding
     if _per_axis(node.dilation, dims, f"node {key!r}: dilation") != (1,) * dims:
         raise NirError(f"node {key!r}: dilation {show(node.dilation)} is not supported (only 1)")
-    groups = scalar(node.groups, f"node {key!r}: groups", int)
-    probe = ir.Conv(
-        name=name,
-        weight=w_int,
-        neurons=ir.CubaNeurons(i_decay=DECAY_UNITY, v_decay=0, vth_mant=1),
-        in_shape=in_shape,
-        stride=stride,
-        padding=padding,
-        groups=groups,
-        weight_exp=weight_exp,
-    )
-    return dataclasses.replace(probe, neurons=_neurons(neuron_key, neuron, params, probe.out_shape))
+    return {
+        "in_shape": in_shape,
+        "stride": _per_axis(node.stride, dims, f"node {key!r}: stride"),
+        "padding": _per_axis(padding, dims, f"node {key!r}: padding"),
+        "groups": scalar(node.groups, f"node {key!r}: groups", int),
+    }
 
 
 def _neurons(key: str, node: Any, params: Any, out_shape: tuple[int, ...]) -> ir.CubaNeurons:

@@ -72,6 +72,11 @@ def to_nir_graph(network: ir.Network, dt: float = DEFAULT_DT_S) -> nir.NIRGraph:
     """
     if not dt > 0:
         raise NirError(f"network {network.name!r}: dt must be positive, got {dt}")
+    if network.input_layer is not None:
+        raise NirError(
+            f"network {network.name!r}: input layer {network.input_layer.name!r} has neurons driven by the "
+            "sample itself (lava-dl's Input block), which no NIR node holds; export it to netx"
+        )
     layer_nodes = [(layer, name, node) for layer in network.layers for name, node in _layer_nodes(layer, dt)]
     taken = {name for _, name, _ in layer_nodes}
     input_name, output_name = _free_name(INPUT_NODE, taken), _free_name(OUTPUT_NODE, taken)
