@@ -144,7 +144,10 @@ def measured_read(read: Callable[[], object], path: Path, time_limit_s: float) -
                 outcome, message = "failure", traceback.format_exc()
             if outcome != "read" and outcome != "failure" and ("\n" in message or str(path) not in message):
                 outcome, message = "failure", f"not one line naming the file: {message!r}"
+            # the kernel's peak resident size; at least the resident size measured at the start
+            # (the two are counted apart, and the peak can read a few KiB lower)
             peak = max(
+                baseline,
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
             )
