@@ -12,7 +12,7 @@ layers), and every neuron that gets input updates actively. The estimate is prin
 ``p``; the per-time-step overhead that would close the gap to the measured dynamic energy is derived
 at ``--p`` (the profile's ``[overhead].step_pj`` comes from this script at p = 0.2).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/energy_kws.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/energy_kws.py [--target loihi-sanafe]
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ def assumed_activity(p: float) -> Activity:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--p", type=float, default=0.2, help="firing probability for the derived overhead")
+    parser.add_argument(
+        "--target", default="loihi", help="the Loihi profile to price on (loihi, loihi-sanafe; default loihi)"
+    )
     args = parser.parse_args()
-    loihi = load_target("loihi")
+    loihi = load_target(args.target)
     net = network()
     print(
         f"measured (Blouw et al. 2019, Table 1): {INFERENCES_PER_S:g} inferences/s, dynamic "
@@ -102,11 +105,14 @@ def main() -> None:
         f"({1 - e.energy_per_inference_j / MEASURED_DYNAMIC_J:.2%}), is what the model cannot see "
         f"(embedded x86 management cores, host I/O, barrier synchronisation).\n"
         f"per-time-step overhead that closes the gap: {format_j(overhead_step_j)} "
-        f"= {overhead_step_j * 1e12:.6g} pJ per step (loihi.toml [overhead].step_pj)\n"
+        f"= {overhead_step_j * 1e12:.6g} pJ per step ({loihi.name}; loihi.toml's [overhead].step_pj "
+        "is this figure on the loihi profile)\n"
         f"measured time per inference {format_s(1 / INFERENCES_PER_S)} against the modelled compute "
         f"latency {format_s(e.latency_per_inference_s)}; idle power x that time: "
         f"{format_j(IDLE_W / INFERENCES_PER_S)} per inference"
     )
+    if loihi.get("overhead.step_pj") is None or loihi.static_power_mw is None:
+        return
     with_overhead = estimate(net, assumed_activity(args.p), loihi, overhead=True, static=True)
     print(
         f"with --overhead --static: {format_j(with_overhead.energy_per_inference_j)} "

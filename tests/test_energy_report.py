@@ -280,3 +280,21 @@ def test_lava_activity_is_refused_with_what_to_do():
     )
     with pytest.raises(ActivityMismatchError, match=r"recorded by Lava.*toolchain simulate FILE --json OUT"):
         estimate(toy_network(), lava, load_target("loihi"))
+
+
+def test_the_html_report_reads_well_in_a_real_browser(tmp_path):
+    """Headless Chromium loads the page alone: every plot decodes, nothing is wider than the window."""
+    from report_browser import check_report, find_browser
+
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no headless Chromium installed (Debian: apt-get install chromium)")
+    loihi, calibrated = load_target("loihi"), load_target("loihi-sanafe")
+    runs = [
+        estimate(toy_network(), toy_activity(), loihi, label="a run with a long label " * 3),
+        estimate(toy_network(), sparse_activity(), calibrated, label="sparse"),
+    ]
+    write_report(runs, tmp_path)
+    result = check_report(tmp_path, browser)
+    assert result["problems"] == [], result
+    assert result["images"] == len(PLOTS) and result["broken"] == 0

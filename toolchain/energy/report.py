@@ -151,7 +151,6 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
         "spikes / inference",
         "accuracy",
         "cores",
-        "error band of the profile",
     ]
     summary_rows = [
         [
@@ -165,10 +164,10 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
             f"{sum(layer.spikes for layer in e.layers):.1f}",
             _accuracy(e),
             str(e.placement.cores),
-            _error_band(e),
         ]
         for e in estimates
     ]
+    bands = {e.target.name: _error_band(e) for e in estimates}
     sections: list[tuple[str, list[object]]] = [
         (
             "Summary",
@@ -179,6 +178,9 @@ def _sections(estimates: Sequence[EnergyEstimate]) -> list[tuple[str, list[objec
                 "asked for them (--static, --overhead); the energy is then the chip's dynamic energy "
                 "of the network's operations, a lower bound of what a board draws.",
                 (summary_header, summary_rows),
+                "Error band of each profile (how far its estimates may be from the chip, and on what "
+                "evidence):",
+                ("list", [f"{name}: {band}" for name, band in bands.items()]),
                 ("img", "energy_per_layer.png", "energy per layer by component"),
                 ("img", "spikes_per_layer.png", "spikes per layer"),
                 ("img", "snn_vs_ann.png", "SNN on its target against the ANN twin on each baseline"),
@@ -374,7 +376,7 @@ def _html(sections: list[tuple[str, list[object]]], images: dict[str, bytes]) ->
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"><title>Energy report</title>',
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+        ".table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:90%}"
         "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
         "img{max-width:100%;margin:1em 0}</style></head><body>",
         "<h1>Energy report</h1>",
@@ -392,12 +394,14 @@ def _html(sections: list[tuple[str, list[object]]], images: dict[str, bytes]) ->
             else:
                 header, rows = item
                 parts.append(
-                    "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>"
+                    '<div class="table"><table><thead><tr>'
+                    + "".join(f"<th>{esc(h)}</th>" for h in header)
+                    + "</tr></thead>"
                 )
                 parts.append(
                     "<tbody>"
                     + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-                    + "</tbody></table>"
+                    + "</tbody></table></div>"
                 )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
