@@ -4,12 +4,12 @@
 
 Formats and what a read is (each the reader a command runs on a user's file):
 
-- ``netx``: :func:`toolchain.export.netx.read_netx` (forked, as always) of the conv net of
+- ``netx``: :func:`toolchain.formats.netx.read_netx` (forked, as always) of the conv net of
   ``fuzz_netx.py``, mutated as there (bytes, truncation, a dataset or the ``/toolchain`` JSON
   replaced, a group deleted), with a string field or attribute rewritten as another string type,
   or an object renamed as for NIR;
-- ``nir``: :func:`toolchain.export.nir.read_nir` and :func:`toolchain.export.nir.nir_to_torch` of
-  the same network written by :func:`toolchain.export.nir.write_nir`, mutated by bytes, by a
+- ``nir``: :func:`toolchain.formats.nir.read_nir` and :func:`toolchain.formats.nir.nir_to_torch` of
+  the same network written by :func:`toolchain.formats.nir.write_nir`, mutated by bytes, by a
   dataset replaced (NaN, infinities, huge, negative, empty, a string, an extra axis, deleted), by
   a string dataset rewritten as another string type (fixed-length bytes, variable-length text, an
   array of strings) or by an object renamed (a name that is not UTF-8, which h5py gives as
@@ -157,7 +157,7 @@ def _renamed(handle: h5py.File, rng: np.random.Generator) -> None:
 
 
 def netx_format(folder: Path) -> Format:
-    from toolchain.export.netx import read_netx, write_netx
+    from toolchain.formats.netx import read_netx, write_netx
 
     valid = write_netx(fuzz_netx.valid_network(), folder / "valid.net").read_bytes()
     strings = ["layer/0/type", "layer/1/type", "layer/1/neuron/type", "layer/3/type", "layer/4/neuron/type"]
@@ -208,7 +208,8 @@ def _nir_replace(handle: h5py.File, name: str, mutation: str) -> None:
 
 
 def nir_format(folder: Path) -> Format:
-    from toolchain.export.nir import nir_to_torch, read_nir, write_nir
+    from toolchain.export.nir_torch import nir_to_torch
+    from toolchain.formats.nir import read_nir, write_nir
 
     valid = write_nir(fuzz_netx.valid_network(), folder / "valid.nir").read_bytes()
     datasets: list[str] = []

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fuzz_netx.py --inputs 3000 --seed 0
 
 Each input is a valid netx file (a conv net with pooling, biases, a flatten and a dense layer,
-written by :func:`toolchain.export.netx.write_netx`) mutated one way, chosen at random: bytes XOR-ed
+written by :func:`toolchain.formats.netx.write_netx`) mutated one way, chosen at random: bytes XOR-ed
 at random offsets, the file truncated, a dataset replaced by a random value (scalar, list, NaN,
 string, opaque bytes), the ``/toolchain`` JSON replaced, or a group/dataset deleted. Prints how many
 inputs were tried, how they ended (read / FormatError / other ToolchainError / failure) and the
@@ -28,7 +28,7 @@ from fuzzing import FuzzTally, fuzz, fuzz_parser, report
 
 from toolchain import ir
 from toolchain.errors import FormatError
-from toolchain.export.netx import read_netx, write_netx
+from toolchain.formats.netx import read_netx, write_netx
 
 DATASETS = (
     "layer/0/shape",

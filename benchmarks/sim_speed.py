@@ -7,7 +7,7 @@ spikes for both backends):
   ``--rate``;
 - ``conv``: a small conv net on ``2 x 32 x 32`` input spikes (DVS-like): conv 8 (3x3, padding 1),
   sum pool 2, conv 16 (3x3, padding 1), sum pool 2, dense 10, ``T = 100``; netx holds it with the
-  pooling lowered into the next layer (:func:`toolchain.export.lower.lower_pooling`).
+  pooling lowered into the next layer (:func:`toolchain.formats.lower.lower_pooling`).
 
 For each network the reference simulator runs ``--samples`` samples (batch 256) and Lava
 ``--lava-samples`` (one fresh Lava network per sample, as :mod:`toolchain.sim.lava_backend` runs it);
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from toolchain import ir  # noqa: E402
-from toolchain.export.netx import read_netx, write_netx  # noqa: E402
+from toolchain.formats.netx import read_netx, write_netx  # noqa: E402
 from toolchain.sim.compare import compare  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 

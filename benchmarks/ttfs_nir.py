@@ -25,8 +25,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from toolchain.data import as_float, load_dataset
-    from toolchain.export.nir import load_graph
     from toolchain.export.ttfs import export_ttfs_nir, read_ttfs_nir, run_ttfs_nir_graph
+    from toolchain.formats.nir import load_graph
     from toolchain.train.ttfs import load_ttfs_run
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,9 +22,9 @@ import torch
 from toolchain import ir
 from toolchain.errors import QuantizationError
 from toolchain.export.convert import convert_nir
-from toolchain.export.netx import read_netx
-from toolchain.export.nir import NirError, from_nir_graph, save_graph, to_nir_graph
-from toolchain.export.nir.quantize import quantize_nir_graph
+from toolchain.export.nir_quantize import quantize_nir_graph
+from toolchain.formats.netx import read_netx
+from toolchain.formats.nir import NirError, from_nir_graph, save_graph, to_nir_graph
 from toolchain.sim.reference import simulate
 
 DT = 1e-4

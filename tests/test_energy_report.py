@@ -101,7 +101,7 @@ def test_targets_command_names_a_bad_user_file(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture
 def model_files(tmp_path):
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     model = write_nir(toy_network(), tmp_path / "toy.nir")
     activity = tmp_path / "sim.json"
@@ -168,7 +168,7 @@ def test_energy_command_errors_are_one_line(tmp_path, model_files, capsys):
 
 def test_energy_of_a_netx_file_with_measured_activity(tmp_path, capsys):
     """netx file -> reference simulator's activity JSON -> estimate, all through real files."""
-    from toolchain.export.netx import write_netx
+    from toolchain.formats.netx import write_netx
     from toolchain.sim.reference import simulate
 
     network = toy_network()

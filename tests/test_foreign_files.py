@@ -17,8 +17,8 @@ import pytest
 from cli_runner import toolchain
 
 from toolchain import ir
-from toolchain.export.netx import read_netx, write_netx
-from toolchain.export.nir import read_nir
+from toolchain.formats.netx import read_netx, write_netx
+from toolchain.formats.nir import read_nir
 from toolchain.sim.reference import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.export.nir import NirError, from_nir_graph, nir_to_torch, save_graph
+from toolchain.export.nir_torch import nir_to_torch
+from toolchain.formats.nir import NirError, from_nir_graph, save_graph
 from toolchain.sim.reference import simulate
 
 STEPS, BATCH = 25, 6

@@ -1,4 +1,4 @@
-"""``toolchain.export.formats``: the one format detection and graph reader every command uses."""
+"""``toolchain.formats.detect``: the one format detection and graph reader every command uses."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from toolchain import ir
 from toolchain.commands.energy import load_network
 from toolchain.export import netx
-from toolchain.export.formats import ModelFileError, detect_format, graph_format, read_graph
-from toolchain.export.nir import write_nir
+from toolchain.formats.detect import ModelFileError, detect_format, graph_format, read_graph
+from toolchain.formats.nir import write_nir
 from toolchain.sim.inputs import InputRangeError
 from toolchain.sim.reference import SimulationResult
 

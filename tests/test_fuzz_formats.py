@@ -52,13 +52,13 @@ def test_fuzz_sample_of_every_format_has_no_failure_hang_or_memory_blowup(name: 
 
 
 def _netx_file(folder: Path) -> Path:
-    from toolchain.export.netx import write_netx
+    from toolchain.formats.netx import write_netx
 
     return write_netx(fuzz_netx.valid_network(), folder / "valid.net")
 
 
 def _nir_file(folder: Path) -> Path:
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     return write_nir(fuzz_netx.valid_network(), folder / "valid.nir")
 
@@ -78,8 +78,9 @@ def _nir_file(folder: Path) -> Path:
 )
 def test_hdf5_names_mixing_bytes_and_str_are_one_format_error(tmp_path: Path, make, edit) -> None:
     from toolchain.export.inspect import describe
-    from toolchain.export.netx import read_netx
-    from toolchain.export.nir import nir_to_torch, read_nir
+    from toolchain.export.nir_torch import nir_to_torch
+    from toolchain.formats.netx import read_netx
+    from toolchain.formats.nir import read_nir
 
     path = make(tmp_path)
     with h5py.File(path, "r+") as handle:
@@ -144,8 +145,8 @@ def test_a_corrupt_string_length_is_refused_without_allocating_it(tmp_path: Path
     file's size while the string is read (toolchain.isolation.memory_limit in the forked reader)."""
     from fuzzing import measured_read
 
-    from toolchain.export.netx import read_netx
-    from toolchain.export.nir import read_nir
+    from toolchain.formats.netx import read_netx
+    from toolchain.formats.nir import read_nir
 
     path = _with_vlen_length(make(tmp_path), dataset, 2**30)  # 1 GiB, in a file of a few dozen KB
     assert path.stat().st_size < 200_000
@@ -164,7 +165,7 @@ def test_a_corrupt_string_length_is_refused_without_allocating_it(tmp_path: Path
 def test_a_hang_or_crash_while_reading_nir_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """libhdf5 spun forever inside its string read on 3 of 3,000 byte-mutated NIR files, in-process:
     the reading now runs in a forked child (the netx reader's mechanism, toolchain.isolation)."""
-    from toolchain.export.nir import NirError, files, read_nir
+    from toolchain.formats.nir import NirError, files, read_nir
 
     path = _nir_file(tmp_path)
     monkeypatch.setattr(files, "_load_graph", lambda p: time.sleep(30))

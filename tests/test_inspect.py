@@ -146,7 +146,7 @@ def test_cli_inspect_onnx_prints_and_writes_json(tmp_path, onnx_file):
 
 @pytest.mark.parametrize(
     ("fmt", "module", "suffix"),
-    [("netx", "toolchain.export.netx", ".net"), ("nir", "toolchain.export.nir", ".nir")],
+    [("netx", "toolchain.formats.netx", ".net"), ("nir", "toolchain.formats.nir", ".nir")],
 )
 def test_cli_inspect_graph_formats(tmp_path, fmt, module, suffix):
     write = getattr(importlib.import_module(module), f"write_{fmt}")

@@ -192,7 +192,9 @@ def test_network_level_rules():
     [
         "toolchain.loihi_numbers",
         "toolchain.ir",
-        "toolchain.export.netx",
+        "toolchain.formats.netx",
+        "toolchain.formats.nir",
+        "toolchain.formats.detect",
         "toolchain.run_folder",
         "toolchain.energy.model",
         "toolchain.commands.inspect",

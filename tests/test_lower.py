@@ -9,7 +9,7 @@ from torch.nn import functional
 
 from toolchain import ir
 from toolchain.errors import QuantizationError
-from toolchain.export.lower import LoweringError, lower_pooling
+from toolchain.formats.lower import LoweringError, lower_pooling
 
 NEURONS = ir.CubaNeurons(i_decay=1024, v_decay=256, vth_mant=80)
 

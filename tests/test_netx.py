@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from toolchain import ir
 from toolchain.errors import FormatError, QuantizationError, ToolchainError
-from toolchain.export.lower import lower_pooling
-from toolchain.export.netx import netx_input_shape, read_netx, write_netx
+from toolchain.formats.lower import lower_pooling
+from toolchain.formats.netx import netx_input_shape, read_netx, write_netx
 
 HAS_LAVA = importlib.util.find_spec("lava") is not None
 lava_only = pytest.mark.skipif(not HAS_LAVA, reason="lava-nc / lava-dl are not installed (make install)")

@@ -21,8 +21,8 @@ from toolchain.activity import Activity
 from toolchain.energy.model import ActivityMismatchError, estimate
 from toolchain.energy.targets import load_target
 from toolchain.export.inspect import describe
-from toolchain.export.netx import read_netx, write_netx
-from toolchain.export.nir import NirError, to_nir_graph
+from toolchain.formats.netx import read_netx, write_netx
+from toolchain.formats.nir import NirError, to_nir_graph
 from toolchain.sim.compare import simulate_torch
 from toolchain.sim.reference import simulate
 

@@ -18,17 +18,17 @@ from torch.nn import functional
 
 from toolchain import ir
 from toolchain.errors import FormatError, ToolchainError
-from toolchain.export.nir import (
+from toolchain.export.nir_torch import nir_to_torch
+from toolchain.formats.nir import (
     DEFAULT_DT_S,
     NirError,
     from_nir_graph,
-    nir_to_torch,
     read_nir,
     save_graph,
     to_nir_graph,
     write_nir,
 )
-from toolchain.export.nir.convention import nir_to_cuba
+from toolchain.formats.nir.convention import nir_to_cuba
 from toolchain.sim.reference import simulate
 from toolchain.snn.dynamics import CubaState, cuba_step_fixed
 from toolchain.snn.lif import from_snntorch_leaky
@@ -879,7 +879,7 @@ def _nir_skeleton(path, depth=0):
 def test_a_never_written_huge_string_is_refused_before_reading(tmp_path):
     import h5py
 
-    from toolchain.export.nir.files import load_graph
+    from toolchain.formats.nir.files import load_graph
 
     path = _nir_skeleton(tmp_path / "huge.nir")
     with h5py.File(path, "a") as handle:
@@ -892,7 +892,7 @@ def test_a_never_written_huge_string_is_refused_before_reading(tmp_path):
 def test_deeply_nested_subgraphs_are_refused_quickly(tmp_path):
     import time
 
-    from toolchain.export.nir.files import MAX_GRAPH_DEPTH, load_graph
+    from toolchain.formats.nir.files import MAX_GRAPH_DEPTH, load_graph
 
     path = _nir_skeleton(tmp_path / "deep.nir", depth=MAX_GRAPH_DEPTH + 5)
     start = time.perf_counter()

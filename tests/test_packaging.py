@@ -111,7 +111,7 @@ def test_installed_cli_lists_the_targets(installed):
 def test_installed_energy_resolves_a_target_by_name(installed):
     from toolchain.energy.model import estimate
     from toolchain.energy.targets import load_target
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     work = installed["work"]
     write_nir(toy_network(), work / "toy.nir")

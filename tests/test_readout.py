@@ -15,9 +15,9 @@ import torch
 from toolchain import ir
 from toolchain.config import parse_recipe
 from toolchain.data.encoding import encode
-from toolchain.export.netx import read_netx, write_netx
 from toolchain.export.onnx import export_snn_onnx, run_onnx
 from toolchain.export.quantize import quantize_model
+from toolchain.formats.netx import read_netx, write_netx
 from toolchain.loihi_numbers import NEVER_SPIKE_VTH_MANT, STATE_SCALE, CubaRegisters
 from toolchain.sim.compare import compare, simulate_torch
 from toolchain.sim.reference import simulate
@@ -121,7 +121,7 @@ def test_netx_round_trip_keeps_the_readout(tmp_path):
 
 
 def test_nir_round_trip_keeps_the_readout_bit_exactly(tmp_path):
-    from toolchain.export.nir import read_nir, write_nir
+    from toolchain.formats.nir import read_nir, write_nir
 
     recipe = _recipe()
     network, _ = quantize_model(_model(recipe), recipe)

@@ -51,6 +51,7 @@ from toolchain.data.archive import unpacked
 from toolchain.errors import DataError, ToolchainError
 from toolchain.export.run_loader import load_run
 from toolchain.snn.models import build_model, network_input_shape
+from toolchain.torch_files import save_torch
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "models").glob("*/recipe.toml"))
@@ -553,7 +554,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_recipe(recipe, run / "recipe.toml")
     torch.manual_seed(0)
     model = build_model(recipe.model, recipe.neuron, network_input_shape((64,)), 10)
-    tio.save_torch(run / "model.pt", model.state_dict())
+    save_torch(run / "model.pt", model.state_dict())
     return run
 
 
@@ -653,7 +654,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         pytest.param(lambda p: tio.write_text(p, "x" * 10_000), id="write_text"),
         pytest.param(lambda p: tio.write_json(p, {"values": list(range(1000))}), id="write_json"),
-        pytest.param(lambda p: tio.save_torch(p, {"w": torch.zeros(1000)}), id="save_torch"),
+        pytest.param(lambda p: save_torch(p, {"w": torch.zeros(1000)}), id="save_torch"),
     ],
 )
 def test_full_disk_is_one_line_and_keeps_the_previous_file(

@@ -8,8 +8,8 @@ import torch
 
 from toolchain.config import parse_recipe
 from toolchain.data.encoding import encode
-from toolchain.export.netx import read_netx, write_netx
 from toolchain.export.quantize import quantize_model
+from toolchain.formats.netx import read_netx, write_netx
 from toolchain.sim.compare import compare, simulate_torch
 from toolchain.sim.reference import simulate
 from toolchain.snn.models import build_model

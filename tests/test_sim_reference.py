@@ -8,8 +8,8 @@ from toolchain import ir
 from toolchain.config import parse_recipe
 from toolchain.data.encoding import encode
 from toolchain.errors import SimulationError
-from toolchain.export.lower import lower_pooling
 from toolchain.export.quantize import quantize_model
+from toolchain.formats.lower import lower_pooling
 from toolchain.sim.compare import mismatched_spikes, simulate_torch
 from toolchain.sim.reference import simulate
 from toolchain.snn.models import build_model

@@ -10,8 +10,8 @@ from cli_runner import toolchain
 
 from toolchain.config import parse_recipe
 from toolchain.data import load_dataset
-from toolchain.export.netx import read_netx, write_netx
 from toolchain.export.quantize import quantize_model
+from toolchain.formats.netx import read_netx, write_netx
 from toolchain.sim.inputs import network_inputs
 from toolchain.sim.reference import simulate
 from toolchain.snn.models import build_model

@@ -15,7 +15,6 @@ import torch
 from tests.test_cli import toolchain
 from tests.test_ttfs_sim import NETS, _trained_like
 from toolchain.config import load_recipe, save_recipe
-from toolchain.export.nir import NirError, load_graph, read_nir
 from toolchain.export.ttfs import (
     NIR_KERNEL_TAG,
     export_ttfs_nir,
@@ -24,7 +23,8 @@ from toolchain.export.ttfs import (
     run_ttfs_nir_graph,
     ttfs_kernel_nodes,
 )
-from toolchain.io import save_torch
+from toolchain.formats.nir import NirError, load_graph, read_nir
+from toolchain.torch_files import save_torch
 from toolchain.train.trainer import MODEL_FILE, RECIPE_FILE
 from toolchain.train.ttfs import build_for_recipe
 
@@ -107,14 +107,14 @@ def test_the_cuba_reader_refuses_a_ttfs_graph(tmp_path):
     graph = load_graph(path)
     graph.metadata = {}
     assert is_ttfs_nir_graph(graph)
-    from toolchain.export.nir import from_nir_graph
+    from toolchain.formats.nir import from_nir_graph
 
     with pytest.raises(NirError, match=r"node '\w+\.kernel'.*TTFS temporal kernel"):
         from_nir_graph(graph, time_steps=8)
 
 
 def test_an_edited_node_is_refused_naming_it(tmp_path):
-    from toolchain.export.nir import save_graph
+    from toolchain.formats.nir import save_graph
 
     _, _, _, path = _export("mlp", True, tmp_path / "ttfs.nir")
     graph = load_graph(path)
@@ -131,7 +131,7 @@ def test_an_edited_node_is_refused_naming_it(tmp_path):
 
 def test_a_cuba_graph_is_not_read_as_ttfs(tmp_path):
     from toolchain import ir
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     network = ir.Network(
         name="tiny",

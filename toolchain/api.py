@@ -220,7 +220,7 @@ def quantize_nir(
     scale_layers: bool = True,
 ) -> tuple[ir.Network, QuantizationReport]:
     """A float NIR graph from another library (a ``.nir`` path or a ``nir.NIRGraph``) on Loihi's
-    registers, and what rounding changed (:func:`toolchain.export.nir.quantize.quantize_nir_graph`,
+    registers, and what rounding changed (:func:`toolchain.export.nir_quantize.quantize_nir_graph`,
     as ``toolchain convert`` does; write the result with :func:`write`).
 
     ``time_steps``: steps of one inference (default the graph's metadata); ``input_encoding``:
@@ -233,8 +233,8 @@ def quantize_nir(
     :class:`~toolchain.errors.FormatError` or :class:`~toolchain.errors.QuantizationError` naming
     the node for what Loihi cannot hold.
     """
-    from toolchain.export.nir import load_graph
-    from toolchain.export.nir.quantize import quantize_nir_graph
+    from toolchain.export.nir_quantize import quantize_nir_graph
+    from toolchain.formats.nir import load_graph
 
     _positive(time_steps, "quantize_nir: time_steps")
     where = ""
@@ -265,14 +265,14 @@ def read(
     dt: float | None = None,
 ) -> ir.Network:
     """The deployment graph (:class:`toolchain.ir.Network`) in a netx or NIR file, the format told
-    by the content (:func:`toolchain.export.formats.open_graph`), also one another library wrote.
+    by the content (:func:`toolchain.formats.detect.open_graph`), also one another library wrote.
 
     What the file does not state must be given: ``time_steps`` (steps of one inference; overrides
     the file's), ``input_encoding`` (``"graded"`` or ``"spikes"``, netx), ``dt`` (NIR only: the
     time step in seconds its time constants are discretized with; default the graph's, else
     1e-4 s). Notes (a default ``dt``) are issued as :class:`UserWarning`. An ONNX file holds the
     float torch model, not a deployment graph, and is refused like any other file that is not
-    netx or NIR: :class:`~toolchain.export.formats.ModelFileError` naming the file.
+    netx or NIR: :class:`~toolchain.formats.detect.ModelFileError` naming the file.
     """
     from toolchain.commands.graph_options import read_model
 
@@ -320,10 +320,10 @@ def write(network: ir.Network, path: PathLike, *, format: str | None = None, dt:
     if fmt == "netx":
         if dt is not None:
             raise ToolchainError(f"{path}: dt applies to NIR files; netx holds Loihi's integer decays")
-        from toolchain.export.netx import write_netx
+        from toolchain.formats.netx import write_netx
 
         return write_netx(network, path)
-    from toolchain.export.nir import DEFAULT_DT_S, write_nir
+    from toolchain.formats.nir import DEFAULT_DT_S, write_nir
 
     return write_nir(network, path, dt=DEFAULT_DT_S if dt is None else float(dt))
 
@@ -717,7 +717,7 @@ def _run(
     from toolchain.sim.lava_backend import simulate_lava
 
     if path is not None:
-        from toolchain.export.formats import graph_format
+        from toolchain.formats.detect import graph_format
 
         if graph_format(path) != "netx":
             raise ToolchainError(f"{path}: the lava backend runs netx files; write the network as netx")

@@ -1,6 +1,6 @@
 """Atomic file output: write to a temporary file in the same folder, then rename over the target.
 
-No torch at import (only :func:`save_torch` and :func:`load_torch` import it).
+No torch: torch's weight files are :mod:`toolchain.torch_files`.
 
 A run killed at any moment leaves either the previous file or the new one, never a torn one.
 """
@@ -69,27 +69,6 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def save_torch(path: str | Path, obj: Any) -> Path:
-    """``torch.save`` atomically. Load such files with ``torch.load(..., weights_only=True)``."""
-    import torch  # only where weights are written: the file formats and run folders need no torch
-
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def load_torch(path: str | Path, problem: str = "not a readable weights file") -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain containers only.
-
-    A file that is not such a weights file (truncated, corrupt, a pickle naming a callable) raises a
-    one-line :class:`ToolchainError` ``"<path>: <problem> (<reason>)"``.
-    """
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's unpickler can raise anything on a corrupt file
-        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

@@ -5,8 +5,8 @@ benchmarks, ``benchmarks/fuzz_formats.py``); no ``except`` catches either. :func
 the reading in a forked child process: the child's result comes back pickled through a pipe, and
 the child's death or a read longer than the time limit becomes one line naming the file (a
 :class:`~toolchain.errors.FormatError`, or the subclass the caller names). The netx reader
-(:func:`toolchain.export.netx.read_netx`) and the NIR reader
-(:func:`toolchain.export.nir.files.load_graph`) share it.
+(:func:`toolchain.formats.netx.read_netx`) and the NIR reader
+(:func:`toolchain.formats.nir.files.load_graph`) share it.
 
 Inside such a child, :func:`memory_limit` bounds what one step of the reading may allocate (the
 process's address-space limit, raised back afterwards): libhdf5 allocates a variable-length

@@ -205,6 +205,14 @@ class Population:
         )
 
 
+def scaled_bias(bias_mant: np.ndarray, bias_exp: int) -> np.ndarray:
+    """``bias_mant << bias_exp`` (``>> -bias_exp`` for a negative exponent), in state units: the bias
+    Loihi adds to the voltage every step (Lava's ``scale_bias``; the same rule as
+    :func:`toolchain.snn.dynamics.effective_bias` on tensors)."""
+    mant = np.asarray(bias_mant, dtype=np.int64)
+    return mant << bias_exp if bias_exp >= 0 else mant >> -bias_exp
+
+
 def weight_precision_bits(weight: np.ndarray) -> int:
     """The bits a synapse stores for integer weights ``weight``: the fewest two's-complement bits of
     ``weight / 2^k`` (``2^k`` the largest power of two dividing every weight; Loihi keeps a layer's
@@ -275,5 +283,6 @@ __all__ = [
     "current_may_wrap",
     "neuron_registers",
     "readout_registers",
+    "scaled_bias",
     "weight_precision_bits",
 ]

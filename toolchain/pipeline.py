@@ -3,7 +3,7 @@
 Each stage calls its sub-package and hands the next one typed data (the trained model, the
 deployment graph :class:`toolchain.ir.Network`, :class:`toolchain.activity.Activity`); files are
 written for people and other tools, never re-parsed between stages, with one exception on purpose:
-the simulators run the netx file *as written* (read back with :func:`toolchain.export.netx.read_netx`),
+the simulators run the netx file *as written* (read back with :func:`toolchain.formats.netx.read_netx`),
 so the run proves the file, not only the graph in memory.
 
 The run folder, stage by stage::
@@ -263,9 +263,9 @@ def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, l
 
     if recipe.ttfs.enabled:
         return _export_ttfs(recipe, run_dir, options, loaded)
-    from toolchain.export.netx import write_netx
-    from toolchain.export.nir import write_nir
     from toolchain.export.quantize import quantize_model
+    from toolchain.formats.netx import write_netx
+    from toolchain.formats.nir import write_nir
 
     run = _loaded_run(run_dir, options, loaded)
     folder = run_dir / "export"
@@ -368,7 +368,7 @@ def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _
 
 
 def _exported_network(run_dir: Path, state: _State, loaded: _Loaded) -> tuple[Any, Path]:
-    from toolchain.export.netx import read_netx
+    from toolchain.formats.netx import read_netx
 
     export = state.stages.get("export", {})
     relative = export.get("files", {}).get("netx")

@@ -178,7 +178,7 @@ def load_network(
         from toolchain.commands.graph_options import open_model
 
         return open_model(path, options).network, None
-    from toolchain.export.formats import read_graph
+    from toolchain.formats.detect import read_graph
 
     network, _ = read_graph(path)
     return network, None
@@ -189,7 +189,7 @@ def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tup
     folder's) on ``--input``, else on the first ``--samples`` test samples of the dataset the file's
     metadata names (:func:`toolchain.commands.graph_options.model_inputs`)."""
     from toolchain.commands.graph_options import model_inputs, warn_if_silent
-    from toolchain.export.formats import graph_format
+    from toolchain.formats.detect import graph_format
     from toolchain.sim.reference import simulate
 
     dataset = network.metadata.get("dataset")

@@ -3,7 +3,7 @@
 A file the toolchain exported states its time steps, input encoding and (NIR) time step ``dt``, and
 names the dataset it was trained on; a file another library wrote (slayer's ``export_hdf5``, a NIR
 graph from snnTorch) may state none of it. ``--time-steps``, ``--input-encoding`` and ``--dt`` give
-what it leaves out (:func:`toolchain.export.formats.open_graph`); ``--input FILE.npy`` (and
+what it leaves out (:func:`toolchain.formats.detect.open_graph`); ``--input FILE.npy`` (and
 ``--labels``) gives the samples (:func:`toolchain.sim.input_file.read_input_file`).
 """
 
@@ -85,7 +85,7 @@ def warn(message: str) -> None:
 
 
 def open_model(path: Path, args: argparse.Namespace) -> Any:
-    """The :class:`~toolchain.export.formats.GraphFile` of ``path`` read with the options, its notes
+    """The :class:`~toolchain.formats.detect.GraphFile` of ``path`` read with the options, its notes
     printed as warnings. A ``--time-steps`` that overrides the file's is also written into the
     metadata's ``encoding``, so the file's dataset is encoded for that many steps."""
     graph = read_model(path, time_steps=args.time_steps, input_encoding=args.input_encoding, dt=args.dt)
@@ -101,10 +101,10 @@ def read_model(
     input_encoding: str | None = None,
     dt: float | None = None,
 ) -> Any:
-    """:func:`~toolchain.export.formats.open_graph` of ``path`` (notes not printed: the caller's),
+    """:func:`~toolchain.formats.detect.open_graph` of ``path`` (notes not printed: the caller's),
     with a ``time_steps`` that overrides the file's also written into the metadata's ``encoding``
     (for :func:`open_model` and :func:`toolchain.api.read`)."""
-    from toolchain.export.formats import open_graph
+    from toolchain.formats.detect import open_graph
 
     graph = open_graph(path, time_steps=time_steps, input_encoding=input_encoding, dt=dt)
     network = graph.network

@@ -33,7 +33,7 @@ synapses). A message whose destination core is in the source's tile is a *within
 otherwise it travels ``|dx|`` east-west and ``|dy|`` north-south tile hops (dimension-ordered
 routing on the mesh) and pays the hops only. Pooling and flattening between two synaptic layers are
 folded into the connectivity (the source is the previous synaptic layer's neuron, as after
-:func:`toolchain.export.lower.lower_pooling`). The figures are per source spike, averaged over the
+:func:`toolchain.formats.lower.lower_pooling`). The figures are per source spike, averaged over the
 source neurons (the activity counts hold per-layer totals, not per-neuron ones: every neuron of a
 layer is assumed to fire equally often).
 """

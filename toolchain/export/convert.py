@@ -2,8 +2,8 @@
 
 :func:`convert_nir` is ``toolchain convert``: it reads a NIR graph (snnTorch, SpikingJelly, Norse,
 sinabs, or any float chain), quantizes it onto Loihi's registers
-(:func:`toolchain.export.nir.quantize.quantize_nir_graph`), writes it as netx or NIR, and, given
-inputs, runs the float graph (:func:`toolchain.export.nir.torch_model.nir_to_torch`) and the
+(:func:`toolchain.export.nir_quantize.quantize_nir_graph`), writes it as netx or NIR, and, given
+inputs, runs the float graph (:func:`toolchain.export.nir_torch.nir_to_torch`) and the
 quantized network (:func:`toolchain.sim.reference.simulate`) on them and counts where their output
 spikes differ (:class:`ConversionCheck`).
 
@@ -29,10 +29,10 @@ import torch
 
 from toolchain import ir
 from toolchain.errors import ToolchainError
-from toolchain.export.nir import load_graph
-from toolchain.export.nir.quantize import ConvertedGraph, quantize_nir_graph
-from toolchain.export.nir.torch_model import nir_to_torch
+from toolchain.export.nir_quantize import ConvertedGraph, quantize_nir_graph
+from toolchain.export.nir_torch import nir_to_torch
 from toolchain.export.quantize import QuantizationReport
+from toolchain.formats.nir import load_graph
 
 #: the formats ``convert`` writes, and the synapse delay each one's runtime applies
 CONVERT_FORMATS: dict[str, int | None] = {"netx": 1, "nir": None}
@@ -206,10 +206,10 @@ def _agreement(a: np.ndarray, b: np.ndarray, labels: np.ndarray | None) -> Spike
 
 def _write(network: ir.Network, out: Path, to: str, dt: float) -> Path:
     if to == "netx":
-        from toolchain.export.netx import write_netx
+        from toolchain.formats.netx import write_netx
 
         return write_netx(network, out)
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     return write_nir(network, out, dt)
 

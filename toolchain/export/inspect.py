@@ -1,15 +1,15 @@
 """Describe an exported file (netx, NIR or ONNX): layers, shapes, neuron parameters, quantization.
 
 :func:`describe` detects the format from the file's content, not its name
-(:func:`toolchain.export.formats.detect_format`, the detection every command shares). netx and NIR
+(:func:`toolchain.formats.detect.detect_format`, the detection every command shares). netx and NIR
 files are read by their readers into the deployment graph
-(:func:`toolchain.export.formats.read_graph`) and described by :func:`describe_network`: one code
+(:func:`toolchain.formats.detect.read_graph`) and described by :func:`describe_network`: one code
 path for every graph format. ONNX files are read by
 :func:`toolchain.export.onnx.read_onnx` (size-limited, no external data) and described from
 their graph: inputs, outputs, operators, initializers and ``metadata_props``.
 
 A netx or NIR file written by another library may not state its time steps, input encoding or
-(NIR) time step ``dt``: it is still described (read with :func:`toolchain.export.formats.open_graph`'s
+(NIR) time step ``dt``: it is still described (read with :func:`toolchain.formats.detect.open_graph`'s
 placeholders), with those values ``None`` and named in ``network.not_stated``; a NIR graph also
 shows the ``dt`` its neurons were read with (``network.dt_s``).
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from toolchain import ir
 from toolchain.errors import one_line as _one_line
-from toolchain.export.formats import FORMATS, GraphFile, ModelFileError, detect_format, open_graph
+from toolchain.formats.detect import FORMATS, GraphFile, ModelFileError, detect_format, open_graph
 from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
 
 #: values per chunk when an initializer's statistics are computed
@@ -38,7 +38,7 @@ NOT_STATED = "not stated in the file"
 
 
 #: a file cannot be described: missing, of an unknown format, or unreadable (the error every
-#: command raises for a model file, :class:`toolchain.export.formats.ModelFileError`)
+#: command raises for a model file, :class:`toolchain.formats.detect.ModelFileError`)
 InspectError = ModelFileError
 
 
@@ -46,7 +46,7 @@ def describe(path: str | Path, *, dt: float | None = None) -> dict[str, Any]:
     """What the netx, NIR or ONNX file ``path`` holds, as plain data (see the module docstring).
 
     ``dt``: for a NIR graph, the time step (seconds) to read its neurons with instead of its
-    metadata's (:func:`toolchain.export.formats.open_graph`).
+    metadata's (:func:`toolchain.formats.detect.open_graph`).
     """
     path = Path(path)
     if not path.exists():

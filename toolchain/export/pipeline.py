@@ -22,9 +22,9 @@ from toolchain import ir
 from toolchain.data import ArraySplit
 from toolchain.data.batches import EVAL_BATCH, evaluation_inputs
 from toolchain.errors import QuantizationError, ToolchainError
-from toolchain.export.formats import FORMATS
 from toolchain.export.quantize import QuantizationReport, quantize_model
 from toolchain.export.run_loader import LoadedRun
+from toolchain.formats.detect import FORMATS
 from toolchain.io import check_writable_dir
 
 ONNX_MODELS: tuple[str, ...] = ("snn", "ann")
@@ -201,10 +201,10 @@ def ann_twin(run: LoadedRun) -> torch.nn.Module:
 
 def _writer(fmt: str) -> Any:
     if fmt == "netx":
-        from toolchain.export.netx import write_netx
+        from toolchain.formats.netx import write_netx
 
         return write_netx
-    from toolchain.export.nir import write_nir
+    from toolchain.formats.nir import write_nir
 
     return write_nir
 

@@ -401,7 +401,7 @@ def round_layer(
     with the neuron ``registers`` chosen for it, and every rounding measured.
 
     One rule for a trained run (:func:`quantize_model`) and a foreign float graph
-    (:func:`toolchain.export.nir.quantize.quantize_nir_graph`). ``wrap_note`` adds a note when the
+    (:func:`toolchain.export.nir_quantize.quantize_nir_graph`). ``wrap_note`` adds a note when the
     24-bit current (or a potential readout's voltage) could wrap. Raises
     :class:`~toolchain.errors.QuantizationError` naming the layer for a weight or bias beyond its
     register.

@@ -12,7 +12,7 @@
   (:data:`NIR_READING`) and holds the recipe and the unfolded parameters, so nothing is lost. No
   NIR node means "once-firing neuron with a decaying threshold"; NaN makes a consumer that ignores
   the tag fail loudly instead of running a linear network, and the CUBA reader
-  (:func:`toolchain.export.nir.read_nir`) refuses such a graph. :func:`run_ttfs_nir_graph` runs a
+  (:func:`toolchain.formats.nir.read_nir`) refuses such a graph. :func:`run_ttfs_nir_graph` runs a
   graph from its nodes alone, as a consumer must.
 - **netx / the SNN ONNX**: refused (:func:`refuse`). A TTFS neuron fires once, when its potential
   reaches a threshold that decays exponentially within each window; Loihi's CUBA neuron (netx, the
@@ -36,6 +36,13 @@ from torch import nn
 from toolchain import __version__
 from toolchain.config import Recipe
 from toolchain.errors import ToolchainError
+from toolchain.formats.nir.ttfs_marks import (
+    NIR_CODING,
+    NIR_KERNEL_TAG,
+    is_ttfs_nir_graph,
+    metadata_text,
+    ttfs_kernel_nodes,
+)
 from toolchain.io import atomic_write
 from toolchain.snn.ttfs_model import TemporalKernel, TTFSNetwork
 
@@ -178,8 +185,6 @@ def export_ttfs_onnx(
 NIR_FORMAT = "toolchain-nir-ttfs"
 NIR_FORMAT_VERSION = 1
 #: ``metadata["coding"]`` of a TTFS graph, and ``metadata["toolchain_node"]`` of a kernel node
-NIR_CODING = "ttfs"
-NIR_KERNEL_TAG = "ttfs_kernel"
 KERNEL_SUFFIX = ".kernel"
 #: how a consumer must read the graph (written into ``metadata["how_to_read"]``)
 NIR_READING = (
@@ -195,24 +200,6 @@ NIR_READING = (
     "never fire). As a spiking network: layer-pipelined windows of time_window + 1 steps (layer l "
     "integrates while layer l - 1 fires, fires during the next window); see docs/ttfs.md#nir."
 )
-
-
-def is_ttfs_nir_graph(graph: Any) -> bool:
-    """Whether a ``nir.NIRGraph`` is a TTFS graph: its metadata says so, or a node is a TTFS kernel."""
-    meta = getattr(graph, "metadata", None)
-    if isinstance(meta, dict) and _text(meta.get("coding")) == NIR_CODING:
-        return True
-    return bool(ttfs_kernel_nodes(graph))
-
-
-def ttfs_kernel_nodes(graph: Any) -> list[str]:
-    """The names of ``graph``'s nodes tagged ``metadata.toolchain_node = 'ttfs_kernel'``."""
-    found = []
-    for name, node in getattr(graph, "nodes", {}).items():
-        meta = getattr(node, "metadata", None)
-        if isinstance(meta, dict) and _text(meta.get("toolchain_node")) == NIR_KERNEL_TAG:
-            found.append(name)
-    return found
 
 
 def to_ttfs_nir_graph(
@@ -291,7 +278,7 @@ def export_ttfs_nir(
     model: TTFSNetwork, recipe: Recipe, path: str | Path, *, provenance: Mapping[str, Any] | None = None
 ) -> Path:
     """Write :func:`to_ttfs_nir_graph` to ``path`` (``nir.write``'s HDF5) atomically; returns the path."""
-    from toolchain.export.nir.files import save_graph
+    from toolchain.formats.nir.files import save_graph
 
     return save_graph(to_ttfs_nir_graph(model, recipe, provenance=provenance), path)
 
@@ -303,8 +290,8 @@ def read_ttfs_nir(path: str | Path) -> tuple[Recipe, TTFSNetwork]:
     checked against it (folded weights and biases, kernel parameters, shapes), so a file whose
     nodes were edited is refused, naming the node, rather than read as something else.
     """
-    from toolchain.export.nir.convention import NirError
-    from toolchain.export.nir.files import load_graph
+    from toolchain.formats.nir.convention import NirError
+    from toolchain.formats.nir.files import load_graph
 
     graph = load_graph(path)
     try:
@@ -324,8 +311,8 @@ def describe_ttfs_nir(path: str | Path) -> dict[str, Any] | None:
     """
     import numpy as np
 
-    from toolchain.export.nir.files import load_graph
-    from toolchain.export.nir.reader import chain
+    from toolchain.formats.nir.files import load_graph
+    from toolchain.formats.nir.reader import chain
 
     graph = load_graph(path)
     if not is_ttfs_nir_graph(graph):
@@ -338,7 +325,9 @@ def describe_ttfs_nir(path: str | Path) -> dict[str, Any] | None:
         node = graph.nodes[key]
         node_meta = node.metadata if isinstance(node.metadata, dict) else {}
         row: dict[str, Any] = {"node": key, "type": type(node).__name__}
-        row["role"] = "ttfs kernel" if key in kernels else _text(node_meta.get("kind")) or row["type"].lower()
+        row["role"] = (
+            "ttfs kernel" if key in kernels else metadata_text(node_meta.get("kind")) or row["type"].lower()
+        )
         shape = node.output_type.get("output") if isinstance(node.output_type, dict) else None
         row["shape"] = None if shape is None else [int(v) for v in np.atleast_1d(shape)]
         weight = getattr(node, "weight", None)
@@ -355,17 +344,17 @@ def describe_ttfs_nir(path: str | Path) -> dict[str, Any] | None:
         return None if value is None else np.asarray(value).item()
 
     try:
-        provenance = json.loads(_text(ours.get("provenance")) or "{}")
+        provenance = json.loads(metadata_text(ours.get("provenance")) or "{}")
     except (ValueError, RecursionError):
-        provenance = {"provenance": _text(ours.get("provenance"))}
+        provenance = {"provenance": metadata_text(ours.get("provenance"))}
     return {
         "coding": NIR_CODING,
-        "network": _text(ours.get("network")),
+        "network": metadata_text(ours.get("network")),
         "time_window": number("time_window"),
         "epsilon": number("epsilon"),
         "time_steps": number("time_steps"),
-        "rounding": _text(meta.get("rounding")),
-        "how_to_read": _text(meta.get("how_to_read")),
+        "rounding": metadata_text(meta.get("rounding")),
+        "how_to_read": metadata_text(meta.get("how_to_read")),
         "metadata": provenance if isinstance(provenance, dict) else {},
         "nodes": rows,
     }
@@ -381,7 +370,7 @@ def run_ttfs_nir_graph(graph: Any, x: torch.Tensor) -> torch.Tensor:
     import numpy as np
     from torch.nn import functional
 
-    from toolchain.export.nir.reader import chain
+    from toolchain.formats.nir.reader import chain
     from toolchain.snn.ttfs import decode_time, encode_time
 
     meta = graph.metadata
@@ -422,21 +411,21 @@ def _from_ttfs_graph(graph: Any) -> tuple[Recipe, TTFSNetwork]:
     import numpy as np
 
     from toolchain.config import parse_recipe
-    from toolchain.export.nir.reader import chain
+    from toolchain.formats.nir.reader import chain
     from toolchain.train.ttfs import build_for_recipe
 
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     ours = meta.get("toolchain") if isinstance(meta.get("toolchain"), dict) else {}
-    if _text(ours.get("format")) != NIR_FORMAT:
+    if metadata_text(ours.get("format")) != NIR_FORMAT:
         raise TTFSExportError(
-            f"metadata.toolchain.format is {_text(ours.get('format'))!r}, expected {NIR_FORMAT!r} "
+            f"metadata.toolchain.format is {metadata_text(ours.get('format'))!r}, expected {NIR_FORMAT!r} "
             "(a TTFS graph written by toolchain export --format nir)"
         )
     version = int(np.asarray(ours.get("format_version", -1)).reshape(-1)[0])
     if version != NIR_FORMAT_VERSION:
         raise TTFSExportError(f"metadata.toolchain.format_version = {version}, expected {NIR_FORMAT_VERSION}")
     try:
-        table = tomllib.loads(_text(ours["recipe"]))
+        table = tomllib.loads(metadata_text(ours["recipe"]))
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise TTFSExportError(f"metadata.toolchain.recipe is not a recipe ({type(exc).__name__})") from None
     recipe = parse_recipe(table, source="metadata.toolchain.recipe")
@@ -584,7 +573,7 @@ def _compare(stored: Any, reference: Any, where: str) -> None:
             _compare(stored[key], value, f"{where}{key}." if isinstance(value, dict) else f"{where}{key}")
         return
     if isinstance(reference, str) or isinstance(stored, str | bytes):
-        same = _text(stored) == _text(reference)
+        same = metadata_text(stored) == metadata_text(reference)
     else:
         a, b = np.asarray(stored), np.asarray(reference)
         same = a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
@@ -602,12 +591,6 @@ def _short(value: Any) -> str:
     if array.dtype.kind in "biuf" and array.size > 4:
         return f"{array.dtype} array {array.shape}"
     return " ".join(str(value).split())[:80]
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
 
 
 __all__ = [

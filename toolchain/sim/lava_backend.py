@@ -180,7 +180,7 @@ def simulate_lava(
     """Run the netx file ``netx_path`` in Lava on ``inputs``, sample by sample.
 
     ``inputs`` are as :func:`toolchain.sim.reference.simulate` takes them. ``network`` is the file's
-    deployment graph (read with :func:`toolchain.export.netx.read_netx` when not given): it gives
+    deployment graph (read with :func:`toolchain.formats.netx.read_netx` when not given): it gives
     the input encoding, the time steps, the layer names and the weight exponents. The activity holds
     the spikes of every layer (Lava measures nothing else; the static counts are the graph's, the
     other activity counts are 0). ``progress``, if given, is called with the number of samples done.
@@ -191,7 +191,7 @@ def simulate_lava(
     if not path.is_file():
         raise SimulationError(f"{path}: netx file not found")
     if network is None:
-        from toolchain.export.netx import read_netx
+        from toolchain.formats.netx import read_netx
 
         network = read_netx(path)
     x_all = check_inputs(network, inputs).numpy()

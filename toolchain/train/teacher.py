@@ -38,9 +38,10 @@ from toolchain.config import Recipe, load_recipe
 from toolchain.data import ArraySplit, Dataset
 from toolchain.data.batches import batches, load_batch
 from toolchain.errors import ToolchainError
-from toolchain.io import load_torch, one_line, save_torch, write_json
+from toolchain.io import one_line, write_json
 from toolchain.run_folder import TEACHER_FILE, TEACHER_METRICS_FILE
 from toolchain.snn.ann import AnnNetwork, build_ann
+from toolchain.torch_files import load_torch, save_torch
 from toolchain.train.schedule import epoch_learning_rate, set_learning_rate
 
 #: static samples [B, *sample_shape] (float32, on the CPU) -> logits [B, classes] (float32, CPU)

@@ -32,7 +32,7 @@ from toolchain.config import NeuronConfig, Recipe, load_recipe
 from toolchain.data import Dataset
 from toolchain.data.batches import encode_batch, load_batch
 from toolchain.errors import RecipeError, ToolchainError
-from toolchain.io import check_writable_dir, load_torch, one_line, save_torch, write_json, write_text
+from toolchain.io import check_writable_dir, one_line, write_json, write_text
 from toolchain.loihi_numbers import RoundingReport
 from toolchain.run_folder import (
     CHECKPOINT_FILE,
@@ -45,6 +45,7 @@ from toolchain.run_folder import (
 from toolchain.snn.hooks import TrainableNetwork
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
+from toolchain.torch_files import load_torch, save_torch
 from toolchain.train.distributed import (
     DistributedContext,
     agreed,

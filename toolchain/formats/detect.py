@@ -8,7 +8,7 @@ byte is ``0x08`` (protobuf field 1, ``ir_version``, which ONNX writers put first
 ends in ``.onnx`` is ONNX.
 
 :func:`detect_format` names any of the three; :func:`read_graph` reads a netx or NIR file with its
-reader (:func:`toolchain.export.netx.read_netx`, :func:`toolchain.export.nir.read_nir`) and
+reader (:func:`toolchain.formats.netx.read_netx`, :func:`toolchain.formats.nir.read_nir`) and
 refuses anything else. Both raise :class:`ModelFileError` naming the file and what it holds.
 
 :func:`open_graph` reads the same files and also tells what the file itself states of how it runs
@@ -155,7 +155,7 @@ def open_graph(
             )
         stated = frozenset(("time_steps", "input_encoding")) if _netx_has_sidecar(path) else frozenset()
     else:
-        from toolchain.export.nir import DEFAULT_DT_S, load_graph
+        from toolchain.formats.nir import DEFAULT_DT_S, load_graph
 
         graph = load_graph(path)
         meta = graph.metadata if isinstance(graph.metadata, dict) else {}
@@ -183,7 +183,7 @@ def open_graph(
             "contradicts it (leave --input-encoding out for this file)"
         )
     if fmt == "nir":
-        from toolchain.export.nir import DEFAULT_DT_S
+        from toolchain.formats.nir import DEFAULT_DT_S
 
         graph_dt = float(dt if dt is not None else meta.get("dt", DEFAULT_DT_S))
         notes += _nir_dt_notes(path, network, graph_dt)
@@ -197,10 +197,10 @@ def _read(
     becomes a :class:`ModelFileError` naming the file."""
     try:
         if fmt == "netx":
-            reader = importlib.import_module("toolchain.export.netx").read_netx
+            reader = importlib.import_module("toolchain.formats.netx").read_netx
             network = reader(path, time_steps=time_steps, input_encoding=input_encoding)
         else:
-            from toolchain.export.nir import NirError, from_nir_graph
+            from toolchain.formats.nir import NirError, from_nir_graph
 
             try:
                 network = from_nir_graph(
@@ -234,10 +234,10 @@ def _nir_dt_notes(path: Path, network: ir.Network, dt: float) -> list[str]:
 
 def _netx_has_sidecar(path: Path) -> bool:
     """Whether the netx file ``path`` has the ``/toolchain`` group (its links are only listed here;
-    :func:`toolchain.export.netx.read_netx` reads and checks the group)."""
+    :func:`toolchain.formats.netx.read_netx` reads and checks the group)."""
     import h5py
 
-    from toolchain.export.netx import SIDECAR
+    from toolchain.formats.netx import SIDECAR
 
     try:
         with h5py.File(path, "r") as handle:

@@ -37,7 +37,6 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from toolchain.errors import FormatError
 from toolchain.ir import MAX_LAYER_NEURONS
@@ -244,8 +243,8 @@ def float_array(value: Any, where: str, ndim: int | None = None) -> np.ndarray:
     """
     if isinstance(value, int | float | np.number) and not isinstance(value, bool):
         value = np.asarray(value)
-    if isinstance(value, torch.Tensor):  # snnTorch leaves tensors in graphs it has not written yet
-        value = value.detach().cpu().numpy()
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()  # snnTorch leaves tensors in graphs it has not written yet
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
         raise NirError(f"{where}: expected a numeric array, got {type(value).__name__}")
     if ndim is not None and value.ndim != ndim:

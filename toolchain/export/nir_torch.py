@@ -1,11 +1,11 @@
 """Any float NIR graph (snnTorch's ``export_to_nir``, or ours) as a torch module of the toolchain's own.
 
 :func:`nir_to_torch` builds :class:`NirNetwork`: the graph's chain of nodes (ordered by the edges,
-:func:`toolchain.export.nir.reader.chain`) as time-major ``[T, B, ...]`` layers: weight nodes as
+:func:`toolchain.formats.nir.reader.chain`) as time-major ``[T, B, ...]`` layers: weight nodes as
 torch layers applied to all steps at once (:class:`toolchain.snn.layers.TimeDistributed`), neuron
 nodes as :class:`NirCuba` populations stepped by :func:`toolchain.snn.neurons.cuba_float_sequence`
 (:func:`toolchain.snn.dynamics.cuba_step` each step, as :class:`toolchain.snn.neurons.CubaLIF`) with the
-per-neuron parameters that :func:`toolchain.export.nir.convention.nir_to_cuba` derives from NIR's
+per-neuron parameters that :func:`toolchain.formats.nir.convention.nir_to_cuba` derives from NIR's
 (forward Euler, ``dt`` from the argument, else the graph's metadata, else snnTorch's 1e-4 s with a
 warning; Norse's and sinabs's graphs with ``convention="norse"`` / ``"sinabs"``). snnTorch's ``Leaky``
 (a ``LIF`` node) and ``Synaptic`` (a ``CubaLIF`` node) come out as the CUBA forms of
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolchain.export.nir.convention import (
+from toolchain.formats.nir.convention import (
     CONVENTION_DT,
     CONVENTIONS,
     DiscreteCuba,
@@ -35,9 +35,9 @@ from toolchain.export.nir.convention import (
     scalar,
     show,
 )
-from toolchain.export.nir.files import load_graph
-from toolchain.export.nir.reader import chain, sample_shape
-from toolchain.export.nir.writer import is_toolchain_graph
+from toolchain.formats.nir.files import load_graph
+from toolchain.formats.nir.reader import chain, sample_shape
+from toolchain.formats.nir.writer import is_toolchain_graph
 from toolchain.snn.layers import Flatten, TimeDistributed
 from toolchain.snn.neurons import cuba_float_sequence, delay
 
@@ -93,11 +93,11 @@ def nir_to_torch(
     """A torch module that runs a float NIR graph (see the module docstring).
 
     ``dt`` (seconds; steps for sinabs) overrides the graph's metadata; without either, the
-    convention's time step is used (:data:`~toolchain.export.nir.convention.CONVENTION_DT`:
+    convention's time step is used (:data:`~toolchain.formats.nir.convention.CONVENTION_DT`:
     snnTorch's 1e-4 s, Norse's 1e-3 s, one step for sinabs) and, except for sinabs, whose time
     constants are in steps, a ``UserWarning`` names it once per call. A ``dt`` that is not a
     positive finite number is a :class:`NirError`. ``convention`` reads a library's graph as that
-    library means it (:data:`~toolchain.export.nir.convention.CONVENTIONS`: ``"nir"`` for
+    library means it (:data:`~toolchain.formats.nir.convention.CONVENTIONS`: ``"nir"`` for
     snnTorch, SpikingJelly and this toolchain, ``"norse"``, ``"sinabs"``). ``synapse_delay_steps``
     delays every neuron node's input (default: the graph's metadata for a graph this toolchain
     wrote, else 0: NIR's edges are instantaneous).

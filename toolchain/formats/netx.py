@@ -45,11 +45,11 @@ import numpy as np
 
 from toolchain import ir
 from toolchain.errors import FormatError, QuantizationError, ToolchainError
-from toolchain.export.hdf5 import file_links
-from toolchain.export.lower import lower_pooling
+from toolchain.formats.hdf5 import file_links
+from toolchain.formats.lower import lower_pooling
 from toolchain.io import atomic_write
 from toolchain.isolation import CAN_ISOLATE, memory_limit, run_isolated
-from toolchain.loihi_numbers import BIAS_EXP, INPUT_SHIFT
+from toolchain.loihi_numbers import BIAS_EXP, INPUT_SHIFT, scaled_bias
 
 FORMAT_VERSION = 1
 #: the group netx ignores, holding what netx has no field for
@@ -79,7 +79,7 @@ UNSUPPORTED_TYPES = ("pool", "average", "concat", "convT", "unpool", "dense_rec"
 
 
 def write_netx(network: ir.Network, path: str | Path) -> Path:
-    """Write ``network`` (pooling lowered first, :func:`~toolchain.export.lower.lower_pooling`) as netx HDF5.
+    """Write ``network`` (pooling lowered first, :func:`~toolchain.formats.lower.lower_pooling`) as netx HDF5.
 
     Refuses, naming the layer, what netx cannot hold exactly: a synapse delay other than 1 (Lava's
     ``Dense``), a weight exponent other than the graded input's -8, a bias that is not a multiple of
@@ -247,7 +247,7 @@ def _netx_bias(layer: ir.SynapticLayer) -> np.ndarray | None:
         return None
     exp = neurons.bias_exp
     # Lava's scale_bias: bias_mant << bias_exp (an arithmetic right shift below 0)
-    effective = neurons.bias_mant << exp if exp >= 0 else neurons.bias_mant >> -exp
+    effective = scaled_bias(neurons.bias_mant, exp)
     mant, rest = np.divmod(effective, 2**BIAS_EXP)
     if rest.any():
         raise QuantizationError(

@@ -7,9 +7,9 @@ that never fires: NIR's integrator ``I``, or ``CubaLI`` when it leaks); sum/aver
 ``output`` (``input.io``/``output.io`` when a layer has that name). Values are the float meaning
 of the Loihi integers (:func:`toolchain.ir.weight_float`,
 ``vth_mant / 64``, ``iDecay / 4096`` ...) mapped to NIR's continuous-time parameters by
-:mod:`toolchain.export.nir.convention`. What NIR has no field for (the integers themselves, the
+:mod:`toolchain.formats.nir.convention`. What NIR has no field for (the integers themselves, the
 synapse delay, the input encoding, Loihi's rounding) is kept in metadata, so that
-:func:`toolchain.export.nir.reader.from_nir_graph` restores the network bit-exactly.
+:func:`toolchain.formats.nir.reader.from_nir_graph` restores the network bit-exactly.
 """
 
 from __future__ import annotations
@@ -21,19 +21,17 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from toolchain import ir
-from toolchain.export.nir.convention import (
+from toolchain.formats.nir.convention import (
     DEFAULT_DT_S,
     DISCRETIZATION,
     DiscreteCuba,
     NirError,
     cuba_to_nir,
 )
-from toolchain.export.nir.files import save_graph
-from toolchain.loihi_numbers import DECAY_UNITY, STATE_SCALE
-from toolchain.snn.dynamics import effective_bias
+from toolchain.formats.nir.files import save_graph
+from toolchain.loihi_numbers import DECAY_UNITY, STATE_SCALE, scaled_bias
 
 #: identifies graphs written by this module, and the layout of their metadata
 FORMAT_NAME = "toolchain-nir"
@@ -67,7 +65,7 @@ def to_nir_graph(network: ir.Network, dt: float = DEFAULT_DT_S) -> nir.NIRGraph:
 
     Refuses (``NirError`` naming the layer) what NIR cannot hold exactly: 1-D pooling (NIR has
     only ``SumPool2d``/``AvgPool2d``: fold it into the next layer with
-    ``toolchain.export.lower.lower_pooling`` first), neurons without a voltage leak, and grouped
+    ``toolchain.formats.lower.lower_pooling`` first), neurons without a voltage leak, and grouped
     convolutions (which nir's own type check rejects).
     """
     if not dt > 0:
@@ -131,7 +129,7 @@ def _layer_nodes(layer: ir.Layer, dt: float) -> list[tuple[str, nir.NIRNode]]:
         if len(layer.in_shape) != 3:
             raise NirError(
                 f"layer {layer.name!r}: NIR has no 1-D pooling node (only SumPool2d/AvgPool2d); fold the "
-                "pooling into the next layer first (toolchain.export.lower.lower_pooling)"
+                "pooling into the next layer first (toolchain.formats.lower.lower_pooling)"
             )
         pool = nir.SumPool2d if layer.mode == "sum" else nir.AvgPool2d
         k = layer.kernel_size
@@ -191,7 +189,7 @@ def _neuron_node(layer: ir.SynapticLayer, dt: float) -> nir.NIRNode:
     bias_state = np.zeros(shape, dtype=np.int64)
     if neurons.bias_mant is not None:
         # what Lava adds to v each step, in state units (a right shift floors for bias_exp < 0)
-        bias_state = effective_bias(torch.from_numpy(neurons.bias_mant), neurons.bias_exp).numpy()
+        bias_state = scaled_bias(neurons.bias_mant, neurons.bias_exp)
     params = DiscreteCuba(
         current_decay=np.full(shape, neurons.i_decay / DECAY_UNITY),
         voltage_decay=np.full(shape, neurons.v_decay / DECAY_UNITY),

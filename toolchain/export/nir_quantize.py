@@ -1,9 +1,9 @@
 """A float NIR graph onto Loihi's registers: what ``toolchain convert`` does to another library's model.
 
-:func:`~toolchain.export.nir.reader.from_nir_graph` reads a graph only when every value already lies
+:func:`~toolchain.formats.nir.reader.from_nir_graph` reads a graph only when every value already lies
 on Loihi's grid (a graph this toolchain wrote); a model trained in snnTorch, SpikingJelly, Norse or
 sinabs never does. :func:`quantize_nir_graph` reads such a graph as its library means it
-(:func:`~toolchain.export.nir.convention.nir_to_cuba` with the library's ``convention`` and ``dt``)
+(:func:`~toolchain.formats.nir.convention.nir_to_cuba` with the library's ``convention`` and ``dt``)
 and rounds it onto the registers by the exporter's own rule
 (:func:`toolchain.export.quantize.round_layer`), layer by layer:
 
@@ -20,7 +20,7 @@ and rounds it onto the registers by the exporter's own rule
   :class:`~toolchain.export.quantize.QuantizationReport`.
 
 NIR's edges are instantaneous: a foreign graph runs with ``synapse_delay_steps = 0`` (as
-:func:`~toolchain.export.nir.torch_model.nir_to_torch` runs it).
+:func:`~toolchain.export.nir_torch.nir_to_torch` runs it).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import torch
 
 from toolchain import ir
 from toolchain.errors import QuantizationError
-from toolchain.export.nir.convention import (
+from toolchain.export.quantize import LayerQuantization, QuantizationReport, float_registers, round_layer
+from toolchain.formats.nir.convention import (
     CONVENTION_DT,
     CONVENTIONS,
     NirError,
@@ -43,7 +44,7 @@ from toolchain.export.nir.convention import (
     nir_to_cuba,
     scalar,
 )
-from toolchain.export.nir.reader import (
+from toolchain.formats.nir.reader import (
     MAX_TIME_STEPS,
     PLACEHOLDER_NEURONS,
     _layer_name,
@@ -51,8 +52,7 @@ from toolchain.export.nir.reader import (
     conv_geometry,
     walk,
 )
-from toolchain.export.nir.writer import is_toolchain_graph
-from toolchain.export.quantize import LayerQuantization, QuantizationReport, float_registers, round_layer
+from toolchain.formats.nir.writer import is_toolchain_graph
 from toolchain.loihi_numbers import INPUT_SHIFT, Population
 from toolchain.snn.loihi import scale_exponent
 
@@ -82,12 +82,12 @@ def quantize_nir_graph(
     scale_layers: bool = True,
     name: str = "nir",
 ) -> ConvertedGraph:
-    """``graph`` (any float NIR chain :func:`~toolchain.export.nir.reader.walk` accepts) quantized
+    """``graph`` (any float NIR chain :func:`~toolchain.formats.nir.reader.walk` accepts) quantized
     onto Loihi's registers; see the module docstring.
 
     ``time_steps`` defaults to the graph's metadata (a foreign graph states none: the error names
     ``--time-steps``); ``dt`` to the graph's ``metadata.dt``, else the convention's
-    (:data:`~toolchain.export.nir.convention.CONVENTION_DT`, with a note). ``input_encoding``:
+    (:data:`~toolchain.formats.nir.convention.CONVENTION_DT`, with a note). ``input_encoding``:
     ``"spikes"`` (0/1, every library's NIR input) or ``"graded"`` (values in [0, 1] sent as 8-bit
     payloads into the first layer). Raises :class:`NirError` or
     :class:`~toolchain.errors.QuantizationError` naming the node for what Loihi cannot hold.

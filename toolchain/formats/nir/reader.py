@@ -5,7 +5,7 @@ from the ``Input`` node to the ``Output`` node, and refuses anything that is not
 recurrence, subgraphs). Each weight node followed by a neuron node becomes a :class:`~toolchain.ir.Dense`
 or :class:`~toolchain.ir.Conv` layer; every float value must lie on Loihi's grid (a weight times
 ``64 / 2**weight_exp`` an integer, a decay times 4096, a threshold times 64, a unit input scale), or
-the graph is refused with a pointer to :func:`toolchain.export.nir.torch_model.nir_to_torch`, which
+the graph is refused with a pointer to :func:`toolchain.export.nir_torch.nir_to_torch`, which
 runs any float graph. A graph this toolchain wrote also carries the Loihi integers in each node's
 ``loihi`` metadata: they supply what NIR has no field for (weight and bias exponents, bias
 mantissas under a negative exponent) and must agree with the float values.
@@ -22,11 +22,10 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from toolchain import ir
 from toolchain.errors import ToolchainError
-from toolchain.export.nir.convention import (
+from toolchain.formats.nir.convention import (
     DEFAULT_DT_S,
     NirError,
     float_array,
@@ -35,10 +34,9 @@ from toolchain.export.nir.convention import (
     shape_of,
     show,
 )
-from toolchain.export.nir.files import load_graph
-from toolchain.export.nir.writer import TOOLCHAIN_KEY, is_toolchain_graph
-from toolchain.loihi_numbers import DECAY_UNITY, NEVER_SPIKE_VTH_MANT, STATE_SCALE, WEIGHT_SCALE
-from toolchain.snn.dynamics import effective_bias
+from toolchain.formats.nir.files import load_graph
+from toolchain.formats.nir.writer import TOOLCHAIN_KEY, is_toolchain_graph
+from toolchain.loihi_numbers import DECAY_UNITY, NEVER_SPIKE_VTH_MANT, STATE_SCALE, WEIGHT_SCALE, scaled_bias
 
 #: relative tolerance for "a float on the integer grid": float32 storage of an on-grid value
 #: (relative error <= 2^-24 per operation) passes; the grid's spacing is far above it
@@ -51,7 +49,7 @@ SYNAPSE_NODES = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
 NEURON_NODES = (nir.CubaLIF, nir.LIF, nir.IF)
 #: integrators without a threshold: allowed after the last synaptic node, as a potential readout
 READOUT_NODES = (nir.CubaLI, nir.LI, nir.I)
-OFF_GRID_HINT = "toolchain.export.nir.nir_to_torch runs float graphs"
+OFF_GRID_HINT = "toolchain.formats.nir.nir_to_torch runs float graphs"
 
 
 def read_nir(
@@ -86,7 +84,7 @@ def from_nir_graph(
     time steps, so ``time_steps`` is needed (on the command line ``--time-steps``, the flag the
     error names); without metadata it is read with binary spike input, a synapse delay of 0 steps
     (NIR's edges are instantaneous) and snnTorch's ``dt = 1e-4`` s
-    (:data:`~toolchain.export.nir.convention.DEFAULT_DT_S`). A ``dt`` that is not positive, or that
+    (:data:`~toolchain.formats.nir.convention.DEFAULT_DT_S`). A ``dt`` that is not positive, or that
     is so small against a time constant that a decay ``dt / tau`` rounds to 0 on Loihi's 1/4096
     grid (the neurons would never leak: a ``dt`` in the wrong unit), is refused.
     """
@@ -146,7 +144,7 @@ def walk(graph: nir.NIRGraph, synaptic: SynapticBuilder) -> tuple[list[ir.Layer]
 
     Each weight node and the neuron node after it become one layer by ``synaptic`` (exactly, for
     :func:`from_nir_graph`, or rounded onto Loihi's registers, for
-    :func:`toolchain.export.nir.quantize.quantize_nir_graph`); pooling and flatten nodes become
+    :func:`toolchain.export.nir_quantize.quantize_nir_graph`); pooling and flatten nodes become
     :class:`~toolchain.ir.Pool` and :class:`~toolchain.ir.Flatten`; anything else is a
     :class:`NirError` naming the node.
     """
@@ -201,7 +199,7 @@ def walk(graph: nir.NIRGraph, synaptic: SynapticBuilder) -> tuple[list[ir.Layer]
 
 def _refuse_ttfs(graph: nir.NIRGraph) -> None:
     """A time-to-first-spike graph (``toolchain.export.ttfs``) is no CUBA network: refuse it."""
-    from toolchain.export.ttfs import is_ttfs_nir_graph, ttfs_kernel_nodes
+    from toolchain.formats.nir.ttfs_marks import is_ttfs_nir_graph, ttfs_kernel_nodes
 
     if not is_ttfs_nir_graph(graph):
         return
@@ -421,7 +419,7 @@ def _bias_registers(
             raise NirError(
                 f"node {key!r}: metadata.loihi.bias_mant has {mant.size} values, expected {out_shape}"
             )
-        effective = effective_bias(torch.from_numpy(mant.astype(np.int64).reshape(-1)), exp).numpy()
+        effective = scaled_bias(mant.astype(np.int64).reshape(-1), exp)
         if not np.array_equal(np.broadcast_to(bias_state, effective.shape), effective):
             raise NirError(f"node {key!r}: metadata.loihi.bias_mant disagrees with v_leak")
         return mant.astype(np.int64).reshape(out_shape), exp

@@ -18,8 +18,8 @@ from pathlib import Path
 import h5py
 import nir
 
-from toolchain.export.hdf5 import file_links
-from toolchain.export.nir.convention import NirError
+from toolchain.formats.hdf5 import file_links
+from toolchain.formats.nir.convention import NirError
 from toolchain.io import atomic_write
 from toolchain.ir import MAX_LAYER_WEIGHTS
 from toolchain.isolation import CAN_ISOLATE, memory_limit, run_isolated
