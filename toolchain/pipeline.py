@@ -311,7 +311,7 @@ def _ttfs_model(run_dir: Path, options: RunOptions, loaded: _Loaded) -> tuple[An
     if loaded.ttfs_model is None:
         from toolchain.config import load_recipe
         from toolchain.data import load_dataset
-        from toolchain.train.ttfs import load_ttfs_run
+        from toolchain.snn.trained import load_ttfs_run
 
         recipe = load_recipe(run_dir / RECIPE_FILE)
         dataset = loaded.dataset

@@ -207,7 +207,7 @@ def quantize_model(
     hold; nothing is clipped.
     """
     if recipe.ttfs.enabled:  # its network is not a CUBA SNN (toolchain.train.ttfs)
-        from toolchain.train.ttfs import refusal_message
+        from toolchain.snn.trained import refusal_message
 
         raise UnsupportedDynamicsError(refusal_message(recipe, "Loihi quantization"))
     scheme = recipe.encoding.scheme

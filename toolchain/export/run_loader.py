@@ -3,7 +3,7 @@
 A run folder is what ``toolchain train --out RUN`` writes: ``RUN/recipe.toml`` (the resolved
 recipe), ``RUN/model.pt`` (the weights) and ``RUN/metrics.json``. :func:`load_run` reads the recipe,
 loads the recipe's dataset (for the sample shape, the class names and the test split) and rebuilds
-the model in the recipe's numeric mode (:func:`toolchain.train.trainer.trained_model`).
+the model in the recipe's numeric mode (:func:`toolchain.snn.trained.trained_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from toolchain.data import Dataset, load_dataset
 from toolchain.errors import RecipeError, ToolchainError
 from toolchain.run_folder import RECIPE_FILE, RunFolder
 from toolchain.snn.models import SpikingNetwork
-from toolchain.train.trainer import trained_model
+from toolchain.snn.trained import trained_model
 
 
 class RunError(ToolchainError):

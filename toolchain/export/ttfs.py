@@ -65,7 +65,7 @@ def refuse(recipe: Recipe, fmt: str) -> None:
     """
     if not recipe.ttfs.enabled or fmt not in CUBA_FORMATS:
         return
-    from toolchain.train.ttfs import refusal_message
+    from toolchain.snn.trained import refusal_message
 
     raise TTFSExportError(refusal_message(recipe, f"--format {fmt} (Loihi CUBA neurons)"))
 
@@ -108,7 +108,7 @@ def export_ttfs_run(
     from toolchain.data import load_dataset
     from toolchain.errors import RecipeError
     from toolchain.export.onnx import recipe_metadata
-    from toolchain.train.ttfs import load_ttfs_run
+    from toolchain.snn.trained import load_ttfs_run
 
     run = Path(run_dir)
     try:
@@ -412,7 +412,7 @@ def _from_ttfs_graph(graph: Any) -> tuple[Recipe, TTFSNetwork]:
 
     from toolchain.config import parse_recipe
     from toolchain.formats.nir.reader import chain
-    from toolchain.train.ttfs import build_for_recipe
+    from toolchain.snn.trained import build_for_recipe
 
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     ours = meta.get("toolchain") if isinstance(meta.get("toolchain"), dict) else {}

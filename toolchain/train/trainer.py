@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from inspect import signature
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from toolchain.config import NeuronConfig, Recipe, load_recipe
+from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset
 from toolchain.data.batches import encode_batch, load_batch
 from toolchain.errors import RecipeError, ToolchainError
@@ -45,6 +45,7 @@ from toolchain.run_folder import (
 from toolchain.snn.hooks import TrainableNetwork
 from toolchain.snn.models import SpikingNetwork, build_model, network_input_shape
 from toolchain.snn.numerics import apply_numerics
+from toolchain.snn.trained import trained_model, trained_neuron
 from toolchain.torch_files import load_torch, save_torch
 from toolchain.train.distributed import (
     DistributedContext,
@@ -421,39 +422,6 @@ def load_trained(
     RunFolder(run).check_finished()
     recipe = load_recipe(run / RECIPE_FILE)
     return recipe, trained_model(run, recipe, sample_shape, num_classes)
-
-
-def trained_model(
-    run_dir: Path, recipe: Recipe, sample_shape: tuple[int, ...] | int, num_classes: int
-) -> SpikingNetwork:
-    """The model of ``recipe`` with the weights of the run folder ``run_dir``, which the caller has
-    checked (:meth:`toolchain.run_folder.RunFolder.check_finished`) and read ``recipe`` from."""
-    if recipe.ttfs.enabled:  # a TTFS run has no CUBA SNN to rebuild (toolchain.train.ttfs)
-        from toolchain.train.ttfs import refusal_message
-
-        raise ToolchainError(f"{run_dir}: {refusal_message(recipe, 'rebuilding it as a CUBA SNN')}")
-    input_shape = network_input_shape(sample_shape, recipe.encoding.scheme)
-    model = build_model(recipe.model, recipe.neuron, input_shape, num_classes)
-    apply_numerics(model, trained_neuron(recipe), recipe.encoding.scheme)
-    load_model_weights(model, run_dir / MODEL_FILE, f"not a model of recipe {recipe.name!r}")
-    return model
-
-
-def trained_neuron(recipe: Recipe) -> NeuronConfig:
-    """``[neuron]`` with the numeric mode of the trained model (:attr:`Recipe.trained_numeric`)."""
-    return replace(recipe.neuron, numeric=recipe.trained_numeric)
-
-
-def load_model_weights(model: nn.Module, path: Path, problem: str) -> None:
-    """Load a run folder's ``model.pt`` into ``model`` (``weights_only``); any failure is one line
-    naming ``path`` and ``problem`` (what the file is not, e.g. ``"not a model of recipe 'x'"``)."""
-    if not path.is_file():
-        raise ToolchainError(f"{path}: no trained model in this run folder")
-    state = load_torch(path, problem)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ToolchainError(f"{path}: {problem} ({one_line(exc)})") from None
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

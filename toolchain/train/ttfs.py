@@ -13,8 +13,10 @@ DNN (identical spike times, identical predictions, largest logit difference).
 
 A TTFS run has no CUBA equivalent (the neurons compare their potential with a threshold that
 decays exponentially within each window; Loihi's CUBA threshold is fixed), so
-:func:`toolchain.train.trainer.load_trained` refuses it with :func:`refusal_message`; read such a
-run with :func:`load_ttfs_run`.
+:func:`toolchain.train.trainer.load_trained` refuses it with
+:func:`~toolchain.snn.trained.refusal_message`; read such a run with
+:func:`~toolchain.snn.trained.load_ttfs_run` (the recipe rules and the loading live in
+:mod:`toolchain.snn.trained`, below training and export, and are re-exported here).
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ from typing import Any
 
 import torch
 
-from toolchain.config import Recipe, load_recipe
+from toolchain.config import Recipe
 from toolchain.data import Dataset, as_float
-from toolchain.errors import RecipeError, ToolchainError
 from toolchain.io import write_json
-from toolchain.run_folder import METRICS_FILE, MODEL_FILE, RECIPE_FILE, RunFolder
-from toolchain.snn.ttfs_model import TTFSNetwork, build_ttfs_model
+from toolchain.run_folder import METRICS_FILE, RunFolder
+from toolchain.snn.trained import (
+    build_for_recipe,
+    check_ttfs_recipe,
+    is_ttfs_recipe,
+    load_ttfs_run,
+    refusal_message,
+)
+from toolchain.snn.ttfs_model import TTFSNetwork
 from toolchain.train.distributed import DistributedContext, is_main
-from toolchain.train.trainer import TrainResult, fit, load_model_weights
+from toolchain.train.trainer import TrainResult, fit
 
 
 @dataclass
@@ -52,48 +60,6 @@ class TTFSTrainResult:
     def metrics(self, recipe: Recipe) -> dict[str, Any]:
         """The content of ``metrics.json``: the trainer's figures and ``ttfs``."""
         return {**self.train.metrics(recipe), "ttfs": self.summary}
-
-
-def is_ttfs_recipe(recipe: Recipe) -> bool:
-    """Whether ``recipe`` trains a TTFS network (``[ttfs].enabled = true``)."""
-    return bool(recipe.ttfs.enabled)
-
-
-def refusal_message(recipe: Recipe, what: str) -> str:
-    """The one-line error for a stage that cannot take a TTFS run (``what``: e.g. ``"netx export"``)."""
-    return (
-        f"recipe {recipe.name!r} is a TTFS network ([ttfs].enabled = true): {what} is not possible, "
-        "because its neurons fire once against a threshold that decays within each window and "
-        "Loihi's CUBA neuron has a fixed threshold; use the TTFS simulator (toolchain.sim.ttfs) "
-        "and the ONNX and NIR exports of the surrogate DNN (toolchain.export.ttfs), see docs/ttfs.md"
-    )
-
-
-def check_ttfs_recipe(recipe: Recipe) -> None:
-    """Raise :class:`RecipeError` naming the key for a ``[ttfs]`` recipe this version cannot train."""
-    if recipe.encoding.scheme != "direct":
-        raise RecipeError(
-            f"[encoding].scheme: a TTFS recipe reads the analog sample ('direct'), got "
-            f"{recipe.encoding.scheme!r}; the input is coded by the input kernel ([ttfs].encode_input)"
-        )
-    if recipe.ttfs.bn_reg > 0 and not recipe.model.batch_norm:
-        raise RecipeError(
-            "[ttfs].bn_reg: the kernel-aware batch-norm penalty needs [model].batch_norm = true"
-        )
-    if recipe.distill.teacher != "none":
-        raise RecipeError("[distill].teacher: distillation is not available for TTFS recipes yet; set 'none'")
-    reg = recipe.regularization
-    if reg.activation != "none" or reg.logits_weight != 0:
-        raise RecipeError(
-            "[regularization]: spike regularizers are for rate-coded SNNs; a TTFS recipe uses "
-            "[ttfs].bn_reg (expected spikes) and [ttfs].kernel_reg"
-        )
-
-
-def build_for_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> TTFSNetwork:
-    """The surrogate DNN of ``recipe`` (the trainer's ``model_builder``)."""
-    check_ttfs_recipe(recipe)
-    return build_ttfs_model(recipe.model, recipe.ttfs, input_shape, num_classes)
 
 
 def fit_ttfs(
@@ -188,23 +154,6 @@ def kernel_parameters(model: TTFSNetwork) -> dict[str, dict[str, float]]:
             "x_0": float(x_0),
         }
     return table
-
-
-def load_ttfs_run(
-    run_dir: str | Path, sample_shape: tuple[int, ...] | int, num_classes: int
-) -> tuple[Recipe, TTFSNetwork]:
-    """The recipe and trained surrogate DNN (eval mode) of a TTFS run folder."""
-    run = Path(run_dir)
-    RunFolder(run).check_finished()
-    recipe = load_recipe(run / RECIPE_FILE)
-    if not is_ttfs_recipe(recipe):
-        raise ToolchainError(f"{run}: not a TTFS run ([ttfs].enabled is false in its recipe.toml)")
-    from toolchain.snn.models import network_input_shape
-
-    model = build_for_recipe(recipe, network_input_shape(sample_shape), num_classes)
-    load_model_weights(model, run / MODEL_FILE, f"not a TTFS model of recipe {recipe.name!r}")
-    model.eval()
-    return recipe, model
 
 
 __all__ = [
