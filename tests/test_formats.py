@@ -7,7 +7,7 @@ import pytest
 
 from toolchain import ir
 from toolchain.commands.energy import load_network
-from toolchain.export import netx
+from toolchain.formats import netx
 from toolchain.formats.detect import ModelFileError, detect_format, graph_format, read_graph
 from toolchain.formats.nir import write_nir
 from toolchain.sim.inputs import InputRangeError

@@ -404,7 +404,7 @@ def test_a_crash_or_hang_of_the_hdf5_library_is_contained(valid_file, monkeypatc
     import os
     import signal
 
-    from toolchain.export import netx as netx_module
+    from toolchain.formats import netx as netx_module
 
     monkeypatch.setattr(netx_module, "_read_in_process", lambda *args: os.kill(os.getpid(), signal.SIGSEGV))
     with pytest.raises(
@@ -661,7 +661,7 @@ def test_lava_run_agrees_spike_for_spike_with_the_reference(kind, tmp_path):
 def test_weight_matrices_the_writer_accepts_survive_netx_and_lava_exactly():
     """netx's optimize_weight_bits then Lava's clip/truncate keep every accepted matrix (up to the shift)."""
     _lava()
-    from toolchain.export import netx as netx_module
+    from toolchain.formats import netx as netx_module
 
     rng = np.random.default_rng(3)
     cases = [np.array([[-256, 254]]), np.array([[-2, 2]]), np.array([[0, 254]]), np.array([[-256, -2]])]
