@@ -127,13 +127,9 @@ def fit(
 
     resolved = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     data = load_dataset(resolved, data_dir) if dataset is None else dataset
-    if resolved.ttfs.enabled:
-        from toolchain.train.ttfs import fit_ttfs
+    from toolchain.train import fit_recipe
 
-        return fit_ttfs(resolved, data, out_dir, resume=resume, overwrite=overwrite, progress=progress)
-    from toolchain.train import fit as train
-
-    return train(resolved, data, out_dir, resume=resume, overwrite=overwrite, progress=progress)
+    return fit_recipe(resolved, data, out_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def load_run(run_dir: PathLike, data_dir: PathLike | None = None) -> LoadedRun:

@@ -190,7 +190,7 @@ def _run_stages(recipe: Recipe, folder: RunFolder, options: RunOptions) -> dict[
         log(f"[{stage}] ...")
         start = time.perf_counter()
         try:
-            result = _STAGE_FUNCTIONS[stage](recipe, run_dir, options, state, loaded)
+            result = _stage_function(stage, recipe)(recipe, run_dir, options, state, loaded)
         except _Skip as skip:
             result = {"status": "skipped", "reason": str(skip), "outputs": []}
             log(f"[{stage}] skipped: {skip}")
@@ -228,16 +228,11 @@ class _Skip(Exception):
 
 def _train(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     from toolchain.data import load_dataset
-    from toolchain.train import fit
+    from toolchain.train import fit_recipe
 
     dataset = load_dataset(recipe.data.dataset, options.data_dir, recipe.data.options)
     loaded.dataset = dataset
-    if recipe.ttfs.enabled:
-        from toolchain.train.ttfs import fit_ttfs
-
-        result = fit_ttfs(recipe, dataset, run_dir, resume=True, progress=options.progress)
-    else:
-        result = fit(recipe, dataset, run_dir, resume=True, progress=options.progress)
+    result = fit_recipe(recipe, dataset, run_dir, resume=True, progress=options.progress)
     metrics = result.metrics(recipe)
     return {
         "outputs": [str(run_dir / MODEL_FILE), str(run_dir / METRICS_FILE)],
@@ -257,12 +252,10 @@ def _loaded_run(run_dir: Path, options: RunOptions, loaded: _Loaded) -> Any:
     return loaded.run
 
 
-def _export(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
+def _export_cuba(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
+    """A CUBA run: Loihi quantization to netx (and NIR), the torch models to ONNX."""
     from toolchain.export.onnx import export_ann_onnx, export_snn_onnx, recipe_metadata
     from toolchain.export.pipeline import ann_twin
-
-    if recipe.ttfs.enabled:
-        return _export_ttfs(recipe, run_dir, options, loaded)
     from toolchain.export.quantize import quantize_model
     from toolchain.formats.netx import write_netx
     from toolchain.formats.nir import write_nir
@@ -322,7 +315,7 @@ def _ttfs_model(run_dir: Path, options: RunOptions, loaded: _Loaded) -> tuple[An
     return loaded.dataset, loaded.ttfs_model
 
 
-def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _Loaded) -> dict:
+def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     """A TTFS run: the surrogate DNN to ONNX and NIR (weights and kernel parameters, nothing lost);
     netx refused (Loihi's CUBA neuron has a fixed threshold, docs/ttfs.md)."""
     from toolchain.export.ttfs import export_ttfs_nir, export_ttfs_onnx, ttfs_metadata
@@ -340,7 +333,9 @@ def _export_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _Lo
     }
 
 
-def _simulate_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, loaded: _Loaded) -> dict:
+def _simulate_ttfs(
+    recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded
+) -> dict:
     """A TTFS run: the event-driven TTFS SNN (each neuron fires at most once) on the test split."""
     from toolchain.data import as_float
     from toolchain.sim.ttfs import simulate_ttfs
@@ -387,11 +382,12 @@ def _inputs(network: Any, run_dir: Path, options: RunOptions, loaded: _Loaded, s
     return network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
 
 
-def _simulate(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
+def _simulate_cuba(
+    recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded
+) -> dict:
+    """A CUBA run: the exported netx file in the reference simulator on the test split."""
     from toolchain.sim.reference import simulate
 
-    if recipe.ttfs.enabled:
-        return _simulate_ttfs(recipe, run_dir, options, loaded)
     network, path = _exported_network(run_dir, state, loaded)
     inputs = _inputs(network, run_dir, options, loaded, options.sim_samples)
     result = simulate(network, inputs.inputs)
@@ -415,8 +411,6 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loa
     from toolchain.sim.compare import compare, simulate_torch
     from toolchain.sim.reference import simulate
 
-    if recipe.ttfs.enabled:
-        raise _Skip("a TTFS network does not run on Lava's CUBA neurons (docs/ttfs.md)")
     if options.lava_samples == 0:
         raise _Skip("--lava-samples 0")
     network, path = _exported_network(run_dir, state, loaded)
@@ -468,17 +462,12 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, l
     from toolchain.energy.targets import load_target
 
     target = load_target(recipe.target.name)
-    sim = run_dir / "sim" / ("ttfs.json" if recipe.ttfs.enabled else "reference.json")
+    coding = _coding(recipe)
+    sim = run_dir / "sim" / coding.activity_file
     if state.stages.get("simulate", {}).get("status") != "done" or not sim.is_file():
         raise _Skip("no measured activity (the simulate stage did not run)")
     activity, accuracy = read_activity(sim)
-    if recipe.ttfs.enabled:  # the topology for placement; the TTFS activity sets the counts
-        from toolchain.sim.ttfs import placement_network
-
-        _, model = _ttfs_model(run_dir, options, loaded)
-        network = placement_network(model, recipe.name, activity.time_steps)
-    else:
-        network, _ = _exported_network(run_dir, state, loaded)
+    network = coding.energy_network(recipe, run_dir, options, state, loaded, activity.time_steps)
     result = estimate(
         network,
         activity,
@@ -499,13 +488,63 @@ def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, l
     }
 
 
-_STAGE_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
-    "train": _train,
-    "export": _export,
-    "simulate": _simulate,
-    "lava": _lava,
-    "energy": _energy,
-}
+def _lava_ttfs(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
+    raise _Skip("a TTFS network does not run on Lava's CUBA neurons (docs/ttfs.md)")
+
+
+def _cuba_energy_network(
+    recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded, time_steps: int
+) -> Any:
+    return _exported_network(run_dir, state, loaded)[0]
+
+
+def _ttfs_energy_network(
+    recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded, time_steps: int
+) -> Any:
+    """The TTFS network's topology for placement (its activity sets the counts)."""
+    from toolchain.sim.ttfs import placement_network
+
+    _, model = _ttfs_model(run_dir, options, loaded)
+    return placement_network(model, recipe.name, time_steps)
+
+
+Stage = Callable[[Recipe, Path, RunOptions, "_State", _Loaded], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Coding:
+    """Everything that differs between a rate-coded CUBA run and a time-to-first-spike run in
+    ``toolchain run``, in one place: its export, simulate and Lava stages, the activity record its
+    simulation writes, and the network its energy is placed with (training dispatches in
+    :func:`toolchain.train.fit_recipe`). The stages ask :func:`_coding` once."""
+
+    export: Stage
+    simulate: Stage
+    lava: Stage
+    activity_file: str
+    energy_network: Callable[..., Any]
+
+
+_CUBA = _Coding(_export_cuba, _simulate_cuba, _lava, "reference.json", _cuba_energy_network)
+_TTFS = _Coding(_export_ttfs, _simulate_ttfs, _lava_ttfs, "ttfs.json", _ttfs_energy_network)
+
+
+def _coding(recipe: Recipe) -> _Coding:
+    """The recipe's coding: TTFS when ``[ttfs].enabled``, else the rate-coded CUBA SNN."""
+    return _TTFS if recipe.ttfs.enabled else _CUBA
+
+
+def _stage_function(stage: str, recipe: Recipe) -> Stage:
+    """The function that runs ``stage`` for ``recipe``'s coding."""
+    coding = _coding(recipe)
+    stages: dict[str, Stage] = {
+        "train": _train,
+        "export": coding.export,
+        "simulate": coding.simulate,
+        "lava": coding.lava,
+        "energy": _energy,
+    }
+    return stages[stage]
 
 
 # --- summary ------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from toolchain.errors import RecipeError
     from toolchain.io import write_json
     from toolchain.run_folder import default_run_dir
-    from toolchain.train import TrainingDivergedError, fit
+    from toolchain.train import TrainingDivergedError, fit_recipe
     from toolchain.train import distributed as ddp
 
     ctx: ddp.DistributedContext | None = None
@@ -135,12 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "progress": not args.no_progress,
         }
         options["distributed"] = ctx
-        if recipe.ttfs.enabled:  # time-to-first-spike coding: the surrogate DNN (docs/ttfs.md)
-            from toolchain.train.ttfs import fit_ttfs
-
-            result: Any = fit_ttfs(recipe, dataset, out, **options)
-        else:
-            result = fit(recipe, dataset, out, **options)
+        result = fit_recipe(recipe, dataset, out, **options)  # CUBA, or TTFS (docs/ttfs.md)
         if main:
             metrics = result.metrics(recipe)
             _print_summary(metrics, out)
