@@ -255,25 +255,19 @@ def _loaded_run(run_dir: Path, options: RunOptions, loaded: _Loaded) -> Any:
 def _export_cuba(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
     """A CUBA run: Loihi quantization to netx (and NIR), the torch models to ONNX."""
     from toolchain.export.onnx import export_ann_onnx, export_snn_onnx, recipe_metadata
-    from toolchain.export.pipeline import ann_twin
-    from toolchain.export.quantize import quantize_model
-    from toolchain.formats.netx import write_netx
-    from toolchain.formats.nir import write_nir
+    from toolchain.export.pipeline import ann_twin, quantize_run, write_graph
 
     run = _loaded_run(run_dir, options, loaded)
     folder = run_dir / "export"
-    network, report = quantize_model(
-        run.model, run.recipe, classes=run.dataset.classes, source=str(run_dir.resolve())
-    )
+    network, report = quantize_run(run)
     outputs = {"netx": folder / "model.net", "nir": folder / "model.nir"}
     written: dict[str, str] = {}
     notes: dict[str, str] = {}
     for fmt, path in outputs.items():
         if fmt not in recipe.export.formats and fmt != "netx":
             continue
-        writer = write_netx if fmt == "netx" else write_nir
         try:
-            writer(network, path)
+            write_graph(network, fmt, path)
             written[fmt] = str(path)
         except ToolchainError as exc:
             if fmt == "netx":

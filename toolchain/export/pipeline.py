@@ -111,17 +111,28 @@ def export_run(
     if fmt == "onnx":
         _write_onnx(run, onnx_model, out)
         return ExportResult(run.run_dir, fmt, out, None, None, None, onnx_model)
-    network, report = quantize_model(
+    network, report = quantize_run(run, scale_layers=scale_layers)
+    write_graph(network, fmt, out)
+    accuracy = compare_accuracy(run, network, samples) if evaluate else None
+    return ExportResult(run.run_dir, fmt, out, network, report, accuracy)
+
+
+def quantize_run(run: LoadedRun, *, scale_layers: bool = True) -> tuple[ir.Network, QuantizationReport]:
+    """``run``'s model on Loihi's registers (:func:`~toolchain.export.quantize.quantize_model`), with
+    the run's class names and folder as the graph's provenance: what ``toolchain export`` and
+    ``toolchain run`` both write."""
+    return quantize_model(
         run.model,
         run.recipe,
         classes=run.dataset.classes,
         source=str(run.run_dir.resolve()),
         scale_layers=scale_layers,
     )
-    writer = _writer(fmt)
-    writer(network, out)
-    accuracy = compare_accuracy(run, network, samples) if evaluate else None
-    return ExportResult(run.run_dir, fmt, out, network, report, accuracy)
+
+
+def write_graph(network: ir.Network, fmt: str, out: str | Path) -> Path:
+    """Write the deployment graph as ``fmt`` (``netx`` or ``nir``), atomically; returns the path."""
+    return _writer(fmt)(network, Path(out))
 
 
 def compare_accuracy(run: LoadedRun, network: ir.Network, samples: int | None = None) -> AccuracyComparison:
@@ -318,6 +329,8 @@ __all__ = [
     "export_run",
     "format_report",
     "quantization_table",
+    "quantize_run",
     "simulator_inputs",
     "torch_model_predictions",
+    "write_graph",
 ]
