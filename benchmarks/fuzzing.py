@@ -265,14 +265,15 @@ def mutate_lines(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
 JSON_VALUES = (None, -1, 0, 10**400, 1e308, float("nan"), float("-inf"), "x", "", [], {}, [[[]]], True)
 
 
-def _json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+def json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside nested dicts and lists."""
     paths = [prefix]
     if isinstance(value, dict):
         for key, item in value.items():
-            paths += _json_paths(item, (*prefix, key))
+            paths += json_paths(item, (*prefix, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            paths += _json_paths(item, (*prefix, index))
+            paths += json_paths(item, (*prefix, index))
     return paths
 
 
@@ -286,7 +287,7 @@ def mutate_json(data: Any, rng: np.random.Generator) -> tuple[str, bytes]:
     data = copy.deepcopy(data)
     kind = "values"
     for _ in range(int(rng.integers(1, 5))):
-        paths = _json_paths(data)[1:]
+        paths = json_paths(data)[1:]
         if not paths:
             break
         path = paths[int(rng.integers(len(paths)))]

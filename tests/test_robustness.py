@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from fuzzing import TOML_VALUES
+from fuzzing import JSON_VALUES, TOML_VALUES, json_paths
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
@@ -226,21 +226,6 @@ def test_fuzz_target_profile_reader_only_raises_target_errors(tmp_path: Path, te
     read_or_toolchain_error(lambda: parse_target_file(path), path, "parse_target_file")
 
 
-JSON_VALUES = (None, -1, 0, 10**400, 1e308, float("nan"), float("-inf"), "x", "", [], {}, [[[]]], True)
-
-
-def _json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every path to a value inside nested dicts and lists."""
-    paths = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths += _json_paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            paths += _json_paths(item, (*prefix, index))
-    return paths
-
-
 @st.composite
 def mutated_activity(draw: st.DrawFn) -> bytes:
     """The JSON of ``toolchain simulate --json`` (an activity and its accuracy), with 1-4 values
@@ -255,7 +240,7 @@ def mutated_activity(draw: st.DrawFn) -> bytes:
         return draw(byte_mutations(json.dumps(data).encode(), header_bytes=32))
     data = copy.deepcopy(data)
     for _ in range(draw(st.integers(1, 4), label="mutations")):
-        paths = _json_paths(data)[1:]
+        paths = json_paths(data)[1:]
         if not paths:
             break
         path = draw(st.sampled_from(paths), label="path")
