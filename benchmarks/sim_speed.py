@@ -105,6 +105,7 @@ def measure(
         },
         "reference_sample_steps_per_second": reference_rate,
         "reference_startup_s": reference.timing.startup_s,
+        **_event_costs(network, samples, reference),
         "lava_steady_sample_steps_per_second": lava_steady,
         "lava_end_to_end_sample_steps_per_second": lava_total,
         "lava_timing": lava_timing,
@@ -128,6 +129,20 @@ def _reference_only(network: ir.Network, samples: int, reference) -> dict:
         },
         "reference_sample_steps_per_second": reference.timing.sample_steps_per_second,
         "reference_startup_s": reference.timing.startup_s,
+        **_event_costs(network, samples, reference),
+    }
+
+
+def _event_costs(network: ir.Network, samples: int, reference) -> dict:
+    """The reference's stepping time per synaptic operation and per neuron update (each the whole
+    stepping time divided by that count: an upper bound of what one event costs)."""
+    run_s = reference.timing.run_s
+    synops = reference.activity.synops_per_sample * samples
+    updates = sum(layer.neurons for layer in reference.activity.layers) * network.time_steps * samples
+    return {
+        "reference_synops": synops,
+        "reference_ns_per_synop": run_s / synops * 1e9 if synops else None,
+        "reference_ns_per_neuron_update": run_s / updates * 1e9 if updates else None,
     }
 
 
@@ -186,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         rates = ", ".join(f"{name} {rate:.3f}" for name, rate in r["layer_spike_rates"].items())
         print(f"{r['network']}: spikes per neuron per step: {rates}")
+        print(
+            f"{r['network']}: reference {r['reference_ns_per_synop']:.2f} ns per synaptic operation, "
+            f"{r['reference_ns_per_neuron_update']:.2f} ns per neuron update (its whole stepping time "
+            "divided by each count)"
+        )
     if args.json:
         args.json.write_text(json.dumps({"load_1min": load, "rows": rows}, indent=2) + "\n")
     return 0 if all(r.get("mismatched_spikes", 0) == 0 for r in rows) else 1
