@@ -31,6 +31,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,6 @@ def dense_ns_per_mac(repeats: int = 5) -> float:
     """The machine's own pace: one thread's best time per multiply-add of a dense float32 product
     (a 25,600 x 700 by 700 x 256 matrix product, the MLP's first layer over a 256-sample batch of 100
     steps), in nanoseconds."""
-    import time
-
     a, b = torch.rand(25_600, 700), torch.rand(700, 256)
     best = float("inf")
     for _ in range(repeats):

@@ -128,6 +128,10 @@ def test_what_cannot_hold_input_neurons_refuses_them(tmp_path):
 needs_lava = pytest.mark.skipif(not HAS_LAVA, reason="lava-nc / lava-dl are not installed (make install)")
 
 
+#: slayer's CUBA neuron parameters for both networks
+SLAYER_NEURON = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1, "requires_grad": False}
+
+
 def _slayer():
     from toolchain import lava_compat
 
@@ -167,7 +171,7 @@ def test_a_slayer_dense_network_with_an_input_block_runs_as_in_lava(tmp_path):
 
     slayer = _slayer()
     torch.manual_seed(0)
-    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1, "requires_grad": False}
+    params = SLAYER_NEURON
     blocks = [
         slayer.block.cuba.Input(params, weight=1.5, bias=0.25),
         slayer.block.cuba.Dense(params, 20, 12, weight_scale=2),
@@ -191,7 +195,7 @@ def test_a_slayer_conv_network_with_an_input_block_and_graded_input_runs_as_in_l
 
     slayer = _slayer()
     torch.manual_seed(1)
-    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1, "requires_grad": False}
+    params = SLAYER_NEURON
     blocks = [
         slayer.block.cuba.Input(params, weight=2.0, bias=0.1),
         slayer.block.cuba.Conv(params, 2, 4, 3, weight_scale=2),

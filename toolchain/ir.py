@@ -43,6 +43,8 @@ from toolchain.loihi_numbers import (
     BIAS_EXP_MIN,
     BIAS_MANT_MAX,
     BIAS_MANT_MIN,
+    INPUT_SHIFT,
+    STATE_SCALE,
     WEIGHT_EXP_MAX,
     WEIGHT_EXP_MIN,
     WEIGHT_MAX,
@@ -140,7 +142,7 @@ class CubaNeurons:
         """The per-neuron bias added to the voltage every step, in float units (``None``: no bias)."""
         if self.bias_mant is None:
             return None
-        return self.bias_mant.astype(np.float64) * 2.0**self.bias_exp / 2**12
+        return self.bias_mant.astype(np.float64) * 2.0**self.bias_exp / STATE_SCALE
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ class InputNeurons:
         """
         values = np.asarray(x).astype(np.int64)
         if graded:
-            return ((values * self.scale_mant) >> 8) + self.offset_mant
+            return ((values * self.scale_mant) >> INPUT_SHIFT) + self.offset_mant
         return values * self.scale_mant + self.offset_mant
 
 
@@ -367,12 +369,18 @@ class Network:
         if self.input_layer is not None and not isinstance(self.input_layer, InputNeurons):
             raise IRError(f"network {self.name!r}: input_layer must be InputNeurons")
         first = self.synaptic_layers()[0]
-        graded_into_first = self.input_encoding == "graded" and self.input_layer is None
-        expected_exp = -8 if graded_into_first else None
+        expected_exp = -INPUT_SHIFT if self.graded_payloads else None
         if expected_exp is not None and first.weight_exp != expected_exp:
             raise IRError(
-                f"layer {first.name!r}: graded 8-bit input needs weight_exp = -8, got {first.weight_exp}"
+                f"layer {first.name!r}: graded 8-bit input needs weight_exp = {expected_exp}, "
+                f"got {first.weight_exp}"
             )
+
+    @property
+    def graded_payloads(self) -> bool:
+        """Whether the first synaptic layer receives 8-bit graded payloads (graded input and no input
+        neurons; input neurons pass on 0/1 spikes), and so has ``weight_exp = -8``."""
+        return self.input_encoding == "graded" and self.input_layer is None
 
     @property
     def num_classes(self) -> int:

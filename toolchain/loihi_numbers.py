@@ -213,6 +213,14 @@ def scaled_bias(bias_mant: np.ndarray, bias_exp: int) -> np.ndarray:
     return mant << bias_exp if bias_exp >= 0 else mant >> -bias_exp
 
 
+def signed_bits(low: int, high: int) -> int:
+    """The fewest bits of a two's-complement integer holding ``[low, high]``."""
+    bits = 1
+    while not -(2 ** (bits - 1)) <= low <= high <= 2 ** (bits - 1) - 1:
+        bits += 1
+    return bits
+
+
 def weight_precision_bits(weight: np.ndarray) -> int:
     """The bits a synapse stores for integer weights ``weight``: the fewest two's-complement bits of
     ``weight / 2^k`` (``2^k`` the largest power of two dividing every weight; Loihi keeps a layer's
@@ -224,11 +232,7 @@ def weight_precision_bits(weight: np.ndarray) -> int:
     shift = 0
     while shift < 62 and not np.any(nonzero & ((1 << (shift + 1)) - 1)):
         shift += 1
-    low, high = int(nonzero.min()) >> shift, int(nonzero.max()) >> shift
-    bits = 1
-    while not -(2 ** (bits - 1)) <= low <= high <= 2 ** (bits - 1) - 1:
-        bits += 1
-    return bits
+    return signed_bits(int(nonzero.min()) >> shift, int(nonzero.max()) >> shift)
 
 
 def current_may_wrap(max_abs_a_in: int, du_lava: int) -> bool:
@@ -284,5 +288,6 @@ __all__ = [
     "neuron_registers",
     "readout_registers",
     "scaled_bias",
+    "signed_bits",
     "weight_precision_bits",
 ]

@@ -113,7 +113,10 @@ class ActivityMismatchError(ToolchainError):
 
 @dataclass(frozen=True)
 class LayerEnergy:
-    """One synaptic layer's counts and energies per inference."""
+    """One population's counts and energies per inference (a synaptic layer, or input neurons).
+
+    The neuron and routing energies are the sums of their terms (:data:`TERMS`), kept apart.
+    """
 
     name: str
     kind: str
@@ -130,23 +133,35 @@ class LayerEnergy:
     east_west_hops: float
     north_south_hops: float
     synaptic_j: float
-    neuron_j: float
-    routing_j: float
     step_time_s: float
-    #: the parts of ``neuron_j`` and ``routing_j`` (see :data:`TERMS`)
-    neuron_update_j: float = 0.0
-    neuron_access_j: float = 0.0
-    spike_out_j: float = 0.0
-    message_out_j: float = 0.0
-    within_tile_j: float = 0.0
-    hops_j: float = 0.0
+    neuron_update_j: float
+    neuron_access_j: float
+    spike_out_j: float
+    message_out_j: float
+    within_tile_j: float
+    hops_j: float
+
+    @property
+    def neuron_j(self) -> float:
+        """Updates, accesses and spikes out."""
+        return self.neuron_update_j + self.neuron_access_j + self.spike_out_j
+
+    @property
+    def routing_j(self) -> float:
+        """Messages out, within-tile messages and tile hops."""
+        return self.message_out_j + self.within_tile_j + self.hops_j
 
     @property
     def total_j(self) -> float:
         return self.synaptic_j + self.neuron_j + self.routing_j
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "total_j": self.total_j}
+        return {
+            **asdict(self),
+            "neuron_j": self.neuron_j,
+            "routing_j": self.routing_j,
+            "total_j": self.total_j,
+        }
 
 
 @dataclass(frozen=True)
@@ -370,8 +385,6 @@ def _population_energy(
         east_west_hops=east_west,
         north_south_hops=north_south,
         synaptic_j=counts.synops_per_sample * synop_pj * PJ,
-        neuron_j=update_j + access_j + spike_out_j,
-        routing_j=message_out_j + within_j + hops_j,
         step_time_s=step_s,
         neuron_update_j=update_j,
         neuron_access_j=access_j,

@@ -54,6 +54,17 @@ class SpikeAgreement:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def describe(self) -> str:
+        """The agreement in words, as ``toolchain convert`` prints it."""
+        share = self.mismatched_spikes / max(self.positions, 1)
+        text = (
+            f"{self.mismatched_spikes} of {self.positions} output spike positions differ ({share:.2%}); "
+            f"same prediction on {self.prediction_agreement:.1%} of the samples"
+        )
+        if self.accuracy_a is not None:
+            text += f"; accuracy {self.accuracy_a:.4f} -> {self.accuracy_b:.4f}"
+        return text
+
 
 @dataclass(frozen=True)
 class ConversionCheck:
@@ -221,22 +232,15 @@ def format_conversion(conversion: Conversion) -> str:
     lines = quantization_table(conversion.report)
     check = conversion.check
     if check is not None:
-        q = check.quantization
         lines.append(
-            f"float graph vs quantized network on {q.samples} samples (synapse delay "
-            f"{check.synapse_delay_steps} step(s) in both): {q.mismatched_spikes} of {q.positions} output "
-            f"spike positions differ ({q.mismatched_spikes / max(q.positions, 1):.2%}); same prediction on "
-            f"{q.prediction_agreement:.1%} of the samples"
-            + (f"; accuracy {q.accuracy_a:.4f} -> {q.accuracy_b:.4f}" if q.accuracy_a is not None else "")
+            f"float graph vs quantized network on {check.quantization.samples} samples (synapse delay "
+            f"{check.synapse_delay_steps} step(s) in both): {check.quantization.describe()}"
         )
         if check.delay is not None:
-            d = check.delay
             lines.append(
-                f"Lava's one-step synapse delay (NIR's edges have none), float graph: {d.mismatched_spikes} "
-                f"of {d.positions} output spike positions differ; same prediction on "
-                f"{d.prediction_agreement:.1%}"
-                + (f"; accuracy {d.accuracy_a:.4f} -> {d.accuracy_b:.4f}" if d.accuracy_a is not None else "")
-                + " (more time steps, --time-steps, leave the last layers time to respond)"
+                "Lava's one-step synapse delay (NIR's edges have none), float graph: "
+                f"{check.delay.describe()} (more time steps, --time-steps, leave the last layers time "
+                "to respond)"
             )
     elif conversion.unchecked is not None:
         lines.append(f"not checked against the float graph: {conversion.unchecked}")

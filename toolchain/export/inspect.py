@@ -29,7 +29,7 @@ import numpy as np
 from toolchain import ir
 from toolchain.errors import one_line as _one_line
 from toolchain.formats.detect import FORMATS, GraphFile, ModelFileError, detect_format, open_graph
-from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE
+from toolchain.loihi_numbers import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_SCALE, signed_bits
 
 #: values per chunk when an initializer's statistics are computed
 STATS_CHUNK = 1 << 22
@@ -222,16 +222,8 @@ def _describe_weights(layer: ir.SynapticLayer) -> dict[str, Any]:
         "weight_float_max": float(floats.max()),
         "distinct_values": int(np.unique(weight).size),
         "zero_fraction": float(np.count_nonzero(weight == 0) / weight.size),
-        "bits": _signed_bits(low, high),
+        "bits": signed_bits(low, high),
     }
-
-
-def _signed_bits(low: int, high: int) -> int:
-    """The fewest bits of a two's-complement integer holding ``[low, high]``."""
-    bits = 1
-    while not -(2 ** (bits - 1)) <= low <= high <= 2 ** (bits - 1) - 1:
-        bits += 1
-    return bits
 
 
 def _value_info(value: Any) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def _quantize_layer(
             else:
                 b = np.broadcast_to(b.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
             bias = bias + b * scale
-    population = Population(current_decay, voltage_decay, threshold if spiking else math.inf, spiking)
+    population = Population(current_decay, voltage_decay, threshold, spiking)  # inf: an integrator
     weight_t = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64))
     bias_or_none = bias if np.any(bias != 0) else None
     scale_exp = scale_exponent(weight_t, bias_or_none, population, name, steps) if scale_layers else 0

@@ -144,7 +144,7 @@ def _write(handle: h5py.File, network: ir.Network) -> None:
         records.append(record)
         synaptic += isinstance(layer, ir.Dense | ir.Conv)
         shape = layer.out_shape
-    graded = network.input_encoding == "graded" and network.input_layer is None  # payloads into layer 1
+    graded = network.graded_payloads
     sidecar = {
         "name": network.name,
         "input_shape": list(network.input_shape),
@@ -264,7 +264,7 @@ def _netx_bias(layer: ir.SynapticLayer) -> np.ndarray | None:
 
 
 def _check_exponent(network: ir.Network, layer: ir.SynapticLayer, synaptic_index: int) -> None:
-    graded_first = network.input_encoding == "graded" and synaptic_index == 0 and network.input_layer is None
+    graded_first = network.graded_payloads and synaptic_index == 0
     expected = -INPUT_SHIFT if graded_first else 0
     if layer.weight_exp != expected:
         raise FormatError(

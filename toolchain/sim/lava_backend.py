@@ -219,11 +219,12 @@ def simulate_lava(
     input_layer = network.input_layer
     if recorded is not None and input_layer is not None:
         recorded = {input_layer.name: np.zeros((steps, samples, *network.input_shape), np.uint8), **recorded}
-    payloads = graded and input_layer is None  # graded input into the first synaptic layer
     for sample in range(samples):
         start = time.perf_counter()
         try:
-            net = lava.netx.hdf5.Network(net_config=str(path), input_message_bits=8 if payloads else 0)
+            net = lava.netx.hdf5.Network(
+                net_config=str(path), input_message_bits=8 if network.graded_payloads else 0
+            )
         except (RuntimeError, ValueError, KeyError, OSError, NotImplementedError) as exc:
             raise SimulationError(
                 f"{path}: lava-dl's netx cannot load it ({type(exc).__name__}: {exc})"

@@ -277,8 +277,7 @@ class _Synapse:
 def _prepare(network: ir.Network) -> list[ir.Pool | ir.Flatten | _Synapse]:
     """The network's layers with each synaptic layer turned into a :class:`_Synapse`."""
     steps: list[ir.Pool | ir.Flatten | _Synapse] = []
-    payloads = network.input_encoding == "graded" and network.input_layer is None
-    max_input = INPUT_PAYLOAD_MAX if payloads else 1  # input neurons pass on 0/1 spikes
+    max_input = INPUT_PAYLOAD_MAX if network.graded_payloads else 1
     denominator = 1
     for layer in network.layers:
         if isinstance(layer, ir.Flatten):
@@ -456,7 +455,7 @@ def simulate(
                 x = _input_neurons(input_layer, x, steps, graded, input_totals)
                 if record_spikes:
                     recorded[input_layer.name].append(x.to(torch.uint8).contiguous().numpy())
-            spikes, voltages = _run_batch(network, plan, x, graded and input_layer is None, totals)
+            spikes, voltages = _run_batch(network, plan, x, network.graded_payloads, totals)
             potentials.append(voltages.to(torch.int64).reshape(steps, voltages.shape[1], -1).numpy())
             counts.append(
                 spikes[-1].reshape(steps, spikes[-1].shape[1], -1).sum(dim=0).to(torch.int64).numpy()
