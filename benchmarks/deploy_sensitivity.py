@@ -8,7 +8,11 @@ whole test split:
 - the float model with one synaptic layer at a time on Loihi's fixed point (batch norm folded, the
   layer scaled and rounded onto its registers, Loihi's integer arithmetic: what the export writes),
   the input graded;
-- every layer in fixed point: the deployed network (the reference simulator's figures);
+- every layer in training's fixed-point mode (the model as ``[train].fixed_point_epochs`` trains it);
+- the deployed network: the graph the export writes (``export.pipeline.quantize_run``) run by the
+  reference simulator on the recipe's evaluation inputs (``toolchain run``'s fixed-point figure).
+  The two rows differ where the export rounds onto another scale than training's fixed-point mode
+  (the export may scale a layer up to use more of the 8-bit weight grid);
 - the noise floor: the float model on inputs jittered by uniform noise of half an 8-bit step
   (``--jitter-draws`` draws), a perturbation no smaller than what 8-bit input already applies.
 
@@ -35,8 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolchain.export.pipeline import quantize_run
 from toolchain.export.run_loader import load_run
 from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX
+from toolchain.sim.backends import simulate_backends
+from toolchain.sim.inputs import network_inputs
 from toolchain.snn.loihi import graded_input
 from toolchain.snn.models import SpikingNetwork
 from toolchain.snn.numerics import GRADED_ENCODINGS, apply_numerics
@@ -87,7 +94,11 @@ def sensitivity(run_dir: Path, data_dir: str | None, jitter_draws: int, seed: in
         mixed = copy.deepcopy(float_model)
         mixed.blocks[index] = block
         row(f"8-bit input + {block.name} in fixed point", predict(mixed, graded, steps))
-    row("every layer in fixed point (deployed)", predict(fixed, x, steps))
+    row("every layer in training's fixed-point mode", predict(fixed, x, steps))
+    network, _ = quantize_run(run)
+    inputs = network_inputs(network, run.dataset.test, recipe.encoding)
+    deployed = simulate_backends(network, inputs).results["reference"].predictions
+    row("deployed (the exported graph, reference simulator)", deployed)
     generator = torch.Generator().manual_seed(seed)
     half_step = 0.5 / INPUT_PAYLOAD_MAX
     jitter = []

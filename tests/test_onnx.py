@@ -17,15 +17,8 @@ from toolchain.config import ModelConfig, NeuronConfig
 from toolchain.data import dataset_shape
 from toolchain.errors import ToolchainError
 from toolchain.export.inspect import describe, format_description
-from toolchain.export.onnx import (
-    OPSET,
-    OnnxExportError,
-    OnnxFormatError,
-    export_ann_onnx,
-    export_snn_onnx,
-    read_onnx,
-    run_onnx,
-)
+from toolchain.export.onnx import OPSET, OnnxExportError, export_ann_onnx, export_snn_onnx
+from toolchain.formats.onnx import OnnxFormatError, read_onnx, run_onnx
 from toolchain.snn.ann import build_ann
 from toolchain.snn.models import build_model
 from toolchain.snn.neurons import CubaLIF

@@ -15,9 +15,10 @@ import torch
 from toolchain import ir
 from toolchain.config import parse_recipe
 from toolchain.data.encoding import encode
-from toolchain.export.onnx import export_snn_onnx, run_onnx
+from toolchain.export.onnx import export_snn_onnx
 from toolchain.export.quantize import quantize_model
 from toolchain.formats.netx import read_netx, write_netx
+from toolchain.formats.onnx import run_onnx
 from toolchain.loihi_numbers import NEVER_SPIKE_VTH_MANT, STATE_SCALE, CubaRegisters
 from toolchain.sim.compare import compare, simulate_torch
 from toolchain.sim.reference import simulate

@@ -214,3 +214,22 @@ def test_network_inputs_give_the_evaluation_spikes_to_any_first_samples():
     )
     with pytest.raises(SimulationError, match="encoding 'direct' does not fit the network's 'spikes' input"):
         encoding_of(broken, "x.net")
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(3, 2, 4, 7, 8), (3, 2, 5, 11)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sum_pool_equals_the_window_sums(kernel, shape, channels_last):
+    from toolchain.sim.reference import _sum_pool
+
+    h = torch.randint(0, 3, shape).to(torch.float32)  # [T, b, C, *spatial]
+    if channels_last:  # as a 2-D convolution's spikes come back: channels innermost in memory
+        h = h.movedim(2, -1).contiguous().movedim(-1, 2)
+    spatial = shape[3:]
+    pool = ir.Pool("p", "sum", kernel, shape[2:])
+    got = _sum_pool(h, pool, 2)
+    crop = [size // kernel * kernel for size in spatial]
+    expected = h[(..., *(slice(0, c) for c in crop))].contiguous()
+    windows = [d for c in crop for d in (c // kernel, kernel)]
+    expected = expected.reshape(*shape[:3], *windows).sum(dim=tuple(range(4, 4 + 2 * len(crop), 2)))
+    assert torch.equal(got, expected)

@@ -21,10 +21,11 @@ message, as on the command line. The reference and a worked example: ``docs/api.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -447,7 +448,7 @@ def compare(
     :class:`~toolchain.sim.compare.Comparison`: ``agree``, ``mismatched_spikes``, ``mismatches``
     (backend -> layer -> count), ``samples`` and ``accuracy`` (with labels) per backend.
     """
-    from toolchain.sim.compare import compare as compare_results
+    from toolchain.sim.backends import InputArrays, simulate_backends
 
     backends = [backends] if isinstance(backends, str) else list(backends)
     unknown = [name for name in backends if name not in BACKENDS or name == "reference"]
@@ -464,21 +465,25 @@ def compare(
         from toolchain.sim.reference import check_spike_record
 
         check_spike_record(network, count, "samples=, or record_spikes=False")
-        reference = _run("reference", network, path, x, True, 256)
     elif reference.samples != count:
         raise ToolchainError(
             f"compare: the reference result holds {reference.samples} samples, the inputs {count}; "
             "simulate the same inputs (or leave reference out)"
         )
-    if labels is None:
+    if labels is None and reference is not None:
         labels = reference.metadata.get("labels")
-    others = {}
-    for name in backends:
-        part = x
-        if name == "lava" and lava_samples is not None and lava_samples < count:
-            part = _first(network, x, lava_samples)
-        others[name] = _run(name, network, path, part, True, 256)
-    return compare_results(reference, others, labels)
+    with _netx_file(network, path, "lava" in backends) as netx_file:
+        run = simulate_backends(
+            network,
+            InputArrays(x, labels, count),
+            backends=backends,
+            compare=True,
+            reference=reference,
+            netx_file=netx_file,
+            lava_samples=lava_samples,
+        )
+    assert run.comparison is not None
+    return run.comparison
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,26 +707,32 @@ def _count(network: ir.Network, x: Any) -> int:
 def _run(
     backend: str, network: ir.Network, path: Path | None, x: Any, record: bool, batch_size: int
 ) -> SimulationResult:
-    if backend == "reference":
-        from toolchain.sim.reference import simulate as reference
+    from toolchain.sim.backends import run_backend
 
-        return reference(network, x, batch_size=batch_size, record_spikes=record)
-    if backend == "torch":
-        from toolchain.sim.compare import simulate_torch
+    with _netx_file(network, path, backend == "lava") as netx_file:
+        return run_backend(
+            backend, network, x, netx_file=netx_file, record_spikes=record, batch_size=batch_size
+        )
 
-        return simulate_torch(network, x, record_spikes=record)
-    from toolchain.sim.lava_backend import simulate_lava
 
+@contextlib.contextmanager
+def _netx_file(network: ir.Network, path: Path | None, needed: bool) -> Iterator[Path | None]:
+    """The netx file Lava runs when ``needed``: ``path`` (refused unless it is netx), or the
+    in-memory ``network`` written to a temporary one for the duration."""
+    if not needed:
+        yield None
+        return
     if path is not None:
         from toolchain.formats.detect import graph_format
 
         if graph_format(path) != "netx":
             raise ToolchainError(f"{path}: the lava backend runs netx files; write the network as netx")
-        return simulate_lava(path, x, network=network, record_spikes=record)
+        yield path
+        return
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="toolchain-lava-") as folder:
-        return simulate_lava(write(network, Path(folder) / "network.net"), x, record_spikes=record)
+        yield write(network, Path(folder) / "network.net")
 
 
 def _activity(where: str, value: Any, also: str = "an Activity") -> Activity:

@@ -352,8 +352,7 @@ def _simulate_ttfs(
         "max_spikes_per_neuron": result.max_spikes_per_neuron,
         "activity": result.activity.to_dict(),
     }
-    write_json(out, report)
-    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+    return _stage_record(out, report)
 
 
 def _exported_network(run_dir: Path, state: _State, loaded: _Loaded) -> tuple[Any, Path]:
@@ -380,30 +379,18 @@ def _simulate_cuba(
     recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded
 ) -> dict:
     """A CUBA run: the exported netx file in the reference simulator on the test split."""
-    from toolchain.sim.reference import simulate
+    from toolchain.sim.backends import simulate_backends
 
     network, path = _exported_network(run_dir, state, loaded)
     inputs = _inputs(network, run_dir, options, loaded, options.sim_samples)
-    result = simulate(network, inputs.inputs)
-    out = run_dir / "sim" / "reference.json"
-    timing = result.timing
-    report = {
-        "file": str(path),
-        "backend": "reference",
-        "samples": result.samples,
-        "accuracy": result.accuracy(inputs.labels),
-        "spikes_per_sample": result.activity.spikes_per_sample,
-        "synops_per_sample": result.activity.synops_per_sample,
-        "sample_steps_per_second": timing.sample_steps_per_second if timing else None,
-        "activity": result.activity.to_dict(),
-    }
-    write_json(out, report)
-    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+    report = {"file": str(path), **simulate_backends(network, inputs).record("reference")}
+    return _stage_record(run_dir / "sim" / "reference.json", report)
 
 
 def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:
-    from toolchain.sim.compare import compare, simulate_torch
-    from toolchain.sim.reference import simulate
+    """A CUBA run: the netx file in Lava on the first test samples, compared spike for spike with
+    the reference simulator and the fixed-point torch model."""
+    from toolchain.sim.backends import simulate_backends
 
     if options.lava_samples == 0:
         raise _Skip("--lava-samples 0")
@@ -412,41 +399,34 @@ def _lava(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loa
         from toolchain import lava_compat
 
         lava_compat.import_lava()
-        from toolchain.sim.lava_backend import LavaProgress, simulate_lava
+        from toolchain.sim.lava_backend import LavaProgress
     except LavaUnavailableError as exc:
         raise _Skip(f"Lava is not available here: {exc}") from None
     inputs = _inputs(network, run_dir, options, loaded, options.lava_samples)
-    reference = simulate(network, inputs.inputs, record_spikes=True)
     progress = LavaProgress(inputs.samples, label="[lava]") if options.progress else None
-    lava = simulate_lava(path, inputs.inputs, network=network, record_spikes=True, progress=progress)
-    others = {"lava": lava}
-    notes = {}
-    try:
-        others["torch"] = simulate_torch(network, inputs.inputs)
-    except ToolchainError as exc:  # e.g. a neuron bias, which the torch model has no field for
-        notes["torch"] = str(exc)
-    comparison = compare(reference, others, inputs.labels)
-    timing = lava.metadata.get("lava_timing", {})
-    out = run_dir / "sim" / "lava.json"
-    report = {
-        "file": str(path),
-        "backend": "lava",
-        "samples": lava.samples,
-        "accuracy": lava.accuracy(inputs.labels),
-        "mismatched_spikes": comparison.mismatched_spikes,
-        "mismatched_potentials": comparison.mismatched_potentials if network.readout == "potential" else None,
-        "comparison": comparison.to_dict(),
-        "not_compared": notes,
-        "timing": timing,
-        "activity": lava.activity.to_dict(),
-    }
-    write_json(out, report)
-    if not comparison.agree:
+    run = simulate_backends(
+        network,
+        inputs,
+        backends=("torch", "lava"),
+        compare=True,
+        tolerate=("torch",),
+        netx_file=path,
+        lava_progress=progress,
+    )
+    assert run.comparison is not None
+    if not run.comparison.agree:
         options.log(
-            f"[lava] WARNING: {comparison.mismatched_spikes} spikes and {comparison.mismatched_potentials} "
-            "output potentials differ between backends"
+            f"[lava] WARNING: {run.comparison.mismatched_spikes} spikes and "
+            f"{run.comparison.mismatched_potentials} output potentials differ between backends"
         )
-    return {"outputs": [str(out)], **{k: v for k, v in report.items() if k != "activity"}}
+    return _stage_record(run_dir / "sim" / "lava.json", {"file": str(path), **run.record("lava")})
+
+
+def _stage_record(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Write a simulation's ``report`` to ``path``; what ``pipeline.json`` keeps of it (all but the
+    activity, which stays in the file)."""
+    write_json(path, report)
+    return {"outputs": [str(path)], **{k: v for k, v in report.items() if k != "activity"}}
 
 
 def _energy(recipe: Recipe, run_dir: Path, options: RunOptions, state: _State, loaded: _Loaded) -> dict:

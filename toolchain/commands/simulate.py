@@ -138,39 +138,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "--output: ",
         )
 
-    results: dict[str, Any] = {}
-    if args.backend == "reference" or args.compare:
-        from toolchain.sim.reference import simulate
+    from toolchain.sim.backends import simulate_backends
 
-        results["reference"] = simulate(
-            network, inputs.inputs, batch_size=args.batch_size, record_spikes=record
-        )
-    if args.backend == "lava" or (args.compare and fmt == "netx"):
-        results["lava"] = _run_lava(args.file, network, inputs, lava_samples, record=record)
-    comparison = None
-    not_compared: dict[str, str] = {}
-    if args.compare:
-        from toolchain.sim.compare import compare, simulate_torch
+    netx_file = args.file if fmt == "netx" else None
+    lava_progress = None
+    if args.backend == "lava" or (args.compare and netx_file is not None):
+        from toolchain.sim.lava_backend import LavaProgress
 
-        try:
-            results["torch"] = simulate_torch(network, inputs.inputs)
-        except ToolchainError as exc:  # e.g. a neuron bias: the torch model has none
-            not_compared["torch"] = str(exc)
-        others = {name: results[name] for name in ("torch", "lava") if name in results}
-        comparison = compare(results["reference"], others, inputs.labels)
-
-    main = results[args.backend]
+        lava_progress = LavaProgress(lava_samples)
+    backends = [args.backend]
+    if args.compare:  # every backend that can run the file, each against the reference
+        backends += [name for name in ("torch", "lava") if name != "lava" or netx_file is not None]
+    run = simulate_backends(
+        network,
+        inputs,
+        backends=list(dict.fromkeys(backends)),
+        compare=args.compare,
+        tolerate=("torch",),
+        netx_file=netx_file,
+        lava_samples=lava_samples,
+        batch_size=args.batch_size,
+        record_spikes=record,
+        lava_progress=lava_progress,
+    )
+    comparison = run.comparison
+    main = run.results[args.backend]
     warn_if_silent(main, network, fmt, args.file)
-    report = _report(args, network, fmt, main, inputs, data_info, encoding)
+    report = {
+        "file": str(args.file),
+        "format": fmt,
+        "network": network.name,
+        "encoding": {"scheme": encoding.scheme, "time_steps": encoding.time_steps},
+        **data_info,
+        **run.record(args.backend),
+    }
     report["not_stated"] = sorted(graph.placeholders | (_relevant(fmt) - graph.stated))
     if graph.dt is not None:
         report["dt_s"] = graph.dt
-    if comparison is not None:
-        report["mismatched_spikes"] = comparison.mismatched_spikes
-        report["comparison"] = comparison.to_dict()
-        report["not_compared"] = not_compared
-        if network.metadata.get("numeric") == "float":
-            report["float_model"] = _float_model(network, inputs, args.data_dir)
+    if comparison is not None and network.metadata.get("numeric") == "float":
+        report["float_model"] = _float_model(network, inputs, args.data_dir)
     if args.output is not None:
         report["output"] = str(write_output(args.output, main, network, _labels(inputs, main.samples)))
     print(_format(report))
@@ -239,66 +245,6 @@ def _float_model(network: Any, inputs: Any, data_dir: Path | None) -> dict[str, 
             predictions.append(logits.argmax(dim=1).numpy())
     accuracy = float((np.concatenate(predictions) == inputs.labels).mean())
     return {"accuracy": accuracy, "samples": inputs.samples, "run": source}
-
-
-def _run_lava(path: Path, network: Any, inputs: Any, samples: int, *, record: bool) -> Any:
-
-    import numpy as np
-
-    from toolchain.sim.lava_backend import LavaProgress, simulate_lava
-
-    graded = network.input_encoding == "graded"
-    x = inputs.inputs[:samples] if graded else inputs.inputs[:, :samples]
-
-    progress = LavaProgress(samples)
-    return simulate_lava(path, np.asarray(x), network=network, record_spikes=record, progress=progress)
-
-
-def _report(
-    args: argparse.Namespace,
-    network: Any,
-    fmt: str,
-    result: Any,
-    inputs: Any,
-    data_info: dict[str, Any],
-    encoding: Any,
-) -> dict[str, Any]:
-    activity = result.activity
-    labels = _labels(inputs, result.samples)
-    timing = result.timing
-    report: dict[str, Any] = {
-        "file": str(args.file),
-        "format": fmt,
-        "network": network.name,
-        "backend": args.backend,
-        "samples": result.samples,
-        "time_steps": network.time_steps,
-        "encoding": {"scheme": encoding.scheme, "time_steps": encoding.time_steps},
-        **data_info,
-        "accuracy": None if labels is None else result.accuracy(labels),
-        "spikes_per_sample": activity.spikes_per_sample,
-        "synops_per_sample": activity.synops_per_sample,
-        "layers": [
-            {
-                "name": layer.name,
-                "kind": layer.kind,
-                "neurons": layer.neurons,
-                "spikes_per_sample": layer.spikes_per_sample,
-                "synops_per_sample": layer.synops_per_sample,
-            }
-            for layer in activity.layers
-        ],
-        "sample_steps_per_second": timing.sample_steps_per_second if timing else None,
-        "timing": timing.to_dict() if timing else None,
-        "activity": activity.to_dict(),
-    }
-    if "lava_timing" in result.metadata:
-        report["timing"] = {**report["timing"], **result.metadata["lava_timing"]}
-    if args.backend == "lava":
-        report["activity_note"] = (
-            "Lava measures spikes only: synops and updates are 0; use the reference backend"
-        )
-    return report
 
 
 def _format(report: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@
 files are read by their readers into the deployment graph
 (:func:`toolchain.formats.detect.read_graph`) and described by :func:`describe_network`: one code
 path for every graph format. ONNX files are read by
-:func:`toolchain.export.onnx.read_onnx` (size-limited, no external data) and described from
+:func:`toolchain.formats.onnx.read_onnx` (size-limited, no external data) and described from
 their graph: inputs, outputs, operators, initializers and ``metadata_props``.
 
 A netx or NIR file written by another library may not state its time steps, input encoding or
@@ -56,7 +56,7 @@ def describe(path: str | Path, *, dt: float | None = None) -> dict[str, Any]:
     fmt = detect_format(path)
     head: dict[str, Any] = {"file": str(path), "format": fmt, "size_bytes": path.stat().st_size}
     if fmt == "onnx":
-        from toolchain.export.onnx import read_onnx
+        from toolchain.formats.onnx import read_onnx
 
         if dt is not None:
             raise InspectError(

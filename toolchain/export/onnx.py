@@ -23,9 +23,8 @@ convolutions, which onnxruntime runs only in float32 (refused with the layer's n
 
 The batch axis is dynamic (``batch``); the time axis is fixed (the graph holds ``T`` steps).
 Provenance goes to the model's ``metadata_props`` (strings; JSON for lists and tables). Every file
-passes ``onnx.checker.check_model(full_check=True)`` before it is written (atomically).
-:func:`read_onnx` loads a file a user gives without trusting it: size-limited, external data never
-followed, every failure a :class:`OnnxFormatError` naming the file.
+passes ``onnx.checker.check_model(full_check=True)`` before it is written (atomically). Files are
+read and run (without torch, without trusting them) by :mod:`toolchain.formats.onnx`.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,7 +44,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from toolchain import __version__
-from toolchain.errors import FormatError, ToolchainError, one_line
+from toolchain.errors import ToolchainError, one_line
 from toolchain.io import atomic_write
 from toolchain.snn.ann import AnnNetwork
 from toolchain.snn.dynamics import heaviside
@@ -57,8 +55,6 @@ from toolchain.snn.neurons import CubaLIF
 OPSET = 17
 #: protobuf's hard limit for one message; files above it would need external data
 MAX_MODEL_BYTES = 2**31 - 1
-#: the largest file :func:`read_onnx` reads by default (an ONNX file a user loads is untrusted)
-MAX_READ_BYTES = 1 << 30
 #: the most time steps an unrolled SNN may have (the graph grows linearly with T)
 MAX_UNROLLED_STEPS = 4096
 BATCH_AXIS = "batch"
@@ -66,10 +62,6 @@ BATCH_AXIS = "batch"
 
 class OnnxExportError(ToolchainError):
     """A model cannot be exported to ONNX (an unsupported layer or numeric mode, a failed check)."""
-
-
-class OnnxFormatError(FormatError):
-    """A file is not a readable ONNX model (truncated, corrupt, too large)."""
 
 
 def export_ann_onnx(ann: AnnNetwork, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -186,62 +178,6 @@ def recipe_metadata(recipe: Any, classes: list[str] | None = None) -> dict[str, 
     if classes is not None:
         data["classes"] = [str(c) for c in classes]
     return data
-
-
-def read_onnx(path: str | Path, *, max_bytes: int = MAX_READ_BYTES) -> Any:
-    """Load the ONNX model in ``path`` (an ``onnx.ModelProto``) without trusting the file.
-
-    The size is checked before reading (at most ``max_bytes``); tensors stored as external data
-    are never loaded (their paths could point anywhere). A file that protobuf cannot parse, or
-    that holds no graph, raises :class:`OnnxFormatError` naming the file.
-    """
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    path = Path(path)
-    try:
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise OnnxFormatError(f"{path}: {size} bytes is beyond the {max_bytes}-byte limit for ONNX files")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise OnnxFormatError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except DecodeError as exc:
-        raise OnnxFormatError(f"{path}: not a valid ONNX file (protobuf: {one_line(exc)})") from None
-    except Exception as exc:  # protobuf's C++ parser reports some corruptions as other types
-        raise OnnxFormatError(f"{path}: not a valid ONNX file ({one_line(exc)})") from None
-    if not model.HasField("graph") or model.ir_version <= 0:
-        raise OnnxFormatError(f"{path}: not an ONNX model (no graph or no IR version)")
-    return model
-
-
-def run_onnx(path: str | Path, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the model in ``path`` with onnxruntime (CPU) on ``inputs``; outputs by name."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:
-        raise OnnxFormatError(f"{path}: onnxruntime cannot load the model ({one_line(exc)})") from None
-    feeds = session.get_inputs()
-    if len(feeds) != 1:
-        raise OnnxFormatError(f"{path}: expected a model with one input, got {[f.name for f in feeds]}")
-    names = [output.name for output in session.get_outputs()]
-    try:
-        results = session.run(names, {feeds[0].name: inputs})
-    except Exception as exc:
-        raise ToolchainError(
-            f"{path}: onnxruntime failed on inputs {inputs.shape} ({one_line(exc)})"
-        ) from None
-    return dict(zip(names, results, strict=True))
 
 
 class _AnnGraph(nn.Module):
@@ -464,14 +400,10 @@ def _json_default(value: Any) -> Any:
 
 
 __all__ = [
-    "MAX_READ_BYTES",
     "OPSET",
     "OnnxExportError",
-    "OnnxFormatError",
     "export_ann_onnx",
     "export_snn_onnx",
     "numeric_mode",
-    "read_onnx",
     "recipe_metadata",
-    "run_onnx",
 ]

@@ -543,16 +543,28 @@ def _input_neurons(
 
 
 def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
-    """Sums over non-overlapping windows (remainder dropped) of ``h`` ``[*lead, C, *spatial]``."""
+    """Sums over non-overlapping windows (remainder dropped) of ``h`` ``[*lead, C, *spatial]``.
+
+    Each spatial axis is summed as ``k`` strided slices added together, which keeps ``h``'s memory
+    order (channels last after a 2-D convolution): reducing a reshaped window axis instead walks a
+    channels-last tensor across its strides, 17x slower on one core. The sums are exact (0/1
+    spikes or small integers in float32)."""
     k = pool.kernel_size
-    spatial = h.shape[lead + 1 :]
-    crop = tuple(size // k * k for size in spatial)
-    if len(spatial) == 1:
-        h = h[..., : crop[0]]
-        return h.reshape(*h.shape[:-1], crop[0] // k, k).sum(dim=-1)
-    h = h[..., : crop[0], : crop[1]]
-    h = h.reshape(*h.shape[:-2], crop[0] // k, k, crop[1] // k, k)
-    return h.sum(dim=(-3, -1))
+    for dim in range(lead + 1, h.dim()):
+        stop = h.shape[dim] // k * k
+        total = _every_kth(h, dim, 0, stop, k)
+        total = total + _every_kth(h, dim, 1, stop, k) if k > 1 else total
+        for offset in range(2, k):
+            total.add_(_every_kth(h, dim, offset, stop, k))
+        h = total
+    return h
+
+
+def _every_kth(h: torch.Tensor, dim: int, offset: int, stop: int, k: int) -> torch.Tensor:
+    """The view of ``h`` at indices ``offset, offset + k, ...`` below ``stop`` along ``dim``."""
+    index = [slice(None)] * h.dim()
+    index[dim] = slice(offset, stop, k)
+    return h[tuple(index)]
 
 
 def _neurons(

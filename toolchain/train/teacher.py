@@ -187,15 +187,15 @@ def train_ann_teacher(
 
 def onnx_teacher(path: str | Path, sample_shape: Sequence[int] | int, num_classes: int) -> TeacherFn:
     """An ONNX model as a teacher; raises :class:`TeacherError` unless it gives ``num_classes`` logits."""
-    import onnxruntime
+    from toolchain.formats.onnx import OnnxFormatError, onnx_session
 
     path = Path(path)
     if not path.is_file():
         raise TeacherError(f"{path}: ONNX teacher not found ([distill].teacher_path)")
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        raise TeacherError(f"{path}: not a usable ONNX model ({str(exc).splitlines()[0]})") from None
+        session = onnx_session(path, threads=None)
+    except OnnxFormatError as exc:
+        raise TeacherError(f"{exc} ([distill].teacher_path)") from None
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise TeacherError(
