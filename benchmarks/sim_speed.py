@@ -134,6 +134,34 @@ def _reference_only(network: ir.Network, samples: int, reference) -> dict:
     }
 
 
+def neuron_loops(
+    network: ir.Network, samples: int, rate: float, rng: np.random.Generator, repeats: int
+) -> dict:
+    """The reference simulator with its compiled neuron loop (``dynamics.cuba_fixed_steps``) against
+    the tensor functions it runs without numba, interleaved ``repeats`` times on the same netx file
+    and spikes: the best sample-steps/s of each, and whether every spike is the same."""
+    import toolchain.sim.reference as reference
+
+    with tempfile.TemporaryDirectory() as folder:
+        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
+    x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+    compiled = reference.compiled_cuba_fixed_steps
+    loops = {"compiled": compiled, "tensors": lambda: None}
+    best = dict.fromkeys(loops, 0.0)
+    results = {}
+    try:
+        for _ in range(repeats):
+            for name, loop in loops.items():
+                reference.compiled_cuba_fixed_steps = loop
+                results[name] = simulate(deployed, x, record_spikes=True)
+                best[name] = max(best[name], results[name].timing.sample_steps_per_second)
+    finally:
+        reference.compiled_cuba_fixed_steps = compiled
+    spikes = [result.spikes for result in results.values()]
+    same = all(np.array_equal(spikes[0][layer], spikes[1][layer]) for layer in spikes[0])
+    return {"network": network.name, "samples": samples, "repeats": repeats, **best, "same_spikes": same}
+
+
 def dense_ns_per_mac(repeats: int = 5) -> float:
     """The machine's own pace: one thread's best time per multiply-add of a dense float32 product
     (a 25,600 x 700 by 700 x 256 matrix product, the MLP's first layer over a 256-sample batch of 100
@@ -199,9 +227,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-steps", type=int, default=100)
     parser.add_argument("--rate", type=float, default=0.05, help="input spike probability per step")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--neuron-loops",
+        type=int,
+        default=0,
+        metavar="REPEATS",
+        help="instead: the reference with its compiled neuron loop against the tensor functions, "
+        "interleaved REPEATS times",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
+    if args.neuron_loops:
+        loop_rows = [
+            neuron_loops(build(rng, args.time_steps), args.samples, args.rate, rng, args.neuron_loops)
+            for build in (mlp, conv)
+        ]
+        print("| network | compiled neuron loop, sample-steps/s | tensor functions | ratio | same spikes |")
+        print("|---|---|---|---|---|")
+        for r in loop_rows:
+            print(
+                f"| {r['network']} | {r['compiled']:,.0f} | {r['tensors']:,.0f} | "
+                f"{r['compiled'] / r['tensors']:.2f}x | {r['same_spikes']} |"
+            )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(
+            f"best of {args.neuron_loops} interleaved runs of {args.samples} samples each; "
+            f"1-min load {load:.1f}"
+        )
+        return 0 if all(r["same_spikes"] for r in loop_rows) else 1
     rows = [
         measure(build(rng, args.time_steps), args.samples, args.lava_samples, args.rate, rng)
         for build in (mlp, conv)

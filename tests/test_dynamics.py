@@ -1,5 +1,6 @@
 """The neuron equations against traces computed by hand (float and Loihi fixed point)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,6 +9,8 @@ from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
     CubaState,
     clip_voltage,
+    compiled_cuba_fixed_steps,
+    cuba_fixed_steps,
     cuba_step,
     cuba_step_fixed,
     cuba_step_fixed_,
@@ -229,3 +232,78 @@ def test_simulator_fast_path_equals_int64_path(encoding, monkeypatch):
     for name, spikes in exact.spikes.items():
         assert np.array_equal(fast.spikes[name], spikes), name
     assert exact.activity.spikes_per_sample > 0
+
+
+def _int64_steps(a_in, constant, delay, du, dv, vth, bias_mant, bias_exp, steps):
+    """The tensor functions stepped over a window: spikes, voltages and active updates."""
+    neurons = a_in.shape[1]
+    state = CubaState(torch.zeros(neurons, dtype=torch.int64), torch.zeros(neurons, dtype=torch.int64))
+    spikes, voltages, active = [], [], 0
+    for t in range(steps):
+        source = t - delay
+        x = torch.zeros(neurons, dtype=torch.int64)
+        if source >= 0:
+            x = torch.from_numpy(a_in[0 if constant else source].astype(np.int64))
+        active += int(((state.u != 0) | (state.v != 0) | (x != 0)).sum())
+        spiked, state = cuba_step_fixed(state, x, du, dv, vth, bias_mant, bias_exp)
+        spikes.append(spiked.numpy())
+        voltages.append(state.v.numpy())
+    return np.array(spikes), np.array(voltages), active
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cuba_fixed_steps_equals_the_tensor_step(seed):
+    """The scalar loop (plain Python here) is the step of cuba_subthreshold_fixed and
+    spike_and_reset_fixed: every spike, voltage and active update, wraps and clipping included."""
+    rng = np.random.default_rng(seed)
+    steps, per_sample, samples = 9, 6, 3
+    constant = seed % 3 == 0
+    scale = (40, 2000, 2**19, 2**21)[seed % 4]  # the last two reach the 24-bit wrap and clip
+    a_in = rng.integers(-scale, scale, (1 if constant else steps, per_sample * samples))
+    a_in = a_in.astype(np.float64 if seed % 2 else np.int64)
+    du, dv, vth = int(rng.integers(0, 4096)), int(rng.integers(0, 4096)), int(rng.integers(1, 3000))
+    bias_mant, bias_exp = rng.integers(-500, 500, per_sample), int(rng.integers(-3, 5))
+    delay = seed % 3
+    bias = effective_bias(torch.from_numpy(bias_mant), bias_exp).numpy()
+    spikes = np.zeros((steps, a_in.shape[1]), np.float32)
+    counts = np.zeros(a_in.shape[1])
+    voltages = np.zeros((steps, a_in.shape[1]))
+    active = cuba_fixed_steps(a_in, constant, delay, du, dv, vth, bias, spikes, counts, voltages, True)
+    expected = _int64_steps(
+        a_in, constant, delay, du, dv, vth, torch.from_numpy(np.tile(bias_mant, samples)), bias_exp, steps
+    )
+    np.testing.assert_array_equal(spikes, expected[0])
+    np.testing.assert_array_equal(voltages, expected[1])
+    assert active == expected[2]
+    np.testing.assert_array_equal(counts, expected[0].sum(axis=0))
+    assert 0 < spikes.sum() < spikes.size or scale == 40  # the window exercises spiking
+
+
+def test_cuba_fixed_steps_by_hand():
+    """One neuron, i_decay 2048 (du_lava 2047), v_decay 1024, threshold 2 << 6, input 1 at steps 0
+    and 1 arriving one step late: u = 64, then 32 + 64 = 96, then 48; v = 64, 48 + 96 = 144 > 128
+    spikes and resets to 0, then 0 + 48 = 48."""
+    a_in = np.array([[1], [1], [0], [0]], dtype=np.float32)
+    spikes, counts, voltages = np.zeros((4, 1), np.float32), np.zeros(1), np.zeros((4, 1))
+    active = cuba_fixed_steps(
+        a_in, False, 1, 2047, 1024, 2, np.zeros(1, np.int64), spikes, counts, voltages, True
+    )
+    assert spikes[:, 0].tolist() == [0, 0, 1, 0]
+    assert voltages[:, 0].tolist() == [0, 64, 0, 48]
+    assert counts.tolist() == [1] and active == 3
+
+
+def test_the_compiled_kernel_computes_what_the_python_function_does():
+    compiled = compiled_cuba_fixed_steps()
+    if compiled is None:
+        pytest.skip("numba is not installed: the reference simulator runs the tensor functions")
+    rng = np.random.default_rng(7)
+    a_in = rng.integers(-(2**20), 2**20, (20, 64)).astype(np.float32)
+    bias = rng.integers(-3000, 3000, 16)
+    outputs = []
+    for function in (cuba_fixed_steps, compiled):
+        spikes, counts, voltages = np.zeros((20, 64), np.float32), np.zeros(64), np.zeros((20, 64))
+        active = function(a_in, False, 1, 1500, 700, 900, bias, spikes, counts, voltages, True)
+        outputs.append((spikes, counts, voltages, active))
+    for python_value, compiled_value in zip(*outputs, strict=True):
+        np.testing.assert_array_equal(python_value, compiled_value)

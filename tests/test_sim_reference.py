@@ -226,10 +226,35 @@ def test_sum_pool_equals_the_window_sums(kernel, shape, channels_last):
     if channels_last:  # as a 2-D convolution's spikes come back: channels innermost in memory
         h = h.movedim(2, -1).contiguous().movedim(-1, 2)
     spatial = shape[3:]
-    pool = ir.Pool("p", "sum", kernel, shape[2:])
-    got = _sum_pool(h, pool, 2)
+    got = _sum_pool(h, kernel, 2)
     crop = [size // kernel * kernel for size in spatial]
     expected = h[(..., *(slice(0, c) for c in crop))].contiguous()
     windows = [d for c in crop for d in (c // kernel, kernel)]
     expected = expected.reshape(*shape[:3], *windows).sum(dim=tuple(range(4, 4 + 2 * len(crop), 2)))
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("case", ["mlp-graded", "conv-sum-rate", "conv-avg-rate"])
+def test_the_compiled_neuron_loop_and_the_tensor_functions_agree(case, monkeypatch):
+    """The reference simulator steps neurons with the compiled cuba_fixed_steps where numba is
+    installed, else with the tensor functions: the same spikes, potentials and counts."""
+    import toolchain.sim.reference as reference
+    from toolchain.snn.dynamics import compiled_cuba_fixed_steps
+
+    if compiled_cuba_fixed_steps() is None:
+        pytest.skip("numba is not installed: only the tensor functions run")
+    table, shape, classes, scale = CASES[case]
+    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
+    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
+    network, _ = quantize_model(model, recipe)
+    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(3))
+    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(4))
+    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
+    compiled = simulate(network, inputs, batch_size=4, record_spikes=True)
+    monkeypatch.setattr(reference, "compiled_cuba_fixed_steps", lambda: None)
+    tensors = simulate(network, inputs, batch_size=4, record_spikes=True)
+    for name in tensors.spikes:
+        np.testing.assert_array_equal(compiled.spikes[name], tensors.spikes[name])
+    np.testing.assert_array_equal(compiled.counts, tensors.counts)
+    np.testing.assert_array_equal(compiled.potentials, tensors.potentials)
+    assert compiled.activity == tensors.activity

@@ -43,8 +43,10 @@ from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX, INPUT_SHIFT, current_may_
 from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
     CubaState,
+    compiled_cuba_fixed_steps,
     cuba_step_fixed_,
     cuba_subthreshold_fixed,
+    effective_bias,
     fast_bias,
     fast_input,
     spike_and_reset_fixed,
@@ -504,7 +506,7 @@ def _run_batch(
             per_input = None if per_input is None else per_input.reshape(-1)
             continue
         if isinstance(step, ir.Pool):
-            h, per_input = _sum_pool(h, step, 1 if constant else 2), None
+            h, per_input = _sum_pool(h, step.kernel_size, 1 if constant else 2), None
             continue
         lead = h.shape[: 1 if constant else 2]
         flat_in = h.reshape(-1, *h.shape[len(lead) :])
@@ -542,14 +544,13 @@ def _input_neurons(
     return spikes
 
 
-def _sum_pool(h: torch.Tensor, pool: ir.Pool, lead: int) -> torch.Tensor:
-    """Sums over non-overlapping windows (remainder dropped) of ``h`` ``[*lead, C, *spatial]``.
+def _sum_pool(h: torch.Tensor, k: int, lead: int) -> torch.Tensor:
+    """Sums over non-overlapping windows of ``k`` (remainder dropped) of ``h`` ``[*lead, C, *spatial]``.
 
     Each spatial axis is summed as ``k`` strided slices added together, which keeps ``h``'s memory
     order (channels last after a 2-D convolution): reducing a reshaped window axis instead walks a
     channels-last tensor across its strides, 17x slower on one core. The sums are exact (0/1
     spikes or small integers in float32)."""
-    k = pool.kernel_size
     for dim in range(lead + 1, h.dim()):
         stop = h.shape[dim] // k * k
         total = _every_kth(h, dim, 0, stop, k)
@@ -610,10 +611,32 @@ def _neurons_ordered(
     constant: bool,
     record_v: bool = False,
 ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]:
-    """:func:`_neurons` on ``a_in`` whose last dimensions are the neurons in memory order."""
+    """:func:`_neurons` on ``a_in`` whose last dimensions are the neurons in memory order: the
+    compiled :func:`~toolchain.snn.dynamics.cuba_fixed_steps` where numba is installed, else the
+    tensor functions (float64 in place while the input allows, else ``int64``)."""
     shape = a_in.shape if constant else a_in.shape[1:]
     spikes = torch.empty((steps, *shape), dtype=torch.float32)
     voltages = torch.empty((steps, *shape), dtype=torch.float64) if record_v else None
+    kernel = compiled_cuba_fixed_steps()
+    if kernel is not None and spikes.numel():
+        counts = torch.zeros(shape, dtype=torch.float64)
+        per_sample = math.prod(shape[1:])  # the neurons of one sample, in memory order
+        bias = (
+            np.zeros(per_sample, dtype=np.int64)
+            if neurons.bias_mant is None
+            else torch.broadcast_to(effective_bias(bias_mant, neurons.bias_exp), shape[1:])
+            .contiguous()
+            .reshape(-1)
+            .numpy()
+        )
+        active = kernel(
+            a_in.contiguous().reshape(1 if constant else a_in.shape[0], -1).numpy(),
+            constant, delay, neurons.du_lava, neurons.v_decay, neurons.vth_mant, bias,
+            spikes.view(steps, -1).numpy(), counts.view(-1).numpy(),
+            np.zeros((1, 1)) if voltages is None else voltages.view(steps, -1).numpy(),
+            voltages is not None,
+        )  # fmt: skip
+        return spikes, int(active), counts, voltages
     low, high = torch.aminmax(a_in) if a_in.numel() else (torch.zeros(()), torch.zeros(()))
     max_abs = int(max(-float(low), float(high)))
     if max_abs >= FAST_INPUT_LIMIT:

@@ -26,14 +26,18 @@ decays ``du_lava, dv`` in 0..4095 (12 bits), the current offset ``ds_offset = 1`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from toolchain.loihi_numbers import (  # the fixed-point format the equations compute in
     ACTIVATION_SHIFT,
     CURRENT_DECAY_OFFSET,
+    DECAY_SHIFT,
     DECAY_UNITY,
     STATE_BITS,
     STATE_LIMIT,
@@ -311,3 +315,97 @@ def _to_int(value: torch.Tensor) -> torch.Tensor:
 def _straight_through(smooth: torch.Tensor, exact_int: torch.Tensor) -> torch.Tensor:
     """The value of ``exact_int / STATE_SCALE`` with the gradient of ``smooth``."""
     return smooth + (exact_int.to(smooth.dtype) / STATE_SCALE - smooth).detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# the same fixed-point step for a whole time window, one neuron at a time (compiled by numba)
+#
+# :func:`cuba_subthreshold_fixed` then :func:`spike_and_reset_fixed`, written as scalar integer
+# arithmetic on one neuron, looped over the neurons and the time steps of a population. As plain
+# Python it is the readable (slow) statement; :func:`compiled_cuba_fixed_steps` compiles this same
+# function with numba, where the reference simulator runs it: one pass over the state per step
+# instead of a tensor operation per term of the equations. Exact for any integer input (the
+# arithmetic is ``int64``, as the functions above).
+
+
+def cuba_fixed_steps(
+    a_in: np.ndarray,
+    constant: bool,
+    delay: int,
+    du_lava: int,
+    dv: int,
+    vth_mant: int,
+    bias: np.ndarray,
+    spikes: np.ndarray,
+    counts: np.ndarray,
+    voltages: np.ndarray,
+    record_v: bool,
+) -> int:
+    """Step ``N`` neurons through ``T`` steps of Lava's fixed-point CUBA-LIF, from zero state.
+
+    ``a_in``: the integer synaptic input (any real or integer dtype holding integers), ``[T, N]``,
+    or ``[1, N]`` the same at every step when ``constant``; it arrives ``delay`` steps late (zero
+    before). ``bias``: :func:`effective_bias` of the ``M`` neurons of one sample, ``int64`` ``[M]``
+    (neuron ``n`` takes ``bias[n % M]``). Writes ``spikes`` ``[T, N]`` (0/1), adds each neuron's
+    spikes to ``counts`` ``[N]`` and, with ``record_v``, the voltage after each step to
+    ``voltages`` ``[T, N]``. Returns the active updates: the neuron-steps whose input or state
+    before the update is non-zero.
+    """
+    steps, neurons = spikes.shape
+    width = bias.shape[0]
+    keep_u = DECAY_UNITY - (du_lava + CURRENT_DECAY_OFFSET)
+    keep_v = DECAY_UNITY - dv
+    threshold = vth_mant << THRESHOLD_SHIFT
+    round_up = DECAY_UNITY - 1
+    u = np.zeros(neurons, dtype=np.int64)
+    v = np.zeros(neurons, dtype=np.int64)
+    active = 0
+    # step by step, one sample's neurons at a time as flat views: the neurons are independent and
+    # the loop body is branch-free (comparisons as selects), so the compiler vectorizes it
+    for t in range(steps):
+        source = t - delay
+        arrived = np.int64(source >= 0)  # no input before the synapse delay has passed
+        row = 0 if constant or source < 0 else source
+        for first in range(0, neurons, width):
+            end = first + width
+            x_in = a_in[row, first:end]
+            u_s = u[first:end]
+            v_s = v[first:end]
+            spikes_s = spikes[t, first:end]
+            counts_s = counts[first:end]
+            voltages_s = voltages[t if record_v else 0, first : end if record_v else first]
+            for m in range(width):
+                x = np.int64(x_in[m]) * arrived
+                u_n = u_s[m]
+                v_n = v_s[m]
+                active += (u_n | v_n | x) != 0
+                # loihi_decay: product / 2**DECAY_SHIFT rounded toward zero (a negative product is
+                # raised by DECAY_UNITY - 1 before the arithmetic shift, which floors)
+                product = u_n * keep_u
+                u_n = ((product + ((product >> 63) & round_up)) >> DECAY_SHIFT) + (x << ACTIVATION_SHIFT)
+                # wrap_current
+                u_n += 2 * STATE_LIMIT * (np.int64(u_n <= -STATE_LIMIT) - np.int64(u_n > STATE_LIMIT))
+                product = v_n * keep_v
+                v_n = ((product + ((product >> 63) & round_up)) >> DECAY_SHIFT) + u_n + bias[m]
+                v_n = min(max(v_n, -STATE_LIMIT + 1), STATE_LIMIT - 1)  # clip_voltage
+                spiked = v_n > threshold  # spike_and_reset_fixed
+                spikes_s[m] = spiked
+                counts_s[m] += spiked
+                v_n = 0 if spiked else v_n
+                u_s[m] = u_n
+                v_s[m] = v_n
+                if record_v:
+                    voltages_s[m] = v_n
+    return active
+
+
+@functools.cache
+def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
+    """:func:`cuba_fixed_steps` compiled by numba (cached on disk after the first compilation), or
+    ``None`` where numba is not installed (the caller then runs the tensor functions above)."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    compiled: Any = numba.njit(cache=True, nogil=True)(cuba_fixed_steps)
+    return compiled
