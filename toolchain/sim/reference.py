@@ -440,6 +440,7 @@ def simulate(
     widest = max(math.prod(layer.out_shape) for layer in network.layers)
     widest = max(widest, math.prod(network.input_shape))
     chunk = max(1, min(batch_size, CHUNK_ELEMENTS // (steps * widest)))
+    compiled_cuba_fixed_steps()  # the first call in a process compiles or loads it: start-up time
     startup_s = time.perf_counter() - start
 
     totals = [_Totals() for _ in synapses]

@@ -401,11 +401,19 @@ def cuba_fixed_steps(
 
 @functools.cache
 def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
-    """:func:`cuba_fixed_steps` compiled by numba (cached on disk after the first compilation), or
-    ``None`` where numba is not installed (the caller then runs the tensor functions above)."""
+    """:func:`cuba_fixed_steps` compiled by numba (cached on disk after the first compilation, a few
+    seconds), or ``None`` where numba is not installed (the caller then runs the tensor functions
+    above)."""
     try:
         import numba
     except ImportError:
         return None
     compiled: Any = numba.njit(cache=True, nogil=True)(cuba_fixed_steps)
+    # compile (or load from the disk cache) for the input dtypes the simulator passes, here, once
+    # per process, rather than inside the first simulation's timed steps
+    for dtype in (np.float32, np.float64, np.int64):
+        compiled(
+            np.zeros((1, 1), dtype), False, 0, 0, 0, 1, np.zeros(1, np.int64),
+            np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True,
+        )  # fmt: skip
     return compiled
