@@ -10,7 +10,7 @@ LAVA := lava-nc==0.10.0 lava-dl==0.6.0
 # import beyond torch and nir (loguru, pbr) is in requirements.lock. norse ships as an sdist only.
 FOREIGN_NIR := spikingjelly==2.0.0 norse==1.1.0 sinabs==3.1.3
 
-.PHONY: install demo test lint format lock clean bench-train
+.PHONY: install demo test lint format lock clean bench bench-venv bench-train bench-conv bench-profile bench-fused bench-sim
 
 install: $(STAMP)
 
@@ -45,12 +45,40 @@ lock: install
 	@{ sed -n '1,3p' requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -viE '^(lava-|neuro-toolchain|spikingjelly==|norse==|sinabs==)' \
 	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
-# Training speed against snnTorch, SpikingJelly and lava-dl (own venv in benchmarks/.venv, ~2 min
-# to build; minutes to run). BENCH_ARGS=--write-docs updates docs/benchmarks.md.
-bench-train:
+# Benchmarks that regenerate docs/benchmarks.md's tables, in their own venv (benchmarks/.venv, ~2 min
+# to build): training speed against snnTorch, SpikingJelly, Norse and lava-dl on the MLP (bench-train)
+# and two conv nets (bench-conv), the profile of a training step (bench-profile), the fused loop's
+# variants (bench-fused); the reference simulator against Lava (bench-sim, in the project's .venv);
+# `bench` runs them all (about 45 minutes). BENCH_ARGS=--write-docs
+# updates the docs. Each sets OMP_NUM_THREADS to its thread count.
+BENCH_PY := benchmarks/.venv/bin/python
+
+bench-venv:
 	bash benchmarks/setup_venv.sh
-	benchmarks/.venv/bin/python benchmarks/train_speed.py --threads 1 $(BENCH_ARGS)
-	benchmarks/.venv/bin/python benchmarks/train_speed.py --threads 2 $(BENCH_ARGS)
+
+bench-train: bench-venv
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed.py --threads 1 --repeats 6 $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/train_speed.py --threads 2 --repeats 6 $(BENCH_ARGS)
+
+bench-conv: bench-venv
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 2 --repeats 8 $(BENCH_ARGS)
+
+bench-profile: bench-venv
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/profile_train.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/profile_train.py --net vgg $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/profile_train.py --net gsc $(BENCH_ARGS)
+
+bench-fused: bench-venv
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/fused_variants.py --threads 1 --repeats 7 --compile $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/fused_variants.py --threads 2 --repeats 7 $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/fused_variants.py --threads 2 --repeats 9 --busy 2 $(BENCH_ARGS)
+
+bench-sim: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py --neuron-loops 3 --samples 256 $(BENCH_ARGS)
+
+bench: bench-train bench-conv bench-profile bench-fused bench-sim
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

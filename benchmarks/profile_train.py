@@ -1,6 +1,7 @@
 """Where a training step of the reference SNN spends its time, per framework (torch.profiler).
 
-Same workload and networks as ``train_speed.py``. Profiles ``--batches`` training steps after a
+Same workload and networks as ``train_speed.py`` (``--net vgg`` or ``gsc``: those of
+``train_speed_conv.py``). Profiles ``--batches`` training steps after a
 warm-up, on one thread by default so that the profiler's CPU times add up to the wall time, and
 splits the step into
 
@@ -13,7 +14,7 @@ splits the step into
   module calls, the custom autograd functions' Python code);
 
 plus the number of operator calls per step (``aten::`` calls), which is what a per-step Python
-loop multiplies. Run from the repository root::
+loop multiplies, and the three largest of the other operators. Run from the repository root::
 
     benchmarks/.venv/bin/python benchmarks/profile_train.py                 # print the table
     benchmarks/.venv/bin/python benchmarks/profile_train.py --write-docs    # and update docs/benchmarks.md
@@ -27,15 +28,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_speed
+import train_speed_conv
 
-BEGIN = "<!-- profile_train:begin -->"
-END = "<!-- profile_train:end -->"
 MATMUL_OPS = {
     "aten::mm",
     "aten::addmm",
@@ -46,16 +47,18 @@ MATMUL_OPS = {
 }
 
 
-def split(events: list, wall_ms: float, batches: int) -> dict[str, float]:
-    """Milliseconds per step in each category, and operator calls per step."""
+def split(events: list, wall_ms: float, batches: int) -> dict[str, float | str]:
+    """Milliseconds per step in each category, operator calls per step, the largest other operators."""
     matmul = other = nodes = 0.0
     calls = 0
+    others: list[tuple[float, str]] = []
     for event in events:
         self_ms = event.self_cpu_time_total / 1000.0
         if event.key in MATMUL_OPS:
             matmul += self_ms
         elif event.key.startswith("aten::"):
             other += self_ms
+            others.append((self_ms, event.key))
         elif event.key.startswith("autograd::") or "Backward" in event.key:
             nodes += self_ms
         if event.key.startswith("aten::"):
@@ -68,6 +71,10 @@ def split(events: list, wall_ms: float, batches: int) -> dict[str, float]:
         "nodes": nodes / batches,
         "python": python / batches,
         "calls": calls / batches,
+        "largest": ", ".join(
+            f"`{key.removeprefix('aten::')}` {ms / batches:.0f}"
+            for ms, key in sorted(others, reverse=True)[:3]
+        ),
     }
 
 
@@ -79,28 +86,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=3, help="profiled training steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument(
+        "--net", choices=["mlp", *train_speed_conv.RECIPES], default="mlp", help="the network (default mlp)"
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    setup = train_speed.Setup()
-    torch.manual_seed(setup.seed)
-    inputs = (torch.rand(setup.steps, setup.batch, setup.sizes[0]) < setup.rate).float()
-    labels = torch.randint(0, setup.sizes[-1], (setup.batch,))
-    weights = train_speed.initial_weights(setup)
-
-    runners = []
-    for key in args.frameworks:
-        try:
-            runner = train_speed.BUILDERS[key](setup, weights, inputs)
-        except ImportError as error:
-            print(f"skipped {key}: {error}", file=sys.stderr)
-            continue
-        runner.optimizer = torch.optim.Adam(runner.module.parameters(), lr=setup.learning_rate)
+    setup = train_speed.Setup() if args.net == "mlp" else train_speed_conv.conv_setup(args.net)
+    inputs, labels = train_speed.make_batch(setup)
+    runners, skipped = train_speed.build_runners(setup, train_speed.network(setup), inputs, args.frameworks)
+    for item in skipped:
+        print(f"skipped {item}", file=sys.stderr)
+    for runner in runners:
         for _ in range(2):
             train_speed.train_step(runner, labels)
-        runners.append(runner)
-    best: dict[str, dict[str, float]] = {}
+    best: dict[str, dict[str, Any]] = {}
     loads = []
     for _ in range(args.rounds):  # interleaved; each framework keeps its fastest round
         for runner in runners:
@@ -115,34 +116,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 best[runner.name] = result
     rows = [(runner.name, best[runner.name]) for runner in runners]
 
-    command = "benchmarks/.venv/bin/python benchmarks/profile_train.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = train_speed.command_line("profile_train.py", argv)
     lines = [
-        f"Command: `{command.strip()}`; torch.get_num_threads() = {torch.get_num_threads()}, "
+        f"Command: `{command}`; torch.get_num_threads() = {torch.get_num_threads()}, "
         f"the fastest of {args.rounds} interleaved rounds of {args.batches} profiled training steps "
         "each, 1-minute load average "
         f"{min(loads):.2f} to {max(loads):.2f}. Times are per training step (batch {setup.batch}, "
         f"T = {setup.steps}), measured under the profiler (which adds to every operator call).",
         "",
         "| framework | ms per step | matmul | other ops | autograd nodes | Python (outside ops) "
-        "| operator calls per step |",
-        "|---|---|---|---|---|---|---|",
+        "| operator calls per step | largest other ops, ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows:
 
-        def share(part: float, r: dict[str, float] = r) -> str:
+        def share(part: float, r: dict[str, Any] = r) -> str:
             return f"{part:.0f} ms ({100 * part / r['total']:.0f} %)"
 
         lines.append(
             f"| {name} | {r['total']:.0f} | {share(r['matmul'])} | {share(r['other'])} "
-            f"| {share(r['nodes'])} | {share(r['python'])} | {r['calls']:.0f} |"
+            f"| {share(r['nodes'])} | {share(r['python'])} | {r['calls']:.0f} | {r['largest']} |"
         )
     report = "\n".join(lines)
     print(report)
     if args.write_docs:
-        train_speed.write_docs(report, BEGIN, END)
-        print(f"\nwrote {train_speed.DOCS.relative_to(train_speed.REPO)}")
+        section = "profile_train" if args.net == "mlp" else f"profile_train-{args.net}"
+        train_speed.write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+        print(f"\nwrote {train_speed.DOCS.relative_to(train_speed.REPO)} ({section})")
     return 0
 
 
