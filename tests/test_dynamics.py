@@ -10,14 +10,18 @@ from toolchain.snn.dynamics import (
     CubaState,
     clip_voltage,
     compiled_cuba_fixed_steps,
+    compiled_cuba_float_steps,
     cuba_fixed_steps,
+    cuba_float_steps,
     cuba_step,
     cuba_step_fixed,
     cuba_step_fixed_,
+    cuba_subthreshold,
     effective_bias,
     fast_bias,
     fast_input,
     loihi_decay,
+    spike_and_reset,
     wrap_current,
 )
 
@@ -307,3 +311,30 @@ def test_the_compiled_kernel_computes_what_the_python_function_does():
         outputs.append((spikes, counts, voltages, active))
     for python_value, compiled_value in zip(*outputs, strict=True):
         np.testing.assert_array_equal(python_value, compiled_value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_cuba_float_steps_equals_the_tensor_step(dtype, reset):
+    """The float forward loop as scalar arithmetic (plain Python here, and compiled) gives the
+    spikes and pre-reset voltages of cuba_subthreshold + spike_and_reset bit for bit."""
+    rng = np.random.default_rng(3)
+    current = (rng.standard_normal((12, 40)) * 0.9).astype(dtype)
+    decay_u, decay_v, threshold = 0.3, 0.1, 1.0
+    state = CubaState.zeros_like(torch.zeros(40, dtype=torch.from_numpy(current).dtype))
+    expected_spikes, expected_voltages = [], []
+    for x in torch.from_numpy(current):
+        pre = cuba_subthreshold(state, x, decay_u, decay_v)
+        spikes, state = spike_and_reset(pre, threshold, reset=reset)
+        expected_spikes.append(spikes.numpy())
+        expected_voltages.append(pre.v.numpy())
+    functions = [cuba_float_steps]
+    if compiled_cuba_float_steps() is not None:
+        functions.append(compiled_cuba_float_steps())
+    for function in functions:
+        spikes, voltages = np.empty_like(current), np.empty_like(current)
+        keep = (dtype(1.0 - decay_u), dtype(1.0 - decay_v), dtype(threshold))
+        function(current, *keep, reset == "subtract", spikes, voltages, True)
+        np.testing.assert_array_equal(spikes, np.array(expected_spikes))
+        np.testing.assert_array_equal(voltages, np.array(expected_voltages))
+    assert 0 < spikes.mean() < 1

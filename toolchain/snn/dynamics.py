@@ -417,3 +417,61 @@ def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
             np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True,
         )  # fmt: skip
     return compiled
+
+
+def cuba_float_steps(
+    current: np.ndarray,
+    keep_u: float,
+    keep_v: float,
+    threshold: float,
+    subtract: bool,
+    spikes: np.ndarray,
+    voltages: np.ndarray,
+    keep_voltage: bool,
+) -> None:
+    """:func:`cuba_subthreshold` then :func:`spike_and_reset` (no bias) for ``T`` steps of ``N``
+    neurons from zero state, one neuron at a time, in ``current``'s float dtype.
+
+    ``current`` ``[T, N]``; ``keep_u = 1 - current_decay``, ``keep_v = 1 - voltage_decay`` and
+    ``threshold`` already in ``current``'s dtype (as torch applies a Python number to a tensor);
+    ``subtract`` selects the reset. Writes the spikes (0/1) to ``spikes`` ``[T, N]`` and, with
+    ``keep_voltage``, the pre-reset voltages to ``voltages`` ``[T, N]``. The operations are those
+    of the tensor functions, in their order and rounded as they round (no fused multiply-add), so
+    the values are bit for bit theirs.
+    """
+    steps, neurons = current.shape
+    zero = np.zeros(1, dtype=current.dtype)[0]  # 0 and 1 in the current's dtype: no promotion
+    one = np.ones(1, dtype=current.dtype)[0]
+    u = np.zeros(neurons, dtype=current.dtype)
+    v = np.zeros(neurons, dtype=current.dtype)
+    for t in range(steps):
+        x_t = current[t]
+        spikes_t = spikes[t]
+        voltages_t = voltages[t if keep_voltage else 0]
+        for n in range(neurons):
+            u_n = u[n] * keep_u + x_t[n]
+            v_n = v[n] * keep_v + u_n + zero
+            if keep_voltage:
+                voltages_t[n] = v_n
+            spiked = one if v_n - threshold > zero else zero
+            spikes_t[n] = spiked
+            u[n] = u_n
+            v[n] = v_n - threshold * spiked if subtract else v_n * (one - spiked)
+
+
+@functools.cache
+def compiled_cuba_float_steps() -> Callable[..., None] | None:
+    """:func:`cuba_float_steps` compiled by numba (disk-cached) for float32 and float64, or ``None``
+    where numba is not installed (the caller then runs the tensor functions)."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    compiled: Any = numba.njit(cache=True, nogil=True)(cuba_float_steps)
+    for dtype in (np.float32, np.float64):
+        scalar = dtype(0.5)
+        compiled(
+            np.zeros((1, 1), dtype), scalar, scalar, scalar, False,
+            np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), True,
+        )  # fmt: skip
+    return compiled

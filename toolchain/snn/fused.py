@@ -40,11 +40,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
-from toolchain.snn.dynamics import CubaState, cuba_subthreshold, heaviside, spike_and_reset
+from toolchain.snn.dynamics import (
+    CubaState,
+    compiled_cuba_float_steps,
+    cuba_subthreshold,
+    heaviside,
+    spike_and_reset,
+)
 from toolchain.snn.surrogate import SURROGATES, DerivativeFn, spike_function
 
 Constant = float | torch.Tensor
@@ -113,6 +120,8 @@ def _forward_loop(
     voltages = torch.empty_like(current) if keep_voltage else None
     if current.shape[0] == 0:
         return spikes, voltages
+    if _compiled_forward(current, spikes, voltages, current_decay, voltage_decay, threshold, reset):
+        return spikes, voltages
     state = CubaState.zeros_like(current[0])
     for t, x_t in enumerate(current):
         pre_reset = cuba_subthreshold(state, x_t, current_decay, voltage_decay)
@@ -122,6 +131,47 @@ def _forward_loop(
         if voltages is not None:
             voltages[t].copy_(pre_reset.v)
     return spikes, voltages
+
+
+def _compiled_forward(
+    current: torch.Tensor,
+    spikes: torch.Tensor,
+    voltages: torch.Tensor | None,
+    current_decay: Constant,
+    voltage_decay: Constant,
+    threshold: Constant,
+    reset: str,
+) -> bool:
+    """The forward loop by :func:`~toolchain.snn.dynamics.cuba_float_steps` compiled by numba, one
+    pass over the neurons per step instead of a tensor operation per term (the same values, bit for
+    bit); ``False`` where it does not apply (numba absent, a tensor off the CPU, not float32/64,
+    per-neuron constants), and the caller steps the tensor functions."""
+    kernel = compiled_cuba_float_steps()
+    constants = (current_decay, voltage_decay, threshold)
+    if (
+        kernel is None
+        or torch.jit.is_tracing()
+        or current.device.type != "cpu"
+        or current.dtype not in (torch.float32, torch.float64)
+        or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
+        or not current.is_contiguous()
+    ):
+        return False
+    cast = np.float32 if current.dtype == torch.float32 else np.float64
+    # as torch applies them: 1 - decay in the constant's own precision, then the current's dtype
+    keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
+    steps = current.shape[0]
+    kernel(
+        current.detach().reshape(steps, -1).numpy(),
+        keep_u,
+        keep_v,
+        cast(float(threshold)),
+        reset == "subtract",
+        spikes.view(steps, -1).numpy(),
+        (spikes if voltages is None else voltages).view(steps, -1).numpy(),
+        voltages is not None,
+    )
+    return True
 
 
 class _CubaSequence(torch.autograd.Function):
