@@ -241,6 +241,10 @@ def toolchain_runner(setup: Setup, layers: list[Layer], inputs: torch.Tensor, fu
             raise RuntimeError("CubaLIF is no longer built to run fused; update benchmarks/train_speed.py")
         if not fused:
             population.spike_fn = _plain_function(population.spike_fn)
+    if fused:  # its forward loop is compiled by numba: loaded with the network, as peers' imports are
+        from toolchain.snn.dynamics import compiled_cuba_float_steps
+
+        compiled_cuba_float_steps()
 
     def forward(x: torch.Tensor) -> list[torch.Tensor]:
         return list(model(x).spikes.values())
@@ -253,7 +257,8 @@ def toolchain_runner(setup: Setup, layers: list[Layer], inputs: torch.Tensor, fu
         inputs=inputs,
         time_axis=0,
         notes=(
-            "build_model's CubaLIF, which runs toolchain.snn.fused.cuba_sequence"
+            "build_model's CubaLIF, which runs toolchain.snn.fused.cuba_sequence (its forward loop "
+            "compiled by numba, loaded when the network is built)"
             if fused
             else "the same model with CubaLIF stepping cuba_step under autograd (spike function "
             "wrapped in a plain function)"
