@@ -689,14 +689,11 @@ def _inputs(network: ir.Network, inputs: Any, samples: int | None, data_dir: Any
         except Exception as exc:
             raise SimulationError(f"inputs: not an array ({type(inputs).__name__}: {exc})") from None
     if samples is not None:
-        x = _first(network, x, samples)
+        from toolchain.sim.inputs import first_samples
+
+        x = first_samples(network, x, samples)
         labels = None if labels is None else labels[:samples]
     return x, labels
-
-
-def _first(network: ir.Network, x: Any, samples: int) -> Any:
-    """The first ``samples`` samples of simulator inputs ``x`` (axis 0 graded, axis 1 spikes)."""
-    return x[:samples] if network.input_encoding == "graded" or x.ndim < 2 else x[:, :samples]
 
 
 def _count(network: ir.Network, x: Any) -> int:

@@ -190,6 +190,7 @@ def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tup
     metadata names (:func:`toolchain.commands.graph_options.model_inputs`)."""
     from toolchain.commands.graph_options import model_inputs, warn_if_silent
     from toolchain.formats.detect import graph_format
+    from toolchain.sim.backends import simulate_backends
 
     dataset = network.metadata.get("dataset")
     if args.input is None and (not isinstance(dataset, str) or not dataset):
@@ -202,26 +203,19 @@ def simulate_activity(network: Any, path: Path, args: argparse.Namespace) -> tup
     inputs, info = model_inputs(network, path, args, args.samples)
     what = f"samples of {info['input']}" if info.get("input") else f"test samples of {info['dataset']}"
     print(f"simulating {inputs.samples} {what} ...", file=sys.stderr)
-    activity, accuracy, result = _reference_activity(network, inputs)
+    run = simulate_backends(network, inputs)
+    result = run.results["reference"]
     warn_if_silent(result, network, "run" if path.is_dir() else graph_format(path), path)
-    return activity, accuracy
+    return result.activity, run.accuracy("reference")
 
 
 def measure_activity(network: Any, run: Any, samples: int) -> tuple[Any, float | None]:
     """Run the reference simulator on the first ``samples`` test samples of a run's dataset, encoded
     as the evaluation encodes them (:func:`toolchain.sim.inputs.network_inputs`)."""
+    from toolchain.sim.backends import simulate_backends
     from toolchain.sim.inputs import network_inputs
 
     inputs = network_inputs(network, run.dataset.test, run.recipe.encoding, samples=samples)
     print(f"simulating {inputs.samples} test samples of {run.dataset.name} ...", file=sys.stderr)
-    activity, accuracy, _ = _reference_activity(network, inputs)
-    return activity, accuracy
-
-
-def _reference_activity(network: Any, inputs: Any) -> tuple[Any, float | None, Any]:
-    """The reference simulator's activity of ``network`` on ``inputs``, its accuracy (``None``
-    without labels) and its result (:func:`toolchain.sim.backends.simulate_backends`)."""
-    from toolchain.sim.backends import simulate_backends
-
-    run = simulate_backends(network, inputs)
-    return run.results["reference"].activity, run.accuracy("reference"), run.results["reference"]
+    simulated = simulate_backends(network, inputs)
+    return simulated.results["reference"].activity, simulated.accuracy("reference")

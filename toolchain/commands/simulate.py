@@ -141,18 +141,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from toolchain.sim.backends import simulate_backends
 
     netx_file = args.file if fmt == "netx" else None
-    lava_progress = None
-    if args.backend == "lava" or (args.compare and netx_file is not None):
-        from toolchain.sim.lava_backend import LavaProgress
-
-        lava_progress = LavaProgress(lava_samples)
     backends = [args.backend]
     if args.compare:  # every backend that can run the file, each against the reference
         backends += [name for name in ("torch", "lava") if name != "lava" or netx_file is not None]
+    backends = list(dict.fromkeys(backends))
+    lava_progress = None
+    if "lava" in backends:
+        from toolchain.sim.lava_backend import LavaProgress
+
+        lava_progress = LavaProgress(lava_samples)
     run = simulate_backends(
         network,
         inputs,
-        backends=list(dict.fromkeys(backends)),
+        backends=backends,
         compare=args.compare,
         tolerate=("torch",),
         netx_file=netx_file,

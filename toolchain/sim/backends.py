@@ -30,6 +30,7 @@ import numpy as np
 from toolchain import ir
 from toolchain.errors import SimulationError, ToolchainError
 from toolchain.sim.compare import Comparison
+from toolchain.sim.inputs import first_samples
 from toolchain.sim.reference import SimulationResult
 
 BACKENDS: tuple[str, ...] = ("reference", "torch", "lava")
@@ -200,7 +201,7 @@ def simulate_backends(
             continue
         x = inputs.inputs
         if name == "lava" and lava_samples is not None and lava_samples < inputs.samples:
-            x = x[:lava_samples] if network.input_encoding == "graded" else x[:, :lava_samples]
+            x = first_samples(network, x, lava_samples)
         try:
             results[name] = run_backend(
                 name,

@@ -33,6 +33,7 @@ import torch
 from toolchain import ir
 from toolchain.config import EncodingConfig
 from toolchain.errors import SimulationError
+from toolchain.sim.inputs import first_samples
 
 #: the first bytes of every ``.npy`` file (``numpy.lib.format.MAGIC_PREFIX``)
 NPY_MAGIC = b"\x93NUMPY"
@@ -134,7 +135,7 @@ def read_input_file(
     y = read_labels(labels, count, network.num_classes) if labels is not None else None
     if samples is not None:
         keep = min(samples, count)
-        inputs = inputs[:keep] if network.input_encoding == "graded" else inputs[:, :keep]
+        inputs = first_samples(network, inputs, keep)
         y = None if y is None else y[:keep]
     return FileInputs(inputs, y, encoding, path)
 

@@ -55,6 +55,12 @@ class NetworkInputs:
         return x
 
 
+def first_samples(network: ir.Network, x: Any, samples: int) -> Any:
+    """The first ``samples`` samples of simulator inputs ``x`` (the sample axis is 0 for graded
+    input ``[B, ...]``, 1 for spikes ``[T, B, ...]``)."""
+    return x[:samples] if network.input_encoding == "graded" or x.ndim < 2 else x[:, :samples]
+
+
 def encoding_of(network: ir.Network, source: str = "network") -> EncodingConfig:
     """The ``[encoding]`` recorded in ``network.metadata`` (``{"scheme": ..., "time_steps": ...}``).
 
@@ -120,4 +126,4 @@ def network_inputs(
     return NetworkInputs(spikes.reshape(spikes.shape[0], count, *shape), labels, encoding)
 
 
-__all__ = ["EVAL_BATCH", "InputRangeError", "NetworkInputs", "encoding_of", "network_inputs"]
+__all__ = ["EVAL_BATCH", "InputRangeError", "NetworkInputs", "encoding_of", "first_samples", "network_inputs"]

@@ -404,19 +404,14 @@ def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
     """:func:`cuba_fixed_steps` compiled by numba (cached on disk after the first compilation, a few
     seconds), or ``None`` where numba is not installed (the caller then runs the tensor functions
     above)."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    compiled: Any = numba.njit(cache=True, nogil=True)(cuba_fixed_steps)
-    # compile (or load from the disk cache) for the input dtypes the simulator passes, here, once
-    # per process, rather than inside the first simulation's timed steps
-    for dtype in (np.float32, np.float64, np.int64):
-        compiled(
-            np.zeros((1, 1), dtype), False, 0, 0, 0, 1, np.zeros(1, np.int64),
-            np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True,
-        )  # fmt: skip
-    return compiled
+    return _compiled(
+        cuba_fixed_steps,
+        [
+            (np.zeros((1, 1), dtype), False, 0, 0, 0, 1, np.zeros(1, np.int64),
+             np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True)
+            for dtype in (np.float32, np.float64, np.int64)  # the input dtypes the simulator passes
+        ],
+    )  # fmt: skip
 
 
 def cuba_float_steps(
@@ -463,15 +458,26 @@ def cuba_float_steps(
 def compiled_cuba_float_steps() -> Callable[..., None] | None:
     """:func:`cuba_float_steps` compiled by numba (disk-cached) for float32 and float64, or ``None``
     where numba is not installed (the caller then runs the tensor functions)."""
+    return _compiled(
+        cuba_float_steps,
+        [
+            (np.zeros((1, 1), dtype), dtype(0.5), dtype(0.5), dtype(0.5), False,
+             np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), True)
+            for dtype in (np.float32, np.float64)
+        ],
+    )  # fmt: skip
+
+
+def _compiled(function: Callable[..., Any], warm_up: list[tuple[Any, ...]]) -> Any:
+    """``function`` compiled by numba (its machine code cached on disk), or ``None`` without numba.
+    It is called once with each argument tuple of ``warm_up`` so that the compilation (or the load
+    from the cache) for those argument types happens here, once per process, rather than inside
+    the caller's first timed steps."""
     try:
         import numba
     except ImportError:
         return None
-    compiled: Any = numba.njit(cache=True, nogil=True)(cuba_float_steps)
-    for dtype in (np.float32, np.float64):
-        scalar = dtype(0.5)
-        compiled(
-            np.zeros((1, 1), dtype), scalar, scalar, scalar, False,
-            np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), True,
-        )  # fmt: skip
+    compiled = numba.njit(cache=True, nogil=True)(function)
+    for arguments in warm_up:
+        compiled(*arguments)
     return compiled

@@ -168,7 +168,7 @@ def _compiled_forward(
         cast(float(threshold)),
         reset == "subtract",
         spikes.view(steps, -1).numpy(),
-        (spikes if voltages is None else voltages).view(steps, -1).numpy(),
+        (spikes if voltages is None else voltages).view(steps, -1).numpy(),  # not written without keep
         voltages is not None,
     )
     return True
