@@ -550,7 +550,7 @@ def _sum_pool(h: torch.Tensor, k: int, lead: int) -> torch.Tensor:
 
     Each spatial axis is summed as ``k`` strided slices added together, which keeps ``h``'s memory
     order (channels last after a 2-D convolution): reducing a reshaped window axis instead walks a
-    channels-last tensor across its strides, 17x slower on one core. The sums are exact (0/1
+    channels-last tensor across its strides, many times slower on one core. The sums are exact (0/1
     spikes or small integers in float32)."""
     for dim in range(lead + 1, h.dim()):
         stop = h.shape[dim] // k * k
