@@ -10,7 +10,7 @@ LAVA := lava-nc==0.10.0 lava-dl==0.6.0
 # import beyond torch and nir (loguru, pbr) is in requirements.lock. norse ships as an sdist only.
 FOREIGN_NIR := spikingjelly==2.0.0 norse==1.1.0 sinabs==3.1.3
 
-.PHONY: install demo test lint format lock clean bench bench-venv bench-train bench-conv bench-profile bench-fused bench-sim
+.PHONY: install demo test lint format lock clean bench bench-venv bench-train bench-conv bench-profile bench-fused bench-sim bench-events
 
 install: $(STAMP)
 
@@ -48,7 +48,8 @@ lock: install
 # Benchmarks that regenerate docs/benchmarks.md's tables, in their own venv (benchmarks/.venv, ~2 min
 # to build): training speed against snnTorch, SpikingJelly, Norse and lava-dl on the MLP (bench-train)
 # and two conv nets (bench-conv), the profile of a training step (bench-profile), the fused loop's
-# variants (bench-fused); the reference simulator against Lava (bench-sim, in the project's .venv);
+# variants (bench-fused); the reference simulator against Lava (bench-sim) and the event-driven dense
+# synapse against the matrix product (bench-events), both in the project's .venv;
 # `bench` runs them all (about 45 minutes). BENCH_ARGS=--write-docs
 # updates the docs. Each sets OMP_NUM_THREADS to its thread count.
 BENCH_PY := benchmarks/.venv/bin/python
@@ -78,7 +79,11 @@ bench-sim: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py --neuron-loops 3 --samples 256 $(BENCH_ARGS)
 
-bench: bench-train bench-conv bench-profile bench-fused bench-sim
+bench-events: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/event_synapses.py --threads 1 $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(PY) benchmarks/event_synapses.py --threads 2 $(BENCH_ARGS)
+
+bench: bench-train bench-conv bench-profile bench-fused bench-sim bench-events
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -6,10 +6,15 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
 
 - ``autograd``: :class:`toolchain.snn.neurons.CubaLIF` stepping ``cuba_step`` under autograd (its
   spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
-- ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped;
-- ``fused, backward chunk = k``: the same with the backward's factors computed ``k`` steps at a
-  time (shipped: 2 steps of this shape, the most that stays within torch's intra-op grain;
-  ``k = T``: all steps at once, "plain vectorized torch");
+- ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped: the forward loop and the
+  backward recursion compiled by numba, the surrogate's derivative computed by its tensor function
+  8 steps of this shape at a time (``COMPILED_CHUNK_ELEMENTS``);
+- ``fused, compiled backward, derivative chunk = all at once``: the same with the derivative of
+  every step computed at once (whole-sequence temporaries);
+- ``fused, tensor backward, chunk = k``: the backward where numba is absent, its factors computed
+  ``k`` steps at a time and two tensor operations per step (its default: 2 steps of this shape, the
+  most that stays within torch's intra-op grain; ``k = T``: all steps at once, "plain vectorized
+  torch");
 - ``torch.jit.script``: tried on the dynamics (prints why it does not apply);
 - ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop compiled by
   inductor, compile time and run time.
@@ -34,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,12 +57,13 @@ BUSY_LOOP = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() <
 
 @dataclass
 class Variant:
-    """One way to run the population: a callable to time, and the backward chunk it runs with."""
+    """One way to run the population: a callable to time, and the settings of
+    :mod:`toolchain.snn.fused` it runs with (module attributes, set while it runs)."""
 
     name: str
     mode: str  # "train" or "inference"
     run: Callable[[], object]
-    chunk_elements: int
+    settings: dict[str, Any] = field(default_factory=dict)
     wall_ms: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
 
@@ -68,18 +75,21 @@ class Variant:
 
 def measure(variants: list[Variant], repeats: int) -> None:
     """A warm-up call of each, then ``repeats`` rounds timing every variant once, interleaved."""
-    shipped = fused.CHUNK_ELEMENTS
-    try:
-        for round_ in range(-1, repeats):
-            for variant in variants:
-                fused.CHUNK_ELEMENTS = variant.chunk_elements
+    for round_ in range(-1, repeats):
+        for variant in variants:
+            shipped = {name: getattr(fused, name) for name in variant.settings}
+            try:
+                for name, value in variant.settings.items():
+                    setattr(fused, name, value)
                 start = time.perf_counter()
                 variant.run()
-                if round_ >= 0:
-                    variant.wall_ms.append((time.perf_counter() - start) * 1000.0)
-                    variant.loads.append(os.getloadavg()[0])
-    finally:
-        fused.CHUNK_ELEMENTS = shipped
+                elapsed = time.perf_counter() - start
+            finally:
+                for name, value in shipped.items():
+                    setattr(fused, name, value)
+            if round_ >= 0:
+                variant.wall_ms.append(elapsed * 1000.0)
+                variant.loads.append(os.getloadavg()[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,18 +136,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return step
 
     step_elements = SHAPE[1] * SHAPE[2]
-    shipped = fused.CHUNK_ELEMENTS
-    shipped_steps = max(1, shipped // step_elements)
+    compiled_steps = max(1, fused.COMPILED_CHUNK_ELEMENTS // step_elements)
+    tensor_steps = max(1, fused.CHUNK_ELEMENTS // step_elements)
     variants = [
-        Variant("autograd (CubaLIF)", "train", train(reference), shipped),
-        Variant("autograd (CubaLIF)", "inference", infer(reference), shipped),
-        Variant(f"fused as shipped (backward chunk = {shipped_steps})", "train", train(fused_call), shipped),
-        Variant("fused", "inference", infer(fused_call), shipped),
+        Variant("autograd (CubaLIF)", "train", train(reference)),
+        Variant("autograd (CubaLIF)", "inference", infer(reference)),
+        Variant(
+            f"fused as shipped (compiled backward, derivative chunk = {compiled_steps})",
+            "train",
+            train(fused_call),
+        ),
+        Variant("fused", "inference", infer(fused_call)),
+        Variant(
+            "fused, compiled backward, derivative chunk = all at once",
+            "train",
+            train(fused_call),
+            {"COMPILED_CHUNK_ELEMENTS": SHAPE[0] * step_elements},
+        ),
     ]
-    for steps in (1, 8, SHAPE[0]):
+    no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda: None}
+    for steps in (1, tensor_steps, 8, SHAPE[0]):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
+        default = " (its default)" if steps == tensor_steps else ""
         variants.append(
-            Variant(f"fused, backward chunk = {label}", "train", train(fused_call), steps * step_elements)
+            Variant(
+                f"fused, tensor backward, chunk = {label}{default}",
+                "train",
+                train(fused_call),
+                {**no_compiled_backward, "CHUNK_ELEMENTS": steps * step_elements},
+            )
         )
     busy = [
         subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL)
@@ -182,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         compiled(current)
         compile_s = time.perf_counter() - start
         same = torch.equal(compiled(current), loop(current))
-        eager = Variant("eager", "inference", lambda: loop(current), shipped)
-        inductor = Variant("compiled", "inference", lambda: compiled(current), shipped)
+        eager = Variant("eager", "inference", lambda: loop(current))
+        inductor = Variant("compiled", "inference", lambda: compiled(current))
         measure([eager, inductor], args.repeats)
         rows.append(
             (

@@ -6,9 +6,11 @@ warm-up, on one thread by default so that the profiler's CPU times add up to the
 splits the step into
 
 - matmul: the synapses' ``aten::mm``/``addmm``/``bmm`` and convolutions (slayer's dense synapse
-  is a ``conv3d``), forward and backward;
+  is a ``conv3d``), forward and backward, and the toolchain's event-driven dense synapses
+  (the own time of its ``_EventDense`` autograd function, forward and backward: compiled kernels);
 - other ops: every other ``aten::`` operator, i.e. the neuron dynamics, the loss, Adam: the
-  elementwise kernels and the dispatcher's per-call cost;
+  elementwise kernels and the dispatcher's per-call cost; and the own time of the toolchain's
+  fused CUBA-LIF autograd function (``_CubaSequence``, forward and backward: compiled loops);
 - autograd nodes: the autograd engine's per-node work and the ``*Backward`` nodes themselves;
 - Python: the rest of the wall time, outside any operator (the interpreter running the time loop,
   module calls, the custom autograd functions' Python code);
@@ -45,6 +47,11 @@ MATMUL_OPS = {
     "aten::slow_conv3d_forward",
     "aten::convolution_backward",
 }
+#: the toolchain's custom autograd functions: their own time (outside any aten operator) is their
+#: compiled kernels; the event-driven dense synapse counts with the synapses' matmuls, the fused
+#: CUBA-LIF loops with the other operators (the neuron dynamics)
+SYNAPSE_FUNCTIONS = {"_EventDense", "_EventDenseBackward"}
+NEURON_FUNCTIONS = {"_CubaSequence", "_CubaSequenceBackward"}
 
 
 def split(events: list, wall_ms: float, batches: int) -> dict[str, float | str]:
@@ -54,9 +61,9 @@ def split(events: list, wall_ms: float, batches: int) -> dict[str, float | str]:
     others: list[tuple[float, str]] = []
     for event in events:
         self_ms = event.self_cpu_time_total / 1000.0
-        if event.key in MATMUL_OPS:
+        if event.key in MATMUL_OPS or event.key in SYNAPSE_FUNCTIONS:
             matmul += self_ms
-        elif event.key.startswith("aten::"):
+        elif event.key in NEURON_FUNCTIONS or event.key.startswith("aten::"):
             other += self_ms
             others.append((self_ms, event.key))
         elif event.key.startswith("autograd::") or "Backward" in event.key:
@@ -72,7 +79,7 @@ def split(events: list, wall_ms: float, batches: int) -> dict[str, float | str]:
         "python": python / batches,
         "calls": calls / batches,
         "largest": ", ".join(
-            f"`{key.removeprefix('aten::')}` {ms / batches:.0f}"
+            f"`{key.removeprefix('aten::').removeprefix('_')}` {ms / batches:.0f}"
             for ms, key in sorted(others, reverse=True)[:3]
         ),
     }

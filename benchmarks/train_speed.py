@@ -73,7 +73,7 @@ class Setup:
     @property
     def input_description(self) -> str:
         if self.rate is None:
-            return "direct input (one uniform [0, 1) sample, the same every step)"
+            return "direct input (one uniform [0, 1) sample, the same every step, a stride-0 view over time)"
         return f"input spikes at rate {self.rate}"
 
 
@@ -146,7 +146,9 @@ def make_batch(setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
     if setup.rate is not None:
         inputs = (torch.rand(shape) < setup.rate).float()
     else:
-        inputs = torch.rand(shape[1:]).expand(shape).contiguous()
+        # as the toolchain's ``direct`` encoding makes it (toolchain.data.encoding.direct): one
+        # step repeated over time as a view (stride 0), which each framework takes as it is
+        inputs = torch.rand(shape[1:]).unsqueeze(0).expand(shape)
     labels = torch.randint(0, setup.classes, (setup.batch,))
     return inputs, labels
 
@@ -241,10 +243,16 @@ def toolchain_runner(setup: Setup, layers: list[Layer], inputs: torch.Tensor, fu
             raise RuntimeError("CubaLIF is no longer built to run fused; update benchmarks/train_speed.py")
         if not fused:
             population.spike_fn = _plain_function(population.spike_fn)
-    if fused:  # its forward loop is compiled by numba: loaded with the network, as peers' imports are
-        from toolchain.snn.dynamics import compiled_cuba_float_steps
+    # its compiled kernels (numba: the fused loop's forward and backward, the event-driven dense
+    # synapses, which the step-by-step model runs too) load with the network, as peers' imports do
+    from toolchain.snn.dynamics import compiled_cuba_float_steps
+    from toolchain.snn.event_synapses import compiled_kernels
+    from toolchain.snn.fused import compiled_cuba_float_backward_steps
 
+    compiled_kernels()
+    if fused:
         compiled_cuba_float_steps()
+        compiled_cuba_float_backward_steps()
 
     def forward(x: torch.Tensor) -> list[torch.Tensor]:
         return list(model(x).spikes.values())
@@ -258,10 +266,11 @@ def toolchain_runner(setup: Setup, layers: list[Layer], inputs: torch.Tensor, fu
         time_axis=0,
         notes=(
             "build_model's CubaLIF, which runs toolchain.snn.fused.cuba_sequence (its forward loop "
-            "compiled by numba, loaded when the network is built)"
+            "and backward recursion compiled by numba), and its Dense layers on events where their "
+            "input is sparse (toolchain.snn.event_synapses; the kernels loaded when the network is built)"
             if fused
             else "the same model with CubaLIF stepping cuba_step under autograd (spike function "
-            "wrapped in a plain function)"
+            "wrapped in a plain function); its Dense layers on events as the fused model's"
         ),
     )
 

@@ -142,3 +142,44 @@ def test_backward_chunks_do_not_change_the_gradient(monkeypatch, chunk_steps):
     monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk_steps * 8)
     for reset in ("zero", "subtract"):
         _compare(current, 0.3, 0.2, 0.8, "fast_sigmoid", 3.0, weights, reset)
+
+
+@pytest.mark.parametrize("chunk_elements", [8, 24, 1 << 17])
+def test_compiled_backward_equals_the_tensor_recursion(monkeypatch, chunk_elements):
+    # the compiled recursion (numba) against the tensor one, over chunks of 1 and 3 steps and all
+    if fused.compiled_cuba_float_backward_steps() is None:
+        pytest.skip("numba is not installed")
+    generator = torch.Generator().manual_seed(6)
+    current = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
+    weights = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
+    monkeypatch.setattr(fused, "COMPILED_CHUNK_ELEMENTS", chunk_elements)
+    for reset, name in itertools.product(("zero", "subtract"), SURROGATES):
+        grads = []
+        for compiled in (True, False):
+            if not compiled:
+                monkeypatch.setattr(fused, "compiled_cuba_float_backward_steps", lambda: None)
+            x = current.clone().requires_grad_(True)
+            (cuba_sequence(x, 0.3, 0.2, 0.8, name, 3.0, reset) * weights).sum().backward()
+            grads.append(x.grad)
+        monkeypatch.undo()
+        monkeypatch.setattr(fused, "COMPILED_CHUNK_ELEMENTS", chunk_elements)
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
+
+
+def test_current_constant_over_time_as_a_view():
+    # a stride-0 current (a synapse computed once for a constant input): the compiled loop reads
+    # its one step at every step; same spikes and gradient as the materialized current
+    generator = torch.Generator().manual_seed(7)
+    one_step = torch.randn(3, 5, generator=generator, dtype=torch.float64) + 0.4
+    weights = torch.randn(9, 3, 5, generator=generator, dtype=torch.float64)
+    results = []
+    for materialize in (False, True):
+        x = one_step.clone().requires_grad_(True)
+        current = x.unsqueeze(0).expand(9, 3, 5)
+        current = current.contiguous() if materialize else current
+        spikes = cuba_sequence(current, 0.3, 0.1, 0.5, "sigmoid", 4.0)
+        (spikes * weights).sum().backward()
+        results.append((spikes.detach(), x.grad))
+    assert results[0][0].sum() > 0
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)

@@ -169,3 +169,54 @@ def test_fold_batchnorm_rejects_mismatches_and_missing_statistics():
         fold_batchnorm(torch.zeros(4, 3), nn.BatchNorm1d(5))
     with pytest.raises(ValueError, match="no running statistics"):
         fold_batchnorm(torch.zeros(4, 3), nn.BatchNorm1d(4, track_running_stats=False))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Dense(12, 70), lambda: Conv1d(3, 5, 3, 2, 1), lambda: Conv2d(3, 4, 3, 1, 1)],
+    ids=["dense", "conv1d", "conv2d"],
+)
+def test_input_constant_over_time_is_computed_once(make):
+    # the direct encoding's stride-0 view: one per-sample computation, returned as such a view,
+    # with the values and weight gradients of computing every step
+    torch.manual_seed(0)
+    layer = make().double()
+    shape = {12: (12,), 3: (3, 9) if isinstance(layer, Conv1d) else (3, 6, 6)}[layer.weight.shape[1]]
+    one_step = torch.rand(4, *shape, dtype=torch.float64)
+    constant = one_step.unsqueeze(0).expand(5, *one_step.shape)
+    results = []
+    for x in (constant, constant.contiguous()):
+        layer.zero_grad()
+        out = layer(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)).sum().backward()
+        results.append((out, layer.weight.grad.clone()))
+    (once, grad_once), (every, grad_every) = results
+    assert once.stride(0) == 0 and every.stride(0) != 0
+    torch.testing.assert_close(once, every, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_once, grad_every, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_is_not_computed_once():
+    # batch statistics count every step: a constant input is normalized as the full tensor
+    norm = BatchNorm(3, spatial_dims=0)
+    x = torch.rand(4, 3).unsqueeze(0).expand(5, 4, 3)
+    assert norm(x).stride(0) != 0
+
+
+@pytest.mark.parametrize("kernel_size", [1, 2, 3])
+@pytest.mark.parametrize(("pool_cls", "spatial"), [(SumPool1d, (8,)), (SumPool2d, (7, 8))])
+def test_sum_pooling_gradient_is_the_convolutions(pool_cls, spatial, kernel_size):
+    # its backward spreads each window's gradient over the window (zeros for a remainder): the
+    # gradient the depthwise convolution of ones computes
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 2, 4, *spatial, generator=generator, dtype=torch.float64, requires_grad=True)
+    pool = pool_cls(kernel_size)
+    out = pool(x)
+    grad = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    conv = functional.conv2d if len(spatial) == 2 else functional.conv1d
+    ones = torch.ones(4, 1, *(kernel_size,) * len(spatial), dtype=torch.float64)
+    expected_out = conv(x.reshape(6, 4, *spatial), ones, stride=kernel_size, groups=4)
+    (expected,) = torch.autograd.grad(expected_out, x, grad.reshape(expected_out.shape))
+    assert torch.equal(out.reshape(expected_out.shape), expected_out)
+    assert torch.equal(ours, expected)

@@ -10,7 +10,9 @@ this module adds is the schedule and the synapses:
 
 - layers run one after the other over the whole time window (the network has no recurrence, so the
   ``T`` synaptic sums of a layer are one matrix product or convolution of ``[T * B, ...]``);
-- weights are applied as torch ``linear`` / ``conv`` on integer-valued float tensors: float32 when
+- weights are applied as torch ``conv`` or, for dense layers,
+  :func:`toolchain.snn.event_synapses.dense_synapse` (event-driven where the input is mostly zeros,
+  a matrix product otherwise) on integer-valued float tensors: float32 when
   the largest possible sum of a neuron (``max |input| * sum_j |w_ij|``) is below ``2**24``, where
   every partial sum is an exactly representable integer, float64 (exact below ``2**53``) otherwise;
 - 2-D convolutions run in channels-last memory order (faster in oneDNN), their neurons too;
@@ -51,6 +53,7 @@ from toolchain.snn.dynamics import (
     fast_input,
     spike_and_reset_fixed,
 )
+from toolchain.snn.event_synapses import compiled_kernels, dense_synapse
 from toolchain.snn.loihi import graded_input
 
 #: float32 holds every integer below this exactly (and so every partial sum below it)
@@ -235,7 +238,7 @@ class _Synapse:
         x = x.to(self.weight.dtype)
         layer = self.layer
         if isinstance(layer, ir.Dense):
-            out = functional.linear(x.reshape(x.shape[0], -1), self.weight)
+            out = dense_synapse(x.reshape(x.shape[0], -1), self.weight)
         else:
             conv = functional.conv2d if self.weight.dim() == 4 else functional.conv1d
             out = conv(
@@ -440,7 +443,9 @@ def simulate(
     widest = max(math.prod(layer.out_shape) for layer in network.layers)
     widest = max(widest, math.prod(network.input_shape))
     chunk = max(1, min(batch_size, CHUNK_ELEMENTS // (steps * widest)))
-    compiled_cuba_fixed_steps()  # the first call in a process compiles or loads it: start-up time
+    # the first call in a process compiles or loads the kernels: start-up time, not stepping
+    compiled_cuba_fixed_steps()
+    compiled_kernels()
     startup_s = time.perf_counter() - start
 
     totals = [_Totals() for _ in synapses]

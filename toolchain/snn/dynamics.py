@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +43,7 @@ from toolchain.loihi_numbers import (  # the fixed-point format the equations co
     STATE_SCALE,
     THRESHOLD_SHIFT,
 )
+from toolchain.snn.compiled import compile_kernel
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -404,7 +404,7 @@ def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
     """:func:`cuba_fixed_steps` compiled by numba (cached on disk after the first compilation, a few
     seconds), or ``None`` where numba is not installed (the caller then runs the tensor functions
     above)."""
-    return _compiled(
+    return compile_kernel(
         cuba_fixed_steps,
         [
             (np.zeros((1, 1), dtype), False, 0, 0, 0, 1, np.zeros(1, np.int64),
@@ -427,20 +427,21 @@ def cuba_float_steps(
     """:func:`cuba_subthreshold` then :func:`spike_and_reset` (no bias) for ``T`` steps of ``N``
     neurons from zero state, one neuron at a time, in ``current``'s float dtype.
 
-    ``current`` ``[T, N]``; ``keep_u = 1 - current_decay``, ``keep_v = 1 - voltage_decay`` and
-    ``threshold`` already in ``current``'s dtype (as torch applies a Python number to a tensor);
-    ``subtract`` selects the reset. Writes the spikes (0/1) to ``spikes`` ``[T, N]`` and, with
-    ``keep_voltage``, the pre-reset voltages to ``voltages`` ``[T, N]``. The operations are those
-    of the tensor functions, in their order and rounded as they round (no fused multiply-add), so
-    the values are bit for bit theirs.
+    ``current`` ``[T, N]``, or ``[1, N]`` the same at every step; ``keep_u = 1 - current_decay``,
+    ``keep_v = 1 - voltage_decay`` and ``threshold`` already in ``current``'s dtype (as torch
+    applies a Python number to a tensor); ``subtract`` selects the reset. Writes the spikes (0/1)
+    to ``spikes`` ``[T, N]`` and, with ``keep_voltage``, the pre-reset voltages to ``voltages``
+    ``[T, N]``. The operations are those of the tensor functions, in their order and rounded as
+    they round (no fused multiply-add), so the values are bit for bit theirs.
     """
-    steps, neurons = current.shape
+    steps, neurons = spikes.shape
+    constant = current.shape[0] == 1
     zero = np.zeros(1, dtype=current.dtype)[0]  # 0 and 1 in the current's dtype: no promotion
     one = np.ones(1, dtype=current.dtype)[0]
     u = np.zeros(neurons, dtype=current.dtype)
     v = np.zeros(neurons, dtype=current.dtype)
     for t in range(steps):
-        x_t = current[t]
+        x_t = current[0 if constant else t]
         spikes_t = spikes[t]
         voltages_t = voltages[t if keep_voltage else 0]
         for n in range(neurons):
@@ -458,7 +459,7 @@ def cuba_float_steps(
 def compiled_cuba_float_steps() -> Callable[..., None] | None:
     """:func:`cuba_float_steps` compiled by numba (disk-cached) for float32 and float64, or ``None``
     where numba is not installed (the caller then runs the tensor functions)."""
-    return _compiled(
+    return compile_kernel(
         cuba_float_steps,
         [
             (np.zeros((1, 1), dtype), dtype(0.5), dtype(0.5), dtype(0.5), False,
@@ -466,18 +467,3 @@ def compiled_cuba_float_steps() -> Callable[..., None] | None:
             for dtype in (np.float32, np.float64)
         ],
     )  # fmt: skip
-
-
-def _compiled(function: Callable[..., Any], warm_up: list[tuple[Any, ...]]) -> Any:
-    """``function`` compiled by numba (its machine code cached on disk), or ``None`` without numba.
-    It is called once with each argument tuple of ``warm_up`` so that the compilation (or the load
-    from the cache) for those argument types happens here, once per process, rather than inside
-    the caller's first timed steps."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    compiled = numba.njit(cache=True, nogil=True)(function)
-    for arguments in warm_up:
-        compiled(*arguments)
-    return compiled

@@ -38,6 +38,8 @@ Decays and threshold are constants (Python numbers, or tensors broadcastable to 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
+from toolchain.snn.compiled import compile_kernel
 from toolchain.snn.dynamics import (
     CubaState,
     compiled_cuba_float_steps,
@@ -62,6 +65,8 @@ RESETS = ("zero", "subtract")
 #: the other cores that wait costs milliseconds per operator (measured with
 #: benchmarks/fused_variants.py --threads 2 on the shared 2-core machine, docs/benchmarks.md)
 CHUNK_ELEMENTS = 32768
+#: elements per chunk of the compiled backward (:func:`_compiled_backward`)
+COMPILED_CHUNK_ELEMENTS = 1 << 17
 
 
 def cuba_sequence(
@@ -148,21 +153,24 @@ def _compiled_forward(
     per-neuron constants), and the caller steps the tensor functions."""
     kernel = compiled_cuba_float_steps()
     constants = (current_decay, voltage_decay, threshold)
+    steps = current.shape[0]
+    # a current the same at every step as a view (stride 0 over time): its one step, read each step
+    rows = current[:1] if steps > 1 and current.stride(0) == 0 else current
     if (
         kernel is None
         or torch.jit.is_tracing()
         or current.device.type != "cpu"
         or current.dtype not in (torch.float32, torch.float64)
         or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
-        or not current.is_contiguous()
+        or not rows[0].is_contiguous()
+        or not (rows.shape[0] == 1 or rows.is_contiguous())
     ):
         return False
     cast = np.float32 if current.dtype == torch.float32 else np.float64
     # as torch applies them: 1 - decay in the constant's own precision, then the current's dtype
     keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
-    steps = current.shape[0]
     kernel(
-        current.detach().reshape(steps, -1).numpy(),
+        rows.detach().reshape(rows.shape[0], -1).numpy(),
         keep_u,
         keep_v,
         cast(float(threshold)),
@@ -213,10 +221,17 @@ def _backward_through_time(
 ) -> torch.Tensor:
     """The reverse-time recursion of the module docstring; returns ``d loss / d current``.
 
-    Time is walked backward in chunks of at most :data:`CHUNK_ELEMENTS` elements (at least one
-    step): the factors of a chunk (``σ'``, ``r``, ``gs σ'``) are computed at once, then its steps
-    are two operations each.
+    On the CPU with scalar constants the recursion is :func:`cuba_float_backward_steps` compiled
+    by numba, after ``σ'`` of every step is computed at once by the surrogate's own tensor function.
+    Otherwise time is walked backward in chunks of at most :data:`CHUNK_ELEMENTS` elements (at
+    least one step): the factors of a chunk (``σ'``, ``r``, ``gs σ'``) are computed at once, then
+    its steps are two tensor operations each.
     """
+    grad = _compiled_backward(
+        grad_spikes, v_pre, current_decay, voltage_decay, threshold, derivative, scale, reset
+    )
+    if grad is not None:
+        return grad
     steps = v_pre.shape[0]
     grad_current = torch.empty_like(v_pre)
     chunk = max(1, CHUNK_ELEMENTS // max(1, v_pre.numel() // max(1, steps)))
@@ -267,3 +282,111 @@ def _carry(
     if isinstance(keep_voltage, torch.Tensor) or isinstance(threshold, torch.Tensor):
         return (1.0 - threshold * slope) * keep_voltage
     return torch.mul(slope, -keep_voltage * threshold).add_(keep_voltage)
+
+
+def cuba_float_backward_steps(
+    grad: np.ndarray,
+    v_pre: np.ndarray,
+    slope: np.ndarray,
+    keep_u: float,
+    keep_v: float,
+    threshold: float,
+    subtract: bool,
+    grad_v: np.ndarray,
+    grad_u: np.ndarray,
+) -> None:
+    """The reverse-time recursion of the module docstring for ``N`` neurons over ``T`` consecutive
+    steps, one neuron at a time: ``grad`` ``[T, N]`` holds ``gs`` (the gradient at the spikes) on
+    entry and ``gu`` (the gradient at the input current) on return; ``v_pre`` the pre-reset
+    voltages and ``slope`` the surrogate derivative ``σ'`` of ``v_pre - threshold``, both
+    ``[T, N]``; constants in their dtype (``keep_u = 1 - current_decay``,
+    ``keep_v = 1 - voltage_decay``). ``grad_v`` and ``grad_u`` ``[N]`` carry ``gv'`` and ``gu`` of
+    the step after the last (zeros after the sequence's end) in, and those of the first step out,
+    so that a sequence can be walked in chunks of steps, latest first."""
+    steps, neurons = grad.shape
+    zero = np.zeros(1, dtype=grad.dtype)[0]
+    one = np.ones(1, dtype=grad.dtype)[0]
+    for t in range(steps - 1, -1, -1):
+        g_t = grad[t]
+        v_t = v_pre[t]
+        slope_t = slope[t]
+        for n in range(neurons):
+            v = v_t[n]
+            sigma = slope_t[n]
+            if subtract:
+                carry = keep_v * (one - threshold * sigma)
+            else:
+                not_spiking = one if v - threshold <= zero else zero
+                carry = keep_v * (not_spiking - v * sigma)
+            gv = g_t[n] * sigma + grad_v[n] * carry
+            gu = gv + grad_u[n] * keep_u
+            grad_v[n] = gv
+            grad_u[n] = gu
+            g_t[n] = gu
+
+
+@functools.cache
+def compiled_cuba_float_backward_steps() -> Callable[..., None] | None:
+    """:func:`cuba_float_backward_steps` compiled by numba (disk-cached) for float32 and float64, or
+    ``None`` where numba is not installed (the tensor recursion then runs)."""
+    return compile_kernel(
+        cuba_float_backward_steps,
+        [
+            (np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), dtype(0.5),
+             dtype(0.5), dtype(0.5), False, np.zeros(1, dtype), np.zeros(1, dtype))
+            for dtype in (np.float32, np.float64)
+        ],
+    )  # fmt: skip
+
+
+def _compiled_backward(
+    grad_spikes: torch.Tensor,
+    v_pre: torch.Tensor,
+    current_decay: Constant,
+    voltage_decay: Constant,
+    threshold: Constant,
+    derivative: DerivativeFn,
+    scale: float,
+    reset: str,
+) -> torch.Tensor | None:
+    """``d loss / d current`` by :func:`cuba_float_backward_steps` compiled by numba, or ``None``
+    where it does not apply (the conditions of :func:`_compiled_forward`). Time is walked in chunks
+    of about :data:`COMPILED_CHUNK_ELEMENTS` elements, latest first: the surrogate's tensor function
+    computes a chunk's ``σ'``, then the kernel walks its steps. Small chunks keep the temporaries
+    in the cache and let the allocator reuse their memory (a whole-sequence temporary is fresh
+    memory each time, and the page faults of filling it cost more than the arithmetic)."""
+    kernel = compiled_cuba_float_backward_steps()
+    constants = (current_decay, voltage_decay, threshold)
+    if (
+        kernel is None
+        or v_pre.device.type != "cpu"
+        or v_pre.dtype not in (torch.float32, torch.float64)
+        or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
+        or not v_pre.is_contiguous()
+    ):
+        return None
+    cast = np.float32 if v_pre.dtype == torch.float32 else np.float64
+    keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
+    grad = torch.empty_like(v_pre).copy_(grad_spikes)  # the kernel's own: written in place
+    steps = v_pre.shape[0]
+    flat_grad, flat_v = grad.view(steps, -1), v_pre.view(steps, -1)
+    neurons = flat_v.shape[1]
+    grad_v = np.zeros(neurons, dtype=cast)
+    grad_u = np.zeros(neurons, dtype=cast)
+    chunk = max(1, COMPILED_CHUNK_ELEMENTS // max(1, neurons))
+    for end in range(steps, 0, -chunk):
+        start = max(0, end - chunk)
+        v = flat_v[start:end]
+        slope = derivative(v - threshold, scale)
+        kernel(
+            flat_grad[start:end].numpy(),
+            v.numpy(),
+            slope.numpy(),
+            keep_u,
+            keep_v,
+            cast(float(threshold)),
+            reset == "subtract",
+            grad_v,
+            grad_u,
+        )
+    return grad

@@ -3,7 +3,8 @@
 Every layer here takes and returns ``[T, B, ...]`` tensors and is a thin wrapper around torch's
 own per-sample layer, applied to the ``T * B`` samples at once (:class:`TimeDistributed`):
 
-- synapses without bias: :class:`Dense`, :class:`Conv1d`, :class:`Conv2d`. Loihi adds a neuron's
+- synapses without bias: :class:`Dense` (event-driven where its input is mostly zeros:
+  :mod:`toolchain.snn.event_synapses`), :class:`Conv1d`, :class:`Conv2d`. Loihi adds a neuron's
   bias to its voltage, not to its synaptic current, so a bias belongs to the neuron;
 - :class:`BatchNorm` of the synaptic current, per channel over the ``T * B`` samples;
   :func:`fold_batchnorm` folds it into the preceding synapse's weights for export;
@@ -16,39 +17,61 @@ own per-sample layer, applied to the ``T * B`` samples at once (:class:`TimeDist
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional
+
+from toolchain.snn.event_synapses import dense_synapse
 
 
 class TimeDistributed(nn.Module):
     """Apply a per-sample module (``nn.Linear``, a convolution) to all ``T`` steps at once.
 
     ``[T, B, *in]`` -> ``module([T * B, *in])`` -> ``[T, B, *out]``.
+
+    A synapse (:attr:`once_for_constant_input`) given an input that is the same at every step as a
+    view (stride 0 over time, as :func:`toolchain.data.encoding.direct` makes it) computes its
+    output once, ``module(x[0])``, and returns it as such a view: the same values, ``T`` times
+    less work forward and backward (autograd sums the gradient over the steps before the one
+    backward of the module). An input that merely holds equal steps is computed step by step.
     """
+
+    #: compute an input that is constant over time (a stride-0 view) once (per-sample modules only:
+    #: not batch statistics, which count every step)
+    once_for_constant_input = False
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        steps, batch = x.shape[:2]
-        y = self.module(x.reshape(steps * batch, *x.shape[2:]))
-        return y.reshape(steps, batch, *y.shape[1:])
+        return self._over_time(x, self.module)
 
     def with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` with ``weight`` in place of the module's own (e.g. the weight Loihi holds)."""
-        steps, batch = x.shape[:2]
-        flat = x.reshape(steps * batch, *x.shape[2:])
         module = self.module
         if isinstance(module, nn.Linear):
-            y = functional.linear(flat, weight)
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
-            y = module._conv_forward(flat, weight, None)
-        else:
-            raise TypeError(f"{type(module).__name__} has no weight to replace")
+            return self._over_time(x, lambda flat: dense_synapse(flat, weight))
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            return self._over_time(x, lambda flat: module._conv_forward(flat, weight, None))
+        raise TypeError(f"{type(module).__name__} has no weight to replace")
+
+    def _over_time(self, x: torch.Tensor, per_sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        steps, batch = x.shape[:2]
+        if self.once_for_constant_input and constant_over_time(x):
+            y = per_sample(x[0])
+            return y.unsqueeze(0).expand(steps, *y.shape)
+        y = per_sample(x.reshape(steps * batch, *x.shape[2:]))
         return y.reshape(steps, batch, *y.shape[1:])
+
+
+def constant_over_time(x: torch.Tensor) -> bool:
+    """Whether ``x`` ``[T, B, ...]`` is one step repeated as a view (stride 0 over time, ``T > 1``),
+    outside tracing (an exported graph computes every step)."""
+    return x.dim() >= 2 and x.shape[0] > 1 and x.stride(0) == 0 and not torch.jit.is_tracing()
 
 
 class Dense(TimeDistributed):
@@ -58,9 +81,15 @@ class Dense(TimeDistributed):
     """
 
     module: nn.Linear
+    once_for_constant_input = True
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(nn.Linear(in_features, out_features, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The synaptic sums, from the input's events where few are non-zero
+        (:func:`~toolchain.snn.event_synapses.dense_synapse`)."""
+        return self.with_weight(x, self.module.weight)
 
     @property
     def weight(self) -> nn.Parameter:
@@ -74,6 +103,7 @@ class Conv1d(TimeDistributed):
     """
 
     module: nn.Conv1d
+    once_for_constant_input = True
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
@@ -92,6 +122,7 @@ class Conv2d(TimeDistributed):
     """
 
     module: nn.Conv2d
+    once_for_constant_input = True
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
@@ -192,12 +223,45 @@ class _SumPool(Pool):
         """``[T, B, C, *spatial]`` -> ``[T, B, C, *spatial // kernel_size]``, sums of each window."""
         steps, batch, channels, *spatial = x.shape
         flat = x.reshape(steps * batch, channels, *spatial)
-        # int(): a constant kernel shape under tracing (the ONNX exporter needs one)
-        kernel = (int(channels), 1, *(self.kernel_size,) * self.dims)
-        ones = torch.ones(kernel, dtype=x.dtype, device=x.device)
-        conv = functional.conv2d if self.dims == 2 else functional.conv1d
-        y = conv(flat, ones, stride=self.stride, groups=channels)
+        if torch.jit.is_tracing():  # the ONNX exporter records the convolution itself
+            y = window_sums(flat, self.kernel_size, self.dims)
+        else:
+            y = _WindowSums.apply(flat, self.kernel_size, self.dims)
         return y.reshape(steps, batch, *y.shape[1:])
+
+
+def window_sums(x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
+    """Sums of the ``kernel_size``-wide windows (stride ``kernel_size``) of the last ``dims`` axes
+    of ``x`` ``[N, C, *spatial]``: the depthwise strided convolution with weights of ones."""
+    channels = x.shape[1]
+    # int(): a constant kernel shape under tracing (the ONNX exporter needs one)
+    ones = torch.ones((int(channels), 1, *(kernel_size,) * dims), dtype=x.dtype, device=x.device)
+    conv = functional.conv2d if dims == 2 else functional.conv1d
+    return conv(x, ones, stride=kernel_size, groups=channels)
+
+
+class _WindowSums(torch.autograd.Function):
+    """:func:`window_sums` with the gradient of a sum: each window's gradient copied to every input
+    of the window (zero for the inputs the windows leave out), one copy of the gradient instead of
+    the convolution's backward (which oneDNN computes several times slower on large maps)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
+        ctx.in_shape = x.shape
+        ctx.kernel_size = kernel_size
+        return window_sums(x, kernel_size, dims)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        k = ctx.kernel_size
+        lead, pooled = grad.shape[:2], grad.shape[2:]
+        windows = grad.reshape(*lead, *(size for n in pooled for size in (n, 1)))
+        spread = windows.expand(*lead, *(size for n in pooled for size in (n, k)))
+        grad_x = spread.reshape(*lead, *(n * k for n in pooled))
+        remainder = [size - n * k for size, n in zip(ctx.in_shape[2:], pooled, strict=True)]
+        if any(remainder):
+            grad_x = functional.pad(grad_x, [p for extra in reversed(remainder) for p in (0, extra)])
+        return grad_x, None, None
 
 
 class SumPool1d(_SumPool):
