@@ -285,7 +285,7 @@ def _carry(
 
 
 def cuba_float_backward_steps(
-    grad: np.ndarray,
+    grad_spikes: np.ndarray,
     v_pre: np.ndarray,
     slope: np.ndarray,
     keep_u: float,
@@ -294,20 +294,22 @@ def cuba_float_backward_steps(
     subtract: bool,
     grad_v: np.ndarray,
     grad_u: np.ndarray,
+    grad_current: np.ndarray,
 ) -> None:
     """The reverse-time recursion of the module docstring for ``N`` neurons over ``T`` consecutive
-    steps, one neuron at a time: ``grad`` ``[T, N]`` holds ``gs`` (the gradient at the spikes) on
-    entry and ``gu`` (the gradient at the input current) on return; ``v_pre`` the pre-reset
-    voltages and ``slope`` the surrogate derivative ``σ'`` of ``v_pre - threshold``, both
-    ``[T, N]``; constants in their dtype (``keep_u = 1 - current_decay``,
+    steps, one neuron at a time: writes ``gu`` (the gradient at the input current) to
+    ``grad_current`` from ``grad_spikes`` (``gs``, the gradient at the spikes), ``v_pre`` (the
+    pre-reset voltages) and ``slope`` (the surrogate derivative ``σ'`` of ``v_pre - threshold``),
+    all ``[T, N]``; constants in their dtype (``keep_u = 1 - current_decay``,
     ``keep_v = 1 - voltage_decay``). ``grad_v`` and ``grad_u`` ``[N]`` carry ``gv'`` and ``gu`` of
     the step after the last (zeros after the sequence's end) in, and those of the first step out,
     so that a sequence can be walked in chunks of steps, latest first."""
-    steps, neurons = grad.shape
-    zero = np.zeros(1, dtype=grad.dtype)[0]
-    one = np.ones(1, dtype=grad.dtype)[0]
+    steps, neurons = grad_spikes.shape
+    zero = np.zeros(1, dtype=grad_spikes.dtype)[0]
+    one = np.ones(1, dtype=grad_spikes.dtype)[0]
     for t in range(steps - 1, -1, -1):
-        g_t = grad[t]
+        g_t = grad_spikes[t]
+        out_t = grad_current[t]
         v_t = v_pre[t]
         slope_t = slope[t]
         for n in range(neurons):
@@ -322,7 +324,7 @@ def cuba_float_backward_steps(
             gu = gv + grad_u[n] * keep_u
             grad_v[n] = gv
             grad_u[n] = gu
-            g_t[n] = gu
+            out_t[n] = gu
 
 
 @functools.cache
@@ -333,7 +335,7 @@ def compiled_cuba_float_backward_steps() -> Callable[..., None] | None:
         cuba_float_backward_steps,
         [
             (np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), dtype(0.5),
-             dtype(0.5), dtype(0.5), False, np.zeros(1, dtype), np.zeros(1, dtype))
+             dtype(0.5), dtype(0.5), False, np.zeros(1, dtype), np.zeros(1, dtype), np.zeros((1, 1), dtype))
             for dtype in (np.float32, np.float64)
         ],
     )  # fmt: skip
@@ -367,9 +369,10 @@ def _compiled_backward(
         return None
     cast = np.float32 if v_pre.dtype == torch.float32 else np.float64
     keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
-    grad = torch.empty_like(v_pre).copy_(grad_spikes)  # the kernel's own: written in place
+    grad = torch.empty_like(v_pre)
     steps = v_pre.shape[0]
     flat_grad, flat_v = grad.view(steps, -1), v_pre.view(steps, -1)
+    flat_spikes = grad_spikes.to(v_pre.dtype).contiguous().view(steps, -1)
     neurons = flat_v.shape[1]
     grad_v = np.zeros(neurons, dtype=cast)
     grad_u = np.zeros(neurons, dtype=cast)
@@ -379,7 +382,7 @@ def _compiled_backward(
         v = flat_v[start:end]
         slope = derivative(v - threshold, scale)
         kernel(
-            flat_grad[start:end].numpy(),
+            flat_spikes[start:end].numpy(),
             v.numpy(),
             slope.numpy(),
             keep_u,
@@ -388,5 +391,6 @@ def _compiled_backward(
             reset == "subtract",
             grad_v,
             grad_u,
+            flat_grad[start:end].numpy(),
         )
     return grad
