@@ -8,13 +8,13 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
   spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
 - ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped: the forward loop and the
   backward recursion compiled by numba, the surrogate's derivative computed by its tensor function
-  8 steps of this shape at a time (``COMPILED_CHUNK_ELEMENTS``);
-- ``fused, compiled backward, derivative chunk = all at once``: the same with the derivative of
-  every step computed at once (whole-sequence temporaries);
+  2 steps of this shape at a time (``CHUNK_ELEMENTS``, the most that stays within torch's
+  intra-op grain);
+- ``fused, compiled backward, derivative chunk = k``: the same with the derivative of ``k`` steps
+  computed at once (``k = T``: whole-sequence temporaries);
 - ``fused, tensor backward, chunk = k``: the backward where numba is absent, its factors computed
-  ``k`` steps at a time and two tensor operations per step (its default: 2 steps of this shape, the
-  most that stays within torch's intra-op grain; ``k = T``: all steps at once, "plain vectorized
-  torch");
+  ``k`` steps at a time and two tensor operations per step (shipped: the same 2 steps; ``k = T``:
+  all steps at once, "plain vectorized torch");
 - ``torch.jit.script``: tried on the dynamics (prints why it does not apply);
 - ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop of tensor
   functions (the one that runs without numba) compiled by inductor, compile time and run time.
@@ -136,28 +136,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return step
 
     step_elements = SHAPE[1] * SHAPE[2]
-    compiled_steps = max(1, fused.COMPILED_CHUNK_ELEMENTS // step_elements)
-    tensor_steps = max(1, fused.CHUNK_ELEMENTS // step_elements)
+    shipped_steps = max(1, fused.CHUNK_ELEMENTS // step_elements)
     variants = [
         Variant("autograd (CubaLIF)", "train", train(reference)),
         Variant("autograd (CubaLIF)", "inference", infer(reference)),
         Variant(
-            f"fused as shipped (compiled backward, derivative chunk = {compiled_steps})",
+            f"fused as shipped (compiled backward, derivative chunk = {shipped_steps})",
             "train",
             train(fused_call),
         ),
         Variant("fused", "inference", infer(fused_call)),
-        Variant(
-            "fused, compiled backward, derivative chunk = all at once",
-            "train",
-            train(fused_call),
-            {"COMPILED_CHUNK_ELEMENTS": SHAPE[0] * step_elements},
-        ),
     ]
-    no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda: None}
-    for steps in (1, tensor_steps, 8, SHAPE[0]):
+    for steps in (8, SHAPE[0]):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
-        default = " (its default)" if steps == tensor_steps else ""
+        variants.append(
+            Variant(
+                f"fused, compiled backward, derivative chunk = {label}",
+                "train",
+                train(fused_call),
+                {"CHUNK_ELEMENTS": steps * step_elements},
+            )
+        )
+    no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda: None}
+    for steps in (1, shipped_steps, 8, SHAPE[0]):
+        label = "all at once" if steps == SHAPE[0] else f"{steps}"
+        default = " (as shipped)" if steps == shipped_steps else ""
         variants.append(
             Variant(
                 f"fused, tensor backward, chunk = {label}{default}",

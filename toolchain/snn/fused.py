@@ -59,14 +59,15 @@ from toolchain.snn.surrogate import SURROGATES, DerivativeFn, spike_function
 
 Constant = float | torch.Tensor
 RESETS = ("zero", "subtract")
-#: most elements per chunk of the backward pass: torch's intra-op grain (an element-wise operator
-#: on more elements runs as a parallel region), so that every operator of the backward runs on
-#: the calling thread. A parallel region waits for all its threads; when other processes hold
-#: the other cores that wait costs milliseconds per operator (measured with
-#: benchmarks/fused_variants.py --threads 2 on the shared 2-core machine, docs/benchmarks.md)
+#: most elements per chunk of the backward pass (the surrogate's derivative before the compiled
+#: recursion, or every factor of the tensor recursion): torch's intra-op grain (an element-wise
+#: operator on more elements runs as a parallel region), so that every operator of the backward
+#: runs on the calling thread. A parallel region waits for all its threads; when other processes
+#: hold the other cores that wait costs milliseconds per operator (measured with
+#: benchmarks/fused_variants.py --threads 2 --busy 2 on the shared 2-core machine,
+#: docs/benchmarks.md). Small chunks also keep the temporaries in the cache and let the allocator
+#: reuse their memory.
 CHUNK_ELEMENTS = 32768
-#: elements per chunk of the compiled backward (:func:`_compiled_backward`)
-COMPILED_CHUNK_ELEMENTS = 1 << 17
 
 
 def cuba_sequence(
@@ -353,10 +354,8 @@ def _compiled_backward(
 ) -> torch.Tensor | None:
     """``d loss / d current`` by :func:`cuba_float_backward_steps` compiled by numba, or ``None``
     where it does not apply (the conditions of :func:`_compiled_forward`). Time is walked in chunks
-    of about :data:`COMPILED_CHUNK_ELEMENTS` elements, latest first: the surrogate's tensor function
-    computes a chunk's ``σ'``, then the kernel walks its steps. Small chunks keep the temporaries
-    in the cache and let the allocator reuse their memory (a whole-sequence temporary is fresh
-    memory each time, and the page faults of filling it cost more than the arithmetic)."""
+    of at most :data:`CHUNK_ELEMENTS` elements (at least one step), latest first: the surrogate's
+    tensor function computes a chunk's ``σ'``, then the kernel walks its steps."""
     kernel = compiled_cuba_float_backward_steps()
     constants = (current_decay, voltage_decay, threshold)
     if (
@@ -376,7 +375,7 @@ def _compiled_backward(
     neurons = flat_v.shape[1]
     grad_v = np.zeros(neurons, dtype=cast)
     grad_u = np.zeros(neurons, dtype=cast)
-    chunk = max(1, COMPILED_CHUNK_ELEMENTS // max(1, neurons))
+    chunk = max(1, CHUNK_ELEMENTS // max(1, neurons))
     for end in range(steps, 0, -chunk):
         start = max(0, end - chunk)
         v = flat_v[start:end]
