@@ -445,7 +445,8 @@ def simulate(
     chunk = max(1, min(batch_size, CHUNK_ELEMENTS // (steps * widest)))
     # the first call in a process compiles or loads the kernels: start-up time, not stepping
     compiled_cuba_fixed_steps()
-    compiled_kernels()
+    if any(isinstance(layer, ir.Dense) for layer in network.layers):
+        compiled_kernels()
     startup_s = time.perf_counter() - start
 
     totals = [_Totals() for _ in synapses]

@@ -10,13 +10,13 @@ product ``g @ W``, as the surrogate gradient reaches every input.
 
 The sums are those of the matrix product, in another order: bit for bit equal where every partial
 sum is exact (integer weights on a float grid, as the reference simulator and fixed-point training
-use), and within float rounding otherwise (a different BLAS or thread count changes the order as
-much). The events are found by :func:`count_events` and :func:`gather_events` (a compressed sparse
-row list of the non-zero entries), the products by :func:`event_product` and
-:func:`event_weight_gradient`: plain functions on numpy arrays, compiled by numba
-(:mod:`toolchain.snn.compiled`). Where numba is absent, on other devices, under tracing (ONNX
-export), for layers with fewer than :data:`EVENT_OUTPUTS_MIN` outputs and where more than
-:data:`EVENT_DENSITY_MAX` of ``x`` is non-zero, the matrix product runs.
+use), and within float rounding otherwise (``benchmarks/event_synapses.py`` measures it). The
+events are found by :func:`count_events` and :func:`gather_events` (a compressed sparse row list of
+the non-zero entries), the products by :func:`event_product` and :func:`event_weight_gradient`:
+plain functions on numpy arrays, compiled by numba (:mod:`toolchain.snn.compiled`). Where numba is
+absent, on other devices, under tracing (ONNX export), for layers with fewer than
+:data:`EVENT_OUTPUTS_MIN` outputs and where more than :data:`EVENT_DENSITY_MAX` of ``x`` is
+non-zero, the matrix product runs.
 """
 
 from __future__ import annotations
@@ -200,10 +200,6 @@ class Events:
     row_starts: np.ndarray
     indices: np.ndarray
     values: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return int(self.row_starts[-1])
 
 
 def find_events(x: torch.Tensor, density_max: float = EVENT_DENSITY_MAX) -> Events | None:

@@ -153,28 +153,21 @@ def _compiled_forward(
     bit); ``False`` where it does not apply (numba absent, a tensor off the CPU, not float32/64,
     per-neuron constants), and the caller steps the tensor functions."""
     kernel = compiled_cuba_float_steps()
-    constants = (current_decay, voltage_decay, threshold)
+    kernel_constants = _kernel_constants(current, current_decay, voltage_decay, threshold)
     steps = current.shape[0]
     # a current the same at every step as a view (stride 0 over time): its one step, read each step
     rows = current[:1] if steps > 1 and current.stride(0) == 0 else current
     if (
         kernel is None
+        or kernel_constants is None
         or torch.jit.is_tracing()
-        or current.device.type != "cpu"
-        or current.dtype not in (torch.float32, torch.float64)
-        or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
         or not rows[0].is_contiguous()
         or not (rows.shape[0] == 1 or rows.is_contiguous())
     ):
         return False
-    cast = np.float32 if current.dtype == torch.float32 else np.float64
-    # as torch applies them: 1 - decay in the constant's own precision, then the current's dtype
-    keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
     kernel(
         rows.detach().reshape(rows.shape[0], -1).numpy(),
-        keep_u,
-        keep_v,
-        cast(float(threshold)),
+        *kernel_constants,
         reset == "subtract",
         spikes.view(steps, -1).numpy(),
         (spikes if voltages is None else voltages).view(steps, -1).numpy(),  # not written without keep
@@ -223,10 +216,10 @@ def _backward_through_time(
     """The reverse-time recursion of the module docstring; returns ``d loss / d current``.
 
     On the CPU with scalar constants the recursion is :func:`cuba_float_backward_steps` compiled
-    by numba, after ``σ'`` of every step is computed at once by the surrogate's own tensor function.
-    Otherwise time is walked backward in chunks of at most :data:`CHUNK_ELEMENTS` elements (at
-    least one step): the factors of a chunk (``σ'``, ``r``, ``gs σ'``) are computed at once, then
-    its steps are two tensor operations each.
+    by numba, with ``σ'`` computed by the surrogate's own tensor function a chunk of steps at a
+    time (:func:`_compiled_backward`). Otherwise time is walked backward in chunks of at most
+    :data:`CHUNK_ELEMENTS` elements (at least one step): the factors of a chunk (``σ'``, ``r``,
+    ``gs σ'``) are computed at once, then its steps are two tensor operations each.
     """
     grad = _compiled_backward(
         grad_spikes, v_pre, current_decay, voltage_decay, threshold, derivative, scale, reset
@@ -357,24 +350,16 @@ def _compiled_backward(
     of at most :data:`CHUNK_ELEMENTS` elements (at least one step), latest first: the surrogate's
     tensor function computes a chunk's ``σ'``, then the kernel walks its steps."""
     kernel = compiled_cuba_float_backward_steps()
-    constants = (current_decay, voltage_decay, threshold)
-    if (
-        kernel is None
-        or v_pre.device.type != "cpu"
-        or v_pre.dtype not in (torch.float32, torch.float64)
-        or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
-        or not v_pre.is_contiguous()
-    ):
+    kernel_constants = _kernel_constants(v_pre, current_decay, voltage_decay, threshold)
+    if kernel is None or kernel_constants is None or not v_pre.is_contiguous():
         return None
-    cast = np.float32 if v_pre.dtype == torch.float32 else np.float64
-    keep_u, keep_v = (cast(float(1.0 - value)) for value in (current_decay, voltage_decay))
     grad = torch.empty_like(v_pre)
     steps = v_pre.shape[0]
     flat_grad, flat_v = grad.view(steps, -1), v_pre.view(steps, -1)
     flat_spikes = grad_spikes.to(v_pre.dtype).contiguous().view(steps, -1)
     neurons = flat_v.shape[1]
-    grad_v = np.zeros(neurons, dtype=cast)
-    grad_u = np.zeros(neurons, dtype=cast)
+    grad_v = np.zeros(neurons, dtype=flat_v.numpy().dtype)
+    grad_u = np.zeros_like(grad_v)
     chunk = max(1, CHUNK_ELEMENTS // max(1, neurons))
     for end in range(steps, 0, -chunk):
         start = max(0, end - chunk)
@@ -384,12 +369,28 @@ def _compiled_backward(
             flat_spikes[start:end].numpy(),
             v.numpy(),
             slope.numpy(),
-            keep_u,
-            keep_v,
-            cast(float(threshold)),
+            *kernel_constants,
             reset == "subtract",
             grad_v,
             grad_u,
             flat_grad[start:end].numpy(),
         )
     return grad
+
+
+def _kernel_constants(
+    like: torch.Tensor, current_decay: Constant, voltage_decay: Constant, threshold: Constant
+) -> tuple[np.floating, np.floating, np.floating] | None:
+    """``(1 - current_decay, 1 - voltage_decay, threshold)`` as the compiled loops take them, in
+    ``like``'s dtype as torch applies them (``1 - decay`` in the constant's own precision, then the
+    tensor's dtype); ``None`` where the loops do not apply: ``like`` off the CPU or not
+    float32/64, or a constant per neuron."""
+    constants = (current_decay, voltage_decay, threshold)
+    if (
+        like.device.type != "cpu"
+        or like.dtype not in (torch.float32, torch.float64)
+        or any(isinstance(value, torch.Tensor) and value.numel() != 1 for value in constants)
+    ):
+        return None
+    cast = np.float32 if like.dtype == torch.float32 else np.float64
+    return cast(float(1.0 - current_decay)), cast(float(1.0 - voltage_decay)), cast(float(threshold))
