@@ -47,7 +47,8 @@ lock: install
 
 # Benchmarks that regenerate docs/benchmarks.md's tables, in their own venv (benchmarks/.venv, ~2 min
 # to build): training speed against snnTorch, SpikingJelly, Norse and lava-dl on the MLP (bench-train)
-# and two conv nets (bench-conv), the profile of a training step (bench-profile), the fused loop's
+# and two conv nets (bench-conv, with the allocator's defaults once, and the 1-D convolution as matrix
+# products against torch's), the profile of a training step (bench-profile), the fused loop's
 # variants (bench-fused); the reference simulator against Lava (bench-sim) and the event-driven dense
 # synapse against the matrix product (bench-events), both in the project's .venv;
 # `bench` runs them all (about 45 minutes). BENCH_ARGS=--write-docs
@@ -64,6 +65,9 @@ bench-train: bench-venv
 bench-conv: bench-venv
 	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 $(BENCH_ARGS)
 	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 2 --repeats 8 $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 --nets gsc --allocator-defaults --no-memory $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/unfolded_conv1d.py --threads 1 $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(PY) benchmarks/unfolded_conv1d.py --threads 2 $(BENCH_ARGS)
 
 bench-profile: bench-venv
 	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/profile_train.py $(BENCH_ARGS)

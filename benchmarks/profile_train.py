@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
     args = parser.parse_args(argv)
+    if any(os.environ.get(key) != value for key, value in train_speed.ALLOCATOR_ENV.items()):
+        # the allocator settings of the timed processes (train_speed.ALLOCATOR_ENV): glibc reads
+        # them at start-up, so the script starts again with them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **train_speed.ALLOCATOR_ENV})
     torch.set_num_threads(args.threads)
 
     setup = train_speed.Setup() if args.net == "mlp" else train_speed_conv.conv_setup(args.net)
@@ -129,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the fastest of {args.rounds} interleaved rounds of {args.batches} profiled training steps "
         "each, 1-minute load average "
         f"{min(loads):.2f} to {max(loads):.2f}. Times are per training step (batch {setup.batch}, "
-        f"T = {setup.steps}), measured under the profiler (which adds to every operator call).",
+        f"T = {setup.steps}), measured under the profiler (which adds to every operator call); "
+        "glibc's allocator keeping freed memory, as in the speed tables; all frameworks in one process.",
         "",
         "| framework | ms per step | matmul | other ops | autograd nodes | Python (outside ops) "
         "| operator calls per step | largest other ops, ms |",

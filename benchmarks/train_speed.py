@@ -3,10 +3,14 @@
 The network is the reference 700-256-256-20 dense CUBA-LIF network (Zenke's SHD layout), ``T``
 time steps, random input spikes at ``--rate`` and random labels; every framework gets the same
 initial weights, the same neuron parameters, Adam and cross-entropy on the output spike counts.
-Frameworks are measured side by side in one process, interleaved repeat by repeat so that they
-share the machine's load; the best (minimum) time of the repeats is reported with the 1-minute load
-average when it was taken. Peak memory is measured afterwards, each framework and mode in a fresh
-process (:func:`probe_memory`).
+Each framework is timed in a process of its own (:class:`TimingWorker`), the processes taking
+turns repeat by repeat so that they share the machine's load: no framework's speed depends on
+what another allocated before it, as for a user who trains with one of them. Every timed process
+keeps the memory it frees for reuse (:data:`ALLOCATOR_ENV`), so that page faults of fresh memory,
+which glibc's adaptive defaults make vary from run to run, do not decide the timings. The best
+(minimum) time of the repeats is reported with the 1-minute load average when it was taken. Peak
+memory is measured afterwards, each framework and mode in a fresh process with the allocator's
+defaults (:func:`probe_memory`).
 
 The networks are described framework-neutrally (:class:`Layer`: dense, conv, pool, flatten), taken
 from the model that ``toolchain.snn.models.build_model`` makes of a ``[model]`` table, so that
@@ -30,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,24 +124,39 @@ class Runner:
 
 @dataclass
 class Timing:
-    """Wall and process-CPU seconds per batch of each repeat, and the load average after each."""
+    """Wall and process-CPU seconds and minor page faults per batch of each repeat, and the load
+    average after each."""
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
+    faults: list[float] = field(default_factory=list)
 
     def add(self, fn: Callable[[], None], batches: int) -> None:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(batches):
             fn()
         self.wall.append((time.perf_counter() - wall) / batches)
         self.cpu.append((time.process_time() - cpu) / batches)
         self.loads.append(os.getloadavg()[0])
+        self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / batches)
+
+    def record(self, wall: float, cpu: float, load: float, faults: float) -> None:
+        """Add a repeat measured elsewhere (a :class:`TimingWorker`)."""
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        self.loads.append(load)
+        self.faults.append(faults)
 
     def best(self) -> tuple[float, float]:
         """The best (minimum) wall time and the load average when it was taken."""
-        index = min(range(len(self.wall)), key=self.wall.__getitem__)
+        index = _best_index(self)
         return self.wall[index], self.loads[index]
+
+
+def _best_index(timing: Timing) -> int:
+    return min(range(len(timing.wall)), key=timing.wall.__getitem__)
 
 
 def make_batch(setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
@@ -736,6 +756,86 @@ def measure_memory(
     }
 
 
+#: the prefix of a timing worker's replies on its standard output (frameworks may print there too)
+_REPLY = "@@timing "
+#: glibc's allocator settings of every timed process: freed memory is kept for reuse (no
+#: ``mmap`` per large tensor, no trimming of the heap), the same for every framework. With glibc's
+#: defaults its thresholds adapt to the sizes a process has freed, so how much fresh memory each
+#: step pages in (and pays for in page faults) varied from run to run, by more than the speed
+#: differences measured (1 to 10 thousand page faults per step for the same network)
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def serve_timing(setup: Setup, key: str, warmup: int) -> int:
+    """The ``--worker KEY`` process: build the batch and framework ``key``'s network, warm it up
+    (``warmup`` training and inference steps), then answer each line ``train N`` or ``infer N`` on
+    standard input with the wall and CPU seconds per batch of ``N`` batches and the load average."""
+    inputs, labels = make_batch(setup)
+    runners, skipped = build_runners(setup, network(setup), inputs, [key])
+    if not runners:
+        print(_REPLY + json.dumps({"error": "; ".join(skipped)}), flush=True)
+        return 1
+    runner = runners[0]
+    for _ in range(warmup):
+        train_step(runner, labels)
+        infer_step(runner)
+    print(_REPLY + json.dumps({"ready": runner.name}), flush=True)
+    for line in sys.stdin:
+        mode, batches = line.split()
+        timing = Timing()
+        if mode == "train":
+            timing.add(lambda: train_step(runner, labels), int(batches))
+        else:
+            timing.add(lambda: infer_step(runner), int(batches))
+        reply = {
+            "wall": timing.wall[0],
+            "cpu": timing.cpu[0],
+            "load": timing.loads[0],
+            "faults": timing.faults[0],
+        }
+        print(_REPLY + json.dumps(reply), flush=True)
+    return 0
+
+
+class TimingWorker:
+    """A framework's network in a process of its own (``script argv --worker KEY``), timed on
+    request: the parent only waits while it runs."""
+
+    def __init__(self, script: Path, argv: Sequence[str], key: str, warmup: int, keep_freed: bool) -> None:
+        self.key = key
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), *argv, "--warmup", str(warmup), "--worker", key],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **ALLOCATOR_ENV} if keep_freed else None,
+        )
+        self._reply()  # built and warmed up
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(_REPLY):
+                reply = json.loads(line[len(_REPLY) :])
+                if "error" in reply:
+                    raise RuntimeError(f"timing worker {self.key}: {reply['error']}")
+                return reply
+        raise RuntimeError(f"timing worker {self.key} ended (exit status {self.process.wait()})")
+
+    def time(self, mode: str, batches: int, timing: Timing) -> None:
+        """Run ``batches`` steps of ``mode`` (``train`` or ``infer``) there; add them to ``timing``."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{mode} {batches}\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        timing.record(reply["wall"], reply["cpu"], reply["load"], reply["faults"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
 # ------------------------------------------------------------------------------------------------
 # the measurement and its table
 
@@ -752,8 +852,14 @@ def add_arguments(parser: argparse.ArgumentParser, repeats: int = 5, batches: in
         "--memory-runs", type=int, default=3, help="fresh processes per framework and mode for peak memory"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    parser.add_argument(
+        "--allocator-defaults",
+        action="store_true",
+        help="time with glibc's allocator defaults, not ALLOCATOR_ENV (to see what the setting changes)",
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update this table's section in {DOCS}")
     parser.add_argument("--probe", nargs=2, metavar=("FRAMEWORK", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", metavar="FRAMEWORK", help=argparse.SUPPRESS)
 
 
 def command_line(script: str, argv: Sequence[str] | None) -> str:
@@ -782,19 +888,23 @@ def benchmark(
 
     spikes = {r.name: activity(r, setup.batch) for r in runners}
     agreement = gradient_agreement(runners, labels)
-    for runner in runners:  # warm-up: allocator, lazy initialisation, Adam's state
-        for _ in range(args.warmup):
-            train_step(runner, labels)
-            infer_step(runner)
     train = {r.name: Timing() for r in runners}
     infer = {r.name: Timing() for r in runners}
-    for repeat in range(args.repeats):
-        # interleaved, and each repeat starts with the next framework, so that no framework is
-        # always the one measured right after a quiet (or busy) moment
-        shift = repeat % len(runners)
-        for runner in runners[shift:] + runners[:shift]:
-            train[runner.name].add(lambda r=runner: train_step(r, labels), args.batches)
-            infer[runner.name].add(lambda r=runner: infer_step(r), args.batches)
+    # one process per framework, built and warmed up (allocator, lazy initialisation, Adam's state)
+    keep_freed = not args.allocator_defaults
+    workers = [TimingWorker(script, probe_argv, key, args.warmup, keep_freed) for key in keys]
+    pairs = list(zip(runners, workers, strict=True))
+    try:
+        for repeat in range(args.repeats):
+            # interleaved, and each repeat starts with the next framework, so that no framework is
+            # always the one measured right after a quiet (or busy) moment
+            shift = repeat % len(pairs)
+            for runner, worker in pairs[shift:] + pairs[:shift]:
+                worker.time("train", args.batches, train[runner.name])
+                worker.time("infer", args.batches, infer[runner.name])
+    finally:
+        for worker in workers:
+            worker.close()
     memory = {} if args.no_memory else measure_memory(script, probe_argv, runners, keys, args.memory_runs)
     return render(setup, layers, args, runners, train, infer, spikes, memory, skipped, command, agreement)
 
@@ -827,6 +937,13 @@ def render(
     workload = setup.description
     if setup.model.get("architecture") != "mlp":
         workload += f" ({describe_layers(layers)})"
+    allocator = (
+        "glibc's allocator with its defaults"
+        if args.allocator_defaults
+        else "glibc's allocator keeping freed memory ("
+        + " ".join(f"{key}={value}" for key, value in ALLOCATOR_ENV.items())
+        + ")"
+    )
     lines = [
         f"Command: `{command}`",
         "",
@@ -840,8 +957,9 @@ def render(
         f"current decay {setup.current_decay}, voltage decay {setup.voltage_decay}, threshold "
         f"{setup.threshold}, sigmoid surrogate scale {setup.surrogate_scale}, Adam lr "
         f"{setup.learning_rate}, cross-entropy on output spike counts",
-        f"- timing: {args.warmup} warm-up batches, then {args.repeats} repeats of {args.batches} batches "
-        "per framework and mode, interleaved; samples/s = batch / seconds per batch, best repeat "
+        f"- timing: each framework in a process of its own, {allocator}, {args.warmup} warm-up batches, then "
+        f"{args.repeats} repeats of {args.batches} batches per framework and mode, the processes taking "
+        "turns; samples/s = batch / seconds per batch, best repeat "
         "(median in brackets); per CPU-second: batch / process CPU seconds per batch, best repeat",
     ]
     if memory:
@@ -878,6 +996,10 @@ def render(
         lines.append(row + f"| {' / '.join(f'{n:.0f}' for n in spikes[runner.name])} |")
     lines.append("")
     lines.extend(f"- {runner.name}: {runner.notes}" for runner in runners)
+    lines.append(
+        "- minor page faults per training step (fresh memory paged in; the best repeat's): "
+        + ", ".join(f"{r.name} {train[r.name].faults[_best_index(train[r.name])]:.0f}" for r in runners)
+    )
     if agreement:
         lines.append(agreement)
     lines.extend(f"- skipped: {item}" for item in skipped)
@@ -906,6 +1028,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.probe:
         print(json.dumps(probe_memory(setup, *args.probe)))
         return 0
+    if args.worker:
+        return serve_timing(setup, args.worker, args.warmup)
     probe_argv = ["--steps", str(setup.steps), "--batch", str(setup.batch)]
     if args.threads is not None:
         probe_argv += ["--threads", str(args.threads)]
@@ -914,7 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(report)
     if args.write_docs:
-        section = f"train_speed-threads{torch.get_num_threads()}"
+        section = f"train_speed-threads{torch.get_num_threads()}" + (
+            "-allocator-defaults" * args.allocator_defaults
+        )
         write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
         print(f"\nwrote {DOCS.relative_to(REPO)} ({section})")
     return 0

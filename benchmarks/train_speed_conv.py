@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = conv_setup(args.nets[0], args.batch)
         print(train_speed.json.dumps(train_speed.probe_memory(setup, *args.probe)))
         return 0
+    if args.worker:
+        return train_speed.serve_timing(conv_setup(args.nets[0], args.batch), args.worker, args.warmup)
     command = train_speed.command_line("train_speed_conv.py", argv)
     status = 0
     for net in args.nets:
@@ -86,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report + "\n")
         if args.write_docs:
             section = f"train_speed_conv-{net}-threads{torch.get_num_threads()}"
+            section += "-allocator-defaults" * args.allocator_defaults
             train_speed.write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
             print(f"wrote {train_speed.DOCS.relative_to(train_speed.REPO)} ({section})\n")
     return status

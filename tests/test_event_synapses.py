@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from toolchain.snn import event_synapses
+from toolchain.snn import compiled, event_synapses
 from toolchain.snn.event_synapses import (
     EVENT_OUTPUTS_MIN,
     count_events,
@@ -110,7 +110,7 @@ def test_bit_exact_on_integer_weights_float32():
 
 
 def test_threads_split_rows(monkeypatch):
-    monkeypatch.setattr(event_synapses, "PARALLEL_ROWS_MIN", 16)
+    monkeypatch.setattr(compiled, "PARALLEL_ROWS_MIN", 16)
     x, weight, grad = _inputs(torch.float64, rows=301)
     grad = torch.round(grad * 8)  # integer gradients: the partial sums of the threads add exactly
     threads = torch.get_num_threads()

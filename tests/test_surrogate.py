@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from toolchain.errors import RecipeError
-from toolchain.snn.surrogate import spike_function
+from toolchain.snn.surrogate import SURROGATES, spike_function
 
 
 def _grad(name, scale, x):
@@ -30,6 +30,13 @@ def test_forward_is_a_strict_heaviside():
 )
 def test_gradient_by_hand(name, scale, x, expected):
     assert _grad(name, scale, x) == pytest.approx(expected)
+
+
+def test_sigmoid_derivative_is_its_formula_bit_for_bit():
+    # computed with in-place operations: the values of scale * sig * (1 - sig)
+    x = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
+    sig = torch.sigmoid(4.0 * x)
+    assert torch.equal(SURROGATES["sigmoid"](x, 4.0), 4.0 * sig * (1.0 - sig))
 
 
 def test_sigmoid_gradient_is_the_derivative_of_a_sigmoid():

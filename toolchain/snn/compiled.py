@@ -7,8 +7,12 @@ fallback for where it is not (the tensors give the same values).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import torch
 
 
 def compile_kernel(function: Callable[..., Any], warm_up: list[tuple[Any, ...]]) -> Any:
@@ -24,3 +28,34 @@ def compile_kernel(function: Callable[..., Any], warm_up: list[tuple[Any, ...]])
     for arguments in warm_up:
         compiled(*arguments)
     return compiled
+
+
+def parallel_rows(rows: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(first, stop)`` over ``[0, rows)`` split into ``torch.get_num_threads()`` ranges of
+    rows, on that many threads (the kernels release the GIL); one call on the calling thread where
+    that is one thread or the rows are few."""
+    threads = min(torch.get_num_threads(), rows // PARALLEL_ROWS_MIN)
+    if threads <= 1:
+        work(0, rows)
+        return
+    bounds = [rows * part // threads for part in range(threads + 1)]
+    pending = [_pool(threads - 1).submit(work, bounds[p], bounds[p + 1]) for p in range(1, threads)]
+    work(bounds[0], bounds[1])
+    for future in pending:
+        future.result()
+
+
+#: the fewest rows worth a thread of their own
+PARALLEL_ROWS_MIN = 256
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of ``workers`` threads, made anew after a fork (a child has none of its parent's
+    threads) or when the number changes."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
+        if _POOL is not None and _POOL[0] == os.getpid():
+            _POOL[2].shutdown(wait=False)
+        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="compiled-kernels"))
+    return _POOL[2]

@@ -22,9 +22,6 @@ non-zero, the matrix product runs.
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
-from toolchain.snn.compiled import compile_kernel
+from toolchain.snn.compiled import compile_kernel, parallel_rows
 
 #: the largest fraction of non-zero inputs at which the event-driven synapse runs: above it the
 #: matrix product costs less (``benchmarks/event_synapses.py``: with 256 outputs the two are about
@@ -224,37 +221,6 @@ def find_events(x: torch.Tensor, density_max: float = EVENT_DENSITY_MAX) -> Even
         lambda first, stop: kernels.gather(array[first:stop], row_starts[first : stop + 1], indices, values),
     )
     return Events((rows, inputs), row_starts, indices, values)
-
-
-def parallel_rows(rows: int, work: Callable[[int, int], None]) -> None:
-    """Run ``work(first, stop)`` over ``[0, rows)`` split into ``torch.get_num_threads()`` ranges of
-    rows, on that many threads (the kernels release the GIL); one call on the calling thread where
-    that is one thread or the rows are few."""
-    threads = min(torch.get_num_threads(), rows // PARALLEL_ROWS_MIN)
-    if threads <= 1:
-        work(0, rows)
-        return
-    bounds = [rows * part // threads for part in range(threads + 1)]
-    pending = [_pool(threads - 1).submit(work, bounds[p], bounds[p + 1]) for p in range(1, threads)]
-    work(bounds[0], bounds[1])
-    for future in pending:
-        future.result()
-
-
-#: the fewest rows worth a thread of their own
-PARALLEL_ROWS_MIN = 256
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of ``workers`` threads, made anew after a fork (a child has none of its parent's
-    threads) or when the number changes."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
-        if _POOL is not None and _POOL[0] == os.getpid():
-            _POOL[2].shutdown(wait=False)
-        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="event-synapses"))
-    return _POOL[2]
 
 
 def dense_synapse(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

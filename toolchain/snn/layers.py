@@ -4,13 +4,14 @@ Every layer here takes and returns ``[T, B, ...]`` tensors and is a thin wrapper
 own per-sample layer, applied to the ``T * B`` samples at once (:class:`TimeDistributed`):
 
 - synapses without bias: :class:`Dense` (event-driven where its input is mostly zeros:
-  :mod:`toolchain.snn.event_synapses`), :class:`Conv1d`, :class:`Conv2d`. Loihi adds a neuron's
+  :mod:`toolchain.snn.event_synapses`), :class:`Conv1d` (matrix products over the unfolded input:
+  :mod:`toolchain.snn.unfolded_conv1d`), :class:`Conv2d`. Loihi adds a neuron's
   bias to its voltage, not to its synaptic current, so a bias belongs to the neuron;
 - :class:`BatchNorm` of the synaptic current, per channel over the ``T * B`` samples;
   :func:`fold_batchnorm` folds it into the preceding synapse's weights for export;
 - pooling: :class:`SumPool1d`, :class:`SumPool2d` (a strided convolution with weights of ones,
-  computed as one, which is how export lowers it to a netx convolution) and :class:`AvgPool1d`,
-  :class:`AvgPool2d` (the same with weights ``1 / kernel_size**dims``);
+  which is how export lowers it to a netx convolution; computed by :mod:`toolchain.snn.sum_pool`)
+  and :class:`AvgPool1d`, :class:`AvgPool2d` (the same with weights ``1 / kernel_size**dims``);
 - :class:`Flatten` and :class:`Dropout` (one mask per sample, shared by all its time steps).
 """
 
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
 from toolchain.snn.event_synapses import dense_synapse
+from toolchain.snn.sum_pool import sum_pool
+from toolchain.snn.unfolded_conv1d import conv1d_synapse
 
 
 class TimeDistributed(nn.Module):
@@ -55,6 +57,9 @@ class TimeDistributed(nn.Module):
         module = self.module
         if isinstance(module, nn.Linear):
             return self._over_time(x, lambda flat: dense_synapse(flat, weight))
+        if isinstance(module, nn.Conv1d) and _plain_conv1d(module):
+            stride, padding = module.stride[0], module.padding[0]
+            return self._over_time(x, lambda flat: conv1d_synapse(flat, weight, stride, padding))
         if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             return self._over_time(x, lambda flat: module._conv_forward(flat, weight, None))
         raise TypeError(f"{type(module).__name__} has no weight to replace")
@@ -66,6 +71,17 @@ class TimeDistributed(nn.Module):
             return y.unsqueeze(0).expand(steps, *y.shape)
         y = per_sample(x.reshape(steps * batch, *x.shape[2:]))
         return y.reshape(steps, batch, *y.shape[1:])
+
+
+def _plain_conv1d(module: nn.Conv1d) -> bool:
+    """Whether ``module`` is a convolution :func:`conv1d_synapse` computes: zero padding given as a
+    number, dilation 1, one group."""
+    return (
+        module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+        and module.dilation == (1,)
+        and module.groups == 1
+    )
 
 
 def constant_over_time(x: torch.Tensor) -> bool:
@@ -109,6 +125,11 @@ class Conv1d(TimeDistributed):
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
     ) -> None:
         super().__init__(nn.Conv1d(in_channels, out_channels, kernel_size, stride, padding, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The synaptic sums, as matrix products over the unfolded input
+        (:func:`~toolchain.snn.unfolded_conv1d.conv1d_synapse`)."""
+        return self.with_weight(x, self.module.weight)
 
     @property
     def weight(self) -> nn.Parameter:
@@ -222,53 +243,15 @@ class _SumPool(Pool):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, C, *spatial]`` -> ``[T, B, C, *spatial // kernel_size]``, sums of each window."""
         steps, batch, channels, *spatial = x.shape
-        flat = x.reshape(steps * batch, channels, *spatial)
-        if torch.jit.is_tracing():  # the ONNX exporter records the convolution itself
-            y = window_sums(flat, self.kernel_size, self.dims)
-        else:
-            y = _WindowSums.apply(flat, self.kernel_size, self.dims)
+        y = sum_pool(x.reshape(steps * batch, channels, *spatial), self.kernel_size, self.dims)
         return y.reshape(steps, batch, *y.shape[1:])
-
-
-def window_sums(x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
-    """Sums of the ``kernel_size``-wide windows (stride ``kernel_size``) of the last ``dims`` axes
-    of ``x`` ``[N, C, *spatial]``: the depthwise strided convolution with weights of ones."""
-    channels = x.shape[1]
-    # int(): a constant kernel shape under tracing (the ONNX exporter needs one)
-    ones = torch.ones((int(channels), 1, *(kernel_size,) * dims), dtype=x.dtype, device=x.device)
-    conv = functional.conv2d if dims == 2 else functional.conv1d
-    return conv(x, ones, stride=kernel_size, groups=channels)
-
-
-class _WindowSums(torch.autograd.Function):
-    """:func:`window_sums` with the gradient of a sum: each window's gradient copied to every input
-    of the window (zero for the inputs the windows leave out), one copy of the gradient instead of
-    the convolution's backward (which oneDNN computes several times slower on large maps)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
-        ctx.in_shape = x.shape
-        ctx.kernel_size = kernel_size
-        return window_sums(x, kernel_size, dims)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        k = ctx.kernel_size
-        lead, pooled = grad.shape[:2], grad.shape[2:]
-        windows = grad.reshape(*lead, *(size for n in pooled for size in (n, 1)))
-        spread = windows.expand(*lead, *(size for n in pooled for size in (n, k)))
-        grad_x = spread.reshape(*lead, *(n * k for n in pooled))
-        remainder = [size - n * k for size, n in zip(ctx.in_shape[2:], pooled, strict=True)]
-        if any(remainder):
-            grad_x = functional.pad(grad_x, [p for extra in reversed(remainder) for p in (0, extra)])
-        return grad_x, None, None
 
 
 class SumPool1d(_SumPool):
     """Sum pooling over windows of ``kernel_size`` (stride ``kernel_size``): ``[T, B, C, L]``.
 
-    Computed as the depthwise strided convolution with weights of ones, so it is exactly the
-    convolution :meth:`conv_weight` describes (bit for bit on spikes).
+    The sums of the depthwise strided convolution with weights of ones, in its order, so it is
+    exactly the convolution :meth:`conv_weight` describes (bit for bit on spikes).
     """
 
     dims = 1
@@ -278,8 +261,8 @@ class SumPool2d(_SumPool):
     """Sum pooling over ``kernel_size x kernel_size`` windows (stride ``kernel_size``):
     ``[T, B, C, H, W]`` -> ``[T, B, C, H // k, W // k]``.
 
-    Computed as the depthwise strided convolution with weights of ones, so it is exactly the
-    convolution :meth:`conv_weight` describes (bit for bit on spikes).
+    The sums of the depthwise strided convolution with weights of ones, in its order, so it is
+    exactly the convolution :meth:`conv_weight` describes (bit for bit on spikes).
     """
 
     dims = 2

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
 from toolchain.snn.dynamics import heaviside
@@ -26,8 +27,10 @@ DerivativeFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def _sigmoid_derivative(x: torch.Tensor, scale: float) -> torch.Tensor:
-    sig = torch.sigmoid(scale * x)
-    return scale * sig * (1.0 - sig)
+    # scale * sig * (1 - sig), in that order, with one temporary less: the same values
+    sig = torch.mul(x, scale).sigmoid_()
+    rest = torch.rsub(sig, 1.0)
+    return sig.mul_(scale).mul_(rest)
 
 
 def _fast_sigmoid_derivative(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -54,6 +57,7 @@ class _SurrogateSpike(torch.autograd.Function):
         return heaviside(x)
 
     @staticmethod
+    @once_differentiable  # the derivatives compute in place: values, not a graph
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (x,) = ctx.saved_tensors
         return grad_output * ctx.derivative(x, ctx.scale), None, None

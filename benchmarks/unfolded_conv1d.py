@@ -1,0 +1,150 @@
+"""The 1-D convolution synapse as matrix products against torch's convolution (oneDNN).
+
+``toolchain.snn.unfolded_conv1d.conv1d_synapse`` computes a 1-D convolution and its two gradients
+as three matrix products over the unfolded input. This measures both ways on the speech
+network's synapse layers (``models/gsc-conv1d``: ``T * B`` = 10 x 64 samples, 64 channels, kernel
+3, stride 2, padding 1, 49 -> 25 -> 13 -> 7 frames; the first layer's input, 10 MFCC channels,
+is computed once per sample by the toolchain and is listed with its batch of 64), 0/1 inputs at
+the spike rate given: the forward alone (no gradient), and forward plus backward (both
+gradients; the first layer's weight gradient only, as in training). Interleaved, best of
+``--repeats``. Run from the repository root::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unfolded_conv1d.py --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unfolded_conv1d.py --threads 1 --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.nn import functional
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from toolchain.snn import unfolded_conv1d  # noqa: E402
+
+SECTION = "unfolded_conv1d"
+#: (samples, channels, length, out channels, input needs a gradient): the speech network's layers
+LAYERS = [(64, 10, 49, 64, False), (640, 64, 25, 64, True), (640, 64, 13, 64, True)]
+KERNEL, STRIDE, PADDING = 3, 2, 1
+
+
+def best_ms(function: Callable[[], object], repeats: int) -> float:
+    function()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def measure(layer: tuple[int, int, int, int, bool], density: float, repeats: int) -> dict[str, float]:
+    samples, channels, length, out_channels, input_grad = layer
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(samples, channels, length, generator=generator) < density).float()
+    if channels == 10:  # MFCC features, not spikes
+        x = torch.randn(samples, channels, length, generator=generator)
+    weight = torch.randn(out_channels, channels, KERNEL, generator=generator) * 0.1
+    out_length = (length + 2 * PADDING - KERNEL) // STRIDE + 1
+    grad = torch.randn(samples, out_channels, out_length, generator=generator)
+
+    def convolution(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return functional.conv1d(a, w, stride=STRIDE, padding=PADDING)
+
+    def products(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return unfolded_conv1d.conv1d_synapse(a, w, STRIDE, PADDING)
+
+    def forward(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return conv(x, weight)
+
+        return run
+
+    def training(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], object]:
+        def run() -> object:
+            a = x.detach().requires_grad_(input_grad)
+            w = weight.detach().requires_grad_(True)
+            conv(a, w).backward(grad)
+            return w.grad
+
+        return run
+
+    exact = convolution(x, weight)
+    difference = float((products(x, weight) - exact).abs().max()) / float(exact.abs().max())
+    results = {}
+    for _ in range(2):  # interleaved: each way measured twice, the best kept
+        for name, conv in (("convolution", convolution), ("products", products)):
+            for mode, make in (("forward", forward), ("training", training)):
+                key = f"{name} {mode}"
+                results[key] = min(results.get(key, float("inf")), best_ms(make(conv), repeats))
+    results["difference"] = difference
+    return results
+
+
+def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]]], command: str) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}",
+        f"- 1-minute load average at the end: {load:.2f}",
+        f"- kernel {KERNEL}, stride {STRIDE}, padding {PADDING}; times: best of the repeats, ms; *training*: "
+        "forward and backward (the input's gradient where the input needs one); *× conv*: the "
+        "convolution's time over the products' (above 1: the products are faster); *difference*: the "
+        "largest |products - convolution| of the forward over the largest |convolution|",
+        "",
+        "| samples x channels x frames -> channels | forward: conv | products | × conv "
+        "| training: conv | products | × conv | difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (samples, channels, length, out_channels, _), r in results:
+        lines.append(
+            f"| {samples} x {channels} x {length} -> {out_channels} "
+            f"| {r['convolution forward']:.2f} | {r['products forward']:.2f} "
+            f"| {r['convolution forward'] / r['products forward']:.2f} "
+            f"| {r['convolution training']:.2f} | {r['products training']:.2f} "
+            f"| {r['convolution training'] / r['products training']:.2f} | {r['difference']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--density", type=float, default=0.2, help="fraction of 1s in the spike inputs")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if unfolded_conv1d.compiled_kernels() is None:
+        raise SystemExit("numba is not installed: the products do not run")
+    results = []
+    for layer in LAYERS:
+        results.append((layer, measure(layer, args.density, args.repeats)))
+        print(f"{layer}: {results[-1][1]}", file=sys.stderr)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import command_line, write_docs
+
+    report = render(results, command_line("unfolded_conv1d.py", argv).replace("benchmarks/.venv/", ".venv/"))
+    print(report)
+    if args.write_docs:
+        section = f"{SECTION}-threads{torch.get_num_threads()}"
+        write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
