@@ -118,15 +118,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 key = (args.rows, inputs, outputs, density)
                 results.append((key, measure(*key, args.repeats)))
                 print(f"{key}: {results[-1][1]}", file=sys.stderr)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_speed import command_line, write_docs
-
-    report = render(results, command_line("event_synapses.py", argv).replace("benchmarks/.venv/", ".venv/"))
-    print(report)
-    if args.write_docs:
-        section = f"{SECTION}-threads{torch.get_num_threads()}"
-        write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+    report = render(results, project_command("event_synapses.py", argv))
+    publish(report, SECTION, args.write_docs)
     return 0
+
+
+def project_command(script: str, argv: Sequence[str] | None) -> str:
+    """The command line as the docs print it, for a script run with the project's ``.venv``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import command_line
+
+    return command_line(script, argv).replace("benchmarks/.venv/", ".venv/")
+
+
+def publish(report: str, section: str, write: bool) -> None:
+    """Print ``report``; with ``write``, replace its section (``SECTION-threadsN``) of the docs."""
+    print(report)
+    if write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from train_speed import write_docs
+
+        name = f"{section}-threads{torch.get_num_threads()}"
+        write_docs(report, f"<!-- {name}:begin -->", f"<!-- {name}:end -->")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ warm-up, on one thread by default so that the profiler's CPU times add up to the
 splits the step into
 
 - matmul: the synapses' ``aten::mm``/``addmm``/``bmm`` and convolutions (slayer's dense synapse
-  is a ``conv3d``), forward and backward, and the toolchain's event-driven dense synapses
-  (the own time of its ``_EventDense`` autograd function, forward and backward: compiled kernels);
+  is a ``conv3d``), forward and backward, and the toolchain's event-driven dense synapses and 1-D
+  convolutions (the own time of their ``_EventDense`` and ``_UnfoldedConv1d`` autograd functions,
+  forward and backward: compiled kernels);
 - other ops: every other ``aten::`` operator, i.e. the neuron dynamics, the loss, Adam: the
   elementwise kernels and the dispatcher's per-call cost; and the own time of the toolchain's
   fused CUBA-LIF autograd function (``_CubaSequence``, forward and backward: compiled loops);
@@ -42,15 +43,16 @@ import train_speed_conv
 MATMUL_OPS = {
     "aten::mm",
     "aten::addmm",
+    "aten::addmm_",
     "aten::bmm",
     "aten::mkldnn_convolution",
     "aten::slow_conv3d_forward",
     "aten::convolution_backward",
 }
 #: the toolchain's custom autograd functions: their own time (outside any aten operator) is their
-#: compiled kernels; the event-driven dense synapse counts with the synapses' matmuls, the fused
-#: CUBA-LIF loops with the other operators (the neuron dynamics)
-SYNAPSE_FUNCTIONS = {"_EventDense", "_EventDenseBackward"}
+#: compiled kernels; the event-driven dense synapse and the 1-D convolution's unfolding count with
+#: the synapses' matmuls, the fused CUBA-LIF loops with the other operators (the neuron dynamics)
+SYNAPSE_FUNCTIONS = {"_EventDense", "_EventDenseBackward", "_UnfoldedConv1d", "_UnfoldedConv1dBackward"}
 NEURON_FUNCTIONS = {"_CubaSequence", "_CubaSequenceBackward"}
 
 

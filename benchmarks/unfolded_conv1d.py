@@ -4,8 +4,9 @@
 as three matrix products over the unfolded input. This measures both ways on the speech
 network's synapse layers (``models/gsc-conv1d``: ``T * B`` = 10 x 64 samples, 64 channels, kernel
 3, stride 2, padding 1, 49 -> 25 -> 13 -> 7 frames; the first layer's input, 10 MFCC channels,
-is computed once per sample by the toolchain and is listed with its batch of 64), 0/1 inputs at
-the spike rate given: the forward alone (no gradient), and forward plus backward (both
+is computed once per sample by the toolchain and is listed with its batch of 64; the products run
+on it here, though ``WINDOW_VALUES_MIN`` leaves it to the convolution in the ``Conv1d`` layer),
+0/1 inputs at the spike rate given: the forward alone (no gradient), and forward plus backward (both
 gradients; the first layer's weight gradient only, as in training). Interleaved, best of
 ``--repeats``. Run from the repository root::
 
@@ -20,7 +21,6 @@ import datetime
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,20 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from toolchain.snn import unfolded_conv1d  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from event_synapses import best_ms, project_command, publish  # noqa: E402
+
 SECTION = "unfolded_conv1d"
 #: (samples, channels, length, out channels, input needs a gradient): the speech network's layers
 LAYERS = [(64, 10, 49, 64, False), (640, 64, 25, 64, True), (640, 64, 13, 64, True)]
 KERNEL, STRIDE, PADDING = 3, 2, 1
-
-
-def best_ms(function: Callable[[], object], repeats: int) -> float:
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
 
 
 def measure(layer: tuple[int, int, int, int, bool], density: float, repeats: int) -> dict[str, float]:
@@ -131,18 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if unfolded_conv1d.compiled_kernels() is None:
         raise SystemExit("numba is not installed: the products do not run")
+    # the products on every layer, also the first, which the Conv1d layer leaves to the convolution
+    unfolded_conv1d.WINDOW_VALUES_MIN = 1
     results = []
     for layer in LAYERS:
         results.append((layer, measure(layer, args.density, args.repeats)))
         print(f"{layer}: {results[-1][1]}", file=sys.stderr)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_speed import command_line, write_docs
-
-    report = render(results, command_line("unfolded_conv1d.py", argv).replace("benchmarks/.venv/", ".venv/"))
-    print(report)
-    if args.write_docs:
-        section = f"{SECTION}-threads{torch.get_num_threads()}"
-        write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+    publish(render(results, project_command("unfolded_conv1d.py", argv)), SECTION, args.write_docs)
     return 0
 
 

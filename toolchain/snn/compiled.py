@@ -8,10 +8,11 @@ fallback for where it is not (the tensors give the same values).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -27,6 +28,20 @@ def compile_kernel(function: Callable[..., Any], warm_up: list[tuple[Any, ...]])
     compiled = numba.njit(cache=True, nogil=True)(function)
     for arguments in warm_up:
         compiled(*arguments)
+    return compiled
+
+
+def compile_for_floats(
+    kernels: Sequence[tuple[Callable[..., Any], Callable[[Any], tuple[Any, ...]]]],
+) -> list[Any] | None:
+    """Each ``(function, arguments)`` of ``kernels`` compiled by :func:`compile_kernel`, warmed up
+    with ``arguments(dtype)`` for float32 and float64; ``None`` without numba."""
+    compiled = []
+    for function, arguments in kernels:
+        kernel = compile_kernel(function, [arguments(dtype) for dtype in (np.float32, np.float64)])
+        if kernel is None:
+            return None
+        compiled.append(kernel)
     return compiled
 
 

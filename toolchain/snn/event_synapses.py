@@ -30,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
-from toolchain.snn.compiled import compile_kernel, parallel_rows
+from toolchain.snn.compiled import compile_for_floats, parallel_rows
 
 #: the largest fraction of non-zero inputs at which the event-driven synapse runs: above it the
 #: matrix product costs less (``benchmarks/event_synapses.py``: with 256 outputs the two are about
@@ -159,21 +159,18 @@ class _Kernels:
 def compiled_kernels() -> _Kernels | None:
     """The four kernels compiled by numba for float32 and float64 (disk-cached), or ``None`` where
     numba is not installed."""
-    kernels = []
-    for function, arguments in (
-        (count_events, lambda d: (np.zeros((1, 1), d), np.zeros(1, np.int64))),
-        (
-            gather_events,
-            lambda d: (np.zeros((1, 1), d), np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(1, d)),
-        ),
-        (event_product, lambda d: (*_no_events(d), np.zeros((1, 1), d), np.zeros((1, 1), d))),
-        (event_weight_gradient, lambda d: (*_no_events(d), np.zeros((1, 1), d), np.zeros((1, 1), d))),
-    ):
-        compiled = compile_kernel(function, [arguments(dtype) for dtype in (np.float32, np.float64)])
-        if compiled is None:
-            return None
-        kernels.append(compiled)
-    return _Kernels(*kernels)
+    kernels = compile_for_floats(
+        [
+            (count_events, lambda d: (np.zeros((1, 1), d), np.zeros(1, np.int64))),
+            (
+                gather_events,
+                lambda d: (np.zeros((1, 1), d), np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(1, d)),
+            ),
+            (event_product, lambda d: (*_no_events(d), np.zeros((1, 1), d), np.zeros((1, 1), d))),
+            (event_weight_gradient, lambda d: (*_no_events(d), np.zeros((1, 1), d), np.zeros((1, 1), d))),
+        ]
+    )
+    return None if kernels is None else _Kernels(*kernels)
 
 
 def _no_events(dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,10 +27,9 @@ DerivativeFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def _sigmoid_derivative(x: torch.Tensor, scale: float) -> torch.Tensor:
-    # scale * sig * (1 - sig), in that order, with one temporary less: the same values
+    # scale * sig * (1 - sig) by torch's own kernel for it (one pass instead of three)
     sig = torch.mul(x, scale).sigmoid_()
-    rest = torch.rsub(sig, 1.0)
-    return sig.mul_(scale).mul_(rest)
+    return torch.ops.aten.sigmoid_backward(torch.tensor(scale, dtype=sig.dtype), sig)
 
 
 def _fast_sigmoid_derivative(x: torch.Tensor, scale: float) -> torch.Tensor:

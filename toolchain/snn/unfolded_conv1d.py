@@ -32,7 +32,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
-from toolchain.snn.compiled import compile_kernel
+from toolchain.snn.compiled import compile_for_floats
 
 #: the fewest values per window (``C * K``) at which the products run: on narrower windows
 #: (``benchmarks/unfolded_conv1d.py``: the speech network's first layer, 10 channels x 3 = 30) the
@@ -99,16 +99,12 @@ class _Kernels(NamedTuple):
 def compiled_kernels() -> _Kernels | None:
     """The two kernels compiled by numba for float32 and float64 (disk-cached), or ``None`` where
     numba is not installed."""
-    kernels = []
-    for function in (unfold_windows, fold_windows):
-        compiled = compile_kernel(
-            function,
-            [(np.zeros((1, 1, 1), d), 1, 1, 0, np.zeros((1, 1, 1), d)) for d in (np.float32, np.float64)],
-        )
-        if compiled is None:
-            return None
-        kernels.append(compiled)
-    return _Kernels(*kernels)
+
+    def arguments(d: Any) -> tuple[Any, ...]:
+        return (np.zeros((1, 1, 1), d), 1, 1, 0, np.zeros((1, 1, 1), d))
+
+    kernels = compile_for_floats([(unfold_windows, arguments), (fold_windows, arguments)])
+    return None if kernels is None else _Kernels(*kernels)
 
 
 # ----------------------------------------------------------------------------------------------
