@@ -71,15 +71,21 @@ def measure(rows: int, inputs: int, outputs: int, density: float, repeats: int) 
     }
 
 
-def render(results: list[tuple[tuple[int, int, int, float], dict[str, float]]], command: str) -> str:
-    load = os.getloadavg()[0]
-    lines = [
+def report_header(command: str) -> list[str]:
+    """The lines above a table: its command, the date, the machine and the load at the end."""
+    return [
         f"Command: `{command}`",
         "",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}",
-        f"- 1-minute load average at the end: {load:.2f}",
+        f"- 1-minute load average at the end: {os.getloadavg()[0]:.2f}",
+    ]
+
+
+def render(results: list[tuple[tuple[int, int, int, float], dict[str, float]]], command: str) -> str:
+    lines = [
+        *report_header(command),
         "- times: best of the repeats, ms; *event forward* includes finding the events; *× dense*: the "
         "dense time over the event time (above 1: the events are faster); *difference*: the largest "
         "|event - dense| of the forward over the largest |dense| (float32 rounding in another order)",

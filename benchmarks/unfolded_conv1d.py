@@ -17,9 +17,6 @@ gradients; the first layer's weight gradient only, as in training). Interleaved,
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from toolchain.snn import unfolded_conv1d  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from event_synapses import best_ms, project_command, publish  # noqa: E402
+from event_synapses import best_ms, project_command, publish, report_header  # noqa: E402
 
 SECTION = "unfolded_conv1d"
 #: (samples, channels, length, out channels, input needs a gradient): the speech network's layers
@@ -85,14 +82,8 @@ def measure(layer: tuple[int, int, int, int, bool], density: float, repeats: int
 
 
 def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]]], command: str) -> str:
-    load = os.getloadavg()[0]
     lines = [
-        f"Command: `{command}`",
-        "",
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}",
-        f"- 1-minute load average at the end: {load:.2f}",
+        *report_header(command),
         f"- kernel {KERNEL}, stride {STRIDE}, padding {PADDING}; times: best of the repeats, ms; *training*: "
         "forward and backward (the input's gradient where the input needs one); *× conv*: the "
         "convolution's time over the products' (above 1: the products are faster); *difference*: the "
