@@ -761,8 +761,8 @@ _REPLY = "@@timing "
 #: glibc's allocator settings of every timed process: freed memory is kept for reuse (no
 #: ``mmap`` per large tensor, no trimming of the heap), the same for every framework. With glibc's
 #: defaults its thresholds adapt to the sizes a process has freed, so how much fresh memory each
-#: step pages in (and pays for in page faults) varied from run to run, by more than the speed
-#: differences measured (1 to 10 thousand page faults per step for the same network)
+#: step pages in (and pays for in page faults) depends on what was freed before
+#: (``--allocator-defaults`` measures with the defaults, page faults per step reported)
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 

@@ -67,7 +67,7 @@ def compiled_spread_windows() -> Any:
 def window_sums(x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
     """Sums of the ``kernel_size``-wide windows (stride ``kernel_size``) of the last ``dims`` axes
     of ``x`` ``[N, C, *spatial]``: the depthwise strided convolution with weights of ones (the
-    definition, and what runs where the kernels do not apply)."""
+    definition, and the forward of :func:`sum_pool`)."""
     channels = x.shape[1]
     # int(): a constant kernel shape under tracing (the ONNX exporter needs one)
     ones = torch.ones((int(channels), 1, *(kernel_size,) * dims), dtype=x.dtype, device=x.device)
@@ -77,8 +77,8 @@ def window_sums(x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
 
 def sum_pool(x: torch.Tensor, kernel_size: int, dims: int) -> torch.Tensor:
     """:func:`window_sums` of ``x`` ``[N, C, *spatial]`` (``dims`` = 1 or 2 spatial axes),
-    differentiable (once) with the gradient of a sum; by the compiled kernels where they apply
-    (module docstring)."""
+    differentiable (once) with the gradient of a sum, computed by :func:`spread_windows` where it
+    applies (module docstring)."""
     if torch.jit.is_tracing():
         return window_sums(x, kernel_size, dims)
     return _SumPool.apply(x, kernel_size, dims)

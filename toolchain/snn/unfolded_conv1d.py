@@ -1,4 +1,4 @@
-"""1-D convolution synapses as one matrix product over the unfolded input.
+"""1-D convolution synapses as matrix products over the unfolded input.
 
 A 1-D convolution of ``x`` ``[N, C, L]`` with ``weight`` ``[O, C, K]`` (stride ``s``, ``p`` zeros
 at each end) is the matrix product of the input's windows with the flattened weight::
@@ -38,8 +38,9 @@ from toolchain.snn.compiled import compile_for_floats
 #: (``benchmarks/unfolded_conv1d.py``: the speech network's first layer, 10 channels x 3 = 30) the
 #: convolution is faster, on its 64 x 3 = 192 the products are
 WINDOW_VALUES_MIN = 64
-#: the most window values (``samples * L_out * K * C``) unfolded at a time: the buffers of a chunk
-#: (its windows, then their gradient) stay in the core's cache and are reused chunk after chunk
+#: the most window values (``samples * L_out * K * C``) unfolded at a time (1 MiB of float32): the
+#: buffers of a chunk (its windows, then their gradient) are reused chunk after chunk, instead of
+#: tensors of every sample's windows
 CHUNK_ELEMENTS = 262144
 
 # ----------------------------------------------------------------------------------------------
@@ -173,8 +174,8 @@ class _Geometry(NamedTuple):
 
 class _UnfoldedConv1d(torch.autograd.Function):
     """The forward and backward products a chunk of samples at a time (:data:`CHUNK_ELEMENTS`
-    windows' values): the unfolded windows and their gradient stay in the cache and their buffers
-    are reused, instead of tensors of every sample's windows."""
+    windows' values), each chunk's windows and their gradient in buffers reused chunk after
+    chunk."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -183,7 +184,7 @@ class _UnfoldedConv1d(torch.autograd.Function):
             return functional.conv1d(x, weight, stride=stride, padding=padding)
         x = x.detach().contiguous()
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (stride, padding)
+        ctx.shape = shape
         weight_t = _tap_major(weight).t()  # [K * C, O]
         out = x.new_empty(shape.samples, shape.out_channels, shape.out_length)
         cols = x.new_empty(shape.chunk * shape.out_length, shape.kernel_size * shape.channels)
@@ -200,7 +201,7 @@ class _UnfoldedConv1d(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight = ctx.saved_tensors
-        shape = _Geometry.of(x, weight, *ctx.geometry)
+        shape: _Geometry = ctx.shape
         want_x, want_weight = ctx.needs_input_grad[:2]
         weight_taps = _tap_major(weight)  # [O, K * C]
         grad_x = x.new_empty(x.shape) if want_x else None
