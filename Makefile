@@ -47,12 +47,12 @@ lock: install
 
 # Benchmarks that regenerate docs/benchmarks.md's tables, in their own venv (benchmarks/.venv, ~2 min
 # to build): training speed against snnTorch, SpikingJelly, Norse and lava-dl on the MLP (bench-train)
-# and two conv nets (bench-conv, with the allocator's defaults once, and the 1-D convolution as matrix
-# products against torch's), the profile of a training step (bench-profile), the fused loop's
-# variants (bench-fused); the reference simulator against Lava (bench-sim) and the event-driven dense
-# synapse against the matrix product (bench-events), both in the project's .venv;
-# `bench` runs them all (about 45 minutes). BENCH_ARGS=--write-docs
-# updates the docs. Each sets OMP_NUM_THREADS to its thread count.
+# and two conv nets (bench-conv, with the allocator's defaults once, the 1-D convolution as matrix
+# products against torch's, and the VGG's 2-D convolutions in channels-last order), the profile of
+# a training step (bench-profile), the fused loop's variants (bench-fused); the reference simulator
+# against Lava on one and two threads, and its chunk size (bench-sim), and the event-driven dense
+# synapse against the matrix product (bench-events), both in the project's .venv; `bench` runs them
+# all (about 45 minutes). BENCH_ARGS=--write-docs updates the docs. Each sets OMP_NUM_THREADS to its thread count.
 BENCH_PY := benchmarks/.venv/bin/python
 
 bench-venv:
@@ -68,6 +68,7 @@ bench-conv: bench-venv
 	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 --nets gsc --allocator-defaults --no-memory $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/unfolded_conv1d.py --threads 1 $(BENCH_ARGS)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/unfolded_conv1d.py --threads 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/conv2d_layout.py --threads 1 $(BENCH_ARGS)
 
 bench-profile: bench-venv
 	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/profile_train.py $(BENCH_ARGS)
@@ -81,6 +82,8 @@ bench-fused: bench-venv
 
 bench-sim: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py $(BENCH_ARGS)
+	OMP_NUM_THREADS=2 $(PY) benchmarks/sim_speed.py --threads 2 $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py --chunks 3 $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sim_speed.py --neuron-loops 3 --samples 256 $(BENCH_ARGS)
 
 bench-events: install

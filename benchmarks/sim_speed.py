@@ -9,13 +9,15 @@ spikes for both backends):
   sum pool 2, conv 16 (3x3, padding 1), sum pool 2, dense 10, ``T = 100``; netx holds it with the
   pooling lowered into the next layer (:func:`toolchain.formats.lower.lower_pooling`).
 
-For each network the reference simulator runs ``--samples`` samples (batch 256; the fastest of
-``--repeats`` runs) and Lava
-``--lava-samples`` (one fresh Lava network per sample, as :mod:`toolchain.sim.lava_backend` runs it);
-the spikes of every layer on Lava's samples are compared. Reported: sample-steps per second of the
-reference (stepping; its start-up is milliseconds), Lava's steady-state sample-steps per second
-(stepping only) and end to end (start-up, stepping and reading included), and both ratios.
-Both run with one torch thread; Lava's actor processes may use both cores.
+For each network, ``--rounds`` rounds: one reference run of ``--samples`` samples (batch 256,
+every layer's spikes recorded), then Lava on ``--lava-samples`` more of them (one fresh Lava
+network per sample, as :mod:`toolchain.sim.lava_backend` runs it), whose spikes of every layer are
+compared with the reference's. Taking turns, both backends see the same load on a shared machine.
+Reported: the reference's sample-steps per second (stepping; its start-up is milliseconds), best
+run and median; Lava's steady state (stepping only) per sample, fastest and median, and end to
+end (start-up, stepping and reading); the ratio of the fastest of each and of the medians. The
+reference runs on ``--threads`` torch threads (default one); Lava's actor processes use whatever
+cores are free.
 
 Run from the repository root with the project's environment (Lava included)::
 
@@ -24,6 +26,8 @@ Run from the repository root with the project's environment (Lava included)::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --lava-samples 0   # reference only
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --write-docs       # update docs/benchmarks.md
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --neuron-loops 3 --samples 256 --write-docs
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/sim_speed.py --threads 2 --write-docs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py --chunks 3 --write-docs
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -46,7 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from toolchain import ir  # noqa: E402
 from toolchain.formats.netx import read_netx, write_netx  # noqa: E402
-from toolchain.sim.compare import compare  # noqa: E402
+from toolchain.sim.compare import mismatched_spikes  # noqa: E402
 from toolchain.sim.reference import simulate  # noqa: E402
 
 
@@ -79,11 +84,9 @@ def conv(rng: np.random.Generator, steps: int) -> ir.Network:
     return ir.Network("conv-2x32x32", (2, 32, 32), "spikes", steps, layers)
 
 
-def _best_of(network: ir.Network, x: np.ndarray, repeats: int):
-    """The reference simulator's result on ``x`` with the fastest stepping of ``repeats`` runs
-    (every run gives the same spikes; the first ones also fault in the memory it allocates)."""
-    results = [simulate(network, x, batch_size=256, record_spikes=True) for _ in range(max(1, repeats))]
-    return min(results, key=lambda result: result.timing.run_s)
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (fresh memory paged in)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def measure(
@@ -92,62 +95,117 @@ def measure(
     lava_samples: int,
     rate: float,
     rng: np.random.Generator,
-    repeats: int = 3,
+    rounds: int = 3,
 ) -> dict:
+    """``rounds`` rounds, each one reference run of ``samples`` samples then Lava on
+    ``lava_samples`` more of them (the next ones each round), on the same netx file: every Lava
+    spike compared with the reference's, each backend's rate per run (the reference's) or per
+    sample (Lava's steady state), and both ratios of the fastest and of the medians."""
     from toolchain.sim.lava_backend import simulate_lava
 
     with tempfile.TemporaryDirectory() as folder:
         path = write_netx(network, Path(folder) / f"{network.name}.net")
         deployed = read_netx(path)  # what the file holds (pooling lowered): both backends run this
         x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
-        reference = _best_of(deployed, x, repeats)
-        if lava_samples == 0:
-            return _reference_only(network, samples, reference)
-        lava = simulate_lava(path, x[:, :lava_samples], network=deployed, record_spikes=True)
-    comparison = compare(reference, {"lava": lava})
-    lava_timing = lava.metadata["lava_timing"]
-    lava_steps = lava_samples * network.time_steps
-    reference_rate = reference.timing.sample_steps_per_second
-    lava_steady = lava_steps / lava_timing["run_s"]
-    lava_total = lava_steps / (lava_timing["startup_s"] + lava_timing["run_s"] + lava_timing["read_s"])
-    return {
+        simulate(deployed, x[:, :2])  # loads the compiled kernels (start-up, not stepping)
+        reference_rates, faults, lava_run_s, lava_total_s, lava_startup_s = [], [], [], 0.0, []
+        mismatched, compared = 0, 0
+        for round_ in range(max(1, rounds)):
+            before = _minor_faults()
+            reference = simulate(deployed, x, batch_size=256, record_spikes=True)
+            faults.append((_minor_faults() - before) / reference.timing.sample_steps)
+            reference_rates.append(reference.timing.sample_steps_per_second)
+            if lava_samples == 0:
+                continue
+            first = min(round_ * lava_samples, samples - lava_samples)
+            lava = simulate_lava(
+                path, x[:, first : first + lava_samples], network=deployed, record_spikes=True
+            )
+            assert lava.spikes is not None and reference.spikes is not None
+            part = {
+                name: spikes[:, first : first + lava_samples] for name, spikes in reference.spikes.items()
+            }
+            mismatched += sum(mismatched_spikes(part, lava.spikes).values())
+            compared += lava_samples
+            timing = lava.metadata["lava_timing"]
+            lava_run_s.extend(timing["run_s_per_sample"])
+            lava_startup_s.append(timing["startup_s"] / lava_samples)
+            lava_total_s += timing["startup_s"] + timing["run_s"] + timing["read_s"]
+            del lava
+        activity = reference.activity
+        del reference
+    best, median = max(reference_rates), float(np.median(reference_rates))
+    row = {
         "network": network.name,
         "time_steps": network.time_steps,
         "reference_samples": samples,
-        "lava_samples": lava_samples,
-        "spikes_per_sample": reference.activity.spikes_per_sample,
+        "spikes_per_sample": activity.spikes_per_sample,
         "layer_spike_rates": {
             layer.name: layer.spikes_per_sample / (layer.neurons * network.time_steps)
-            for layer in reference.activity.layers
+            for layer in activity.layers
         },
-        "reference_sample_steps_per_second": reference_rate,
-        "reference_startup_s": reference.timing.startup_s,
-        **_event_costs(network, samples, reference),
-        "lava_steady_sample_steps_per_second": lava_steady,
-        "lava_end_to_end_sample_steps_per_second": lava_total,
-        "lava_timing": lava_timing,
-        "ratio_steady": reference_rate / lava_steady,
-        "ratio_end_to_end": reference_rate / lava_total,
-        "mismatched_spikes": comparison.mismatched_spikes,
+        **_event_costs(network, activity, samples, samples * network.time_steps / best),
+        "rounds": len(reference_rates),
+        "reference_rates": reference_rates,
+        "reference_best": best,
+        "reference_median": median,
+        "reference_faults_per_sample_step": min(faults),
+        "lava_samples": compared,
     }
-
-
-def _reference_only(network: ir.Network, samples: int, reference) -> dict:
-    """A row without Lava (``--lava-samples 0``: quick iterations on the reference alone)."""
+    if not compared:
+        return row
+    lava_rates = [network.time_steps / run_s for run_s in lava_run_s]
+    lava_fastest, lava_median = max(lava_rates), float(np.median(lava_rates))
+    lava_end_to_end = compared * network.time_steps / lava_total_s
     return {
-        "network": network.name,
-        "time_steps": network.time_steps,
-        "reference_samples": samples,
-        "lava_samples": 0,
-        "spikes_per_sample": reference.activity.spikes_per_sample,
-        "layer_spike_rates": {
-            layer.name: layer.spikes_per_sample / (layer.neurons * network.time_steps)
-            for layer in reference.activity.layers
-        },
-        "reference_sample_steps_per_second": reference.timing.sample_steps_per_second,
-        "reference_startup_s": reference.timing.startup_s,
-        **_event_costs(network, samples, reference),
+        **row,
+        "lava_rates": lava_rates,
+        "lava_fastest": lava_fastest,
+        "lava_median": lava_median,
+        "lava_startup_per_sample_s": float(np.median(lava_startup_s)),
+        "lava_end_to_end": lava_end_to_end,
+        "ratio_fastest": best / lava_fastest,
+        "ratio_medians": median / lava_median,
+        "ratio_end_to_end": median / lava_end_to_end,
+        "mismatched_spikes": mismatched,
     }
+
+
+def chunk_sizes(
+    network: ir.Network, samples: int, rate: float, rng: np.random.Generator, repeats: int, chunks: list[int]
+) -> list[dict]:
+    """The reference with each of ``chunks`` as its largest chunk of a layer's ``[T, B, ...]`` tensor
+    (``reference.CHUNK_ELEMENTS``), interleaved ``repeats`` times: the best rate of each and its
+    minor page faults per sample-step (the same spikes whatever the chunk)."""
+    import toolchain.sim.reference as reference
+
+    with tempfile.TemporaryDirectory() as folder:
+        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
+    x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+    shipped = reference.CHUNK_ELEMENTS
+    best = {chunk: (0.0, 0.0) for chunk in chunks}
+    try:
+        simulate(deployed, x[:, :2])
+        for _ in range(repeats):
+            for chunk in chunks:
+                reference.CHUNK_ELEMENTS = chunk
+                before = _minor_faults()
+                timing = simulate(deployed, x, record_spikes=True).timing
+                faults = (_minor_faults() - before) / timing.sample_steps
+                if timing.sample_steps_per_second > best[chunk][0]:
+                    best[chunk] = (timing.sample_steps_per_second, faults)
+    finally:
+        reference.CHUNK_ELEMENTS = shipped
+    return [
+        {
+            "network": network.name,
+            "chunk": chunk,
+            "shipped": chunk == shipped,
+            "rate": rate_,
+            "faults": faults,
+        }
+        for chunk, (rate_, faults) in best.items()
+    ]
 
 
 def neuron_loops(
@@ -191,12 +249,12 @@ def dense_ns_per_mac(repeats: int = 5) -> float:
     return best / (25_600 * 700 * 256) * 1e9
 
 
-def _event_costs(network: ir.Network, samples: int, reference) -> dict:
-    """The reference's stepping time per synaptic operation and per neuron update (each the whole
-    stepping time divided by that count: an upper bound of what one event costs)."""
-    run_s = reference.timing.run_s
-    synops = reference.activity.synops_per_sample * samples
-    updates = sum(layer.neurons for layer in reference.activity.layers) * network.time_steps * samples
+def _event_costs(network: ir.Network, activity, samples: int, run_s: float) -> dict:
+    """The reference's stepping time ``run_s`` per synaptic operation and per neuron update of its
+    ``activity`` (each the whole stepping time divided by that count: an upper bound of what one
+    event costs)."""
+    synops = activity.synops_per_sample * samples
+    updates = sum(layer.neurons for layer in activity.layers) * network.time_steps * samples
     return {
         "reference_synops": synops,
         "reference_ns_per_synop": run_s / synops * 1e9 if synops else None,
@@ -206,28 +264,47 @@ def _event_costs(network: ir.Network, samples: int, reference) -> dict:
 
 def table(rows: list[dict]) -> str:
     if any(r["lava_samples"] == 0 for r in rows):
-        lines = ["| network | T | reference sample-steps/s |", "|---|---|---|"]
+        lines = ["| network | T | reference sample-steps/s: best (median) |", "|---|---|---|"]
         for r in rows:
             lines.append(
-                f"| {r['network']} | {r['time_steps']} | {r['reference_sample_steps_per_second']:,.0f} "
-                f"({r['reference_samples']} samples) |"
+                f"| {r['network']} | {r['time_steps']} | {r['reference_best']:,.0f} "
+                f"({r['reference_median']:,.0f}) |"
             )
         return "\n".join(lines)
     lines = [
-        "| network | T | reference sample-steps/s | Lava steady sample-steps/s (per step) | "
-        "Lava end to end (start-up per sample) | ratio steady | ratio end to end | mismatched spikes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| network | T | reference sample-steps/s: best (median) | Lava steady sample-steps/s: fastest "
+        "sample (median) | ratio of the fastest | ratio of the medians | Lava end to end (start-up per "
+        "sample) | ratio end to end | mismatched spikes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        t = r["lava_timing"]
         lines.append(
-            f"| {r['network']} | {r['time_steps']} | {r['reference_sample_steps_per_second']:,.0f} "
-            f"({r['reference_samples']} samples) | {r['lava_steady_sample_steps_per_second']:,.0f} "
-            f"({t['per_step_s'] * 1e3:.2f} ms) | {r['lava_end_to_end_sample_steps_per_second']:,.0f} "
-            f"({t['startup_per_sample_s']:.2f} s) | {r['ratio_steady']:,.0f}x | "
-            f"{r['ratio_end_to_end']:,.0f}x | "
+            f"| {r['network']} | {r['time_steps']} | {r['reference_best']:,.0f} "
+            f"({r['reference_median']:,.0f}) | {r['lava_fastest']:,.0f} ({r['lava_median']:,.0f}) | "
+            f"**{r['ratio_fastest']:,.0f}x** | "
+            f"{r['ratio_medians']:,.0f}x | {r['lava_end_to_end']:,.0f} "
+            f"({r['lava_startup_per_sample_s']:.2f} s) | {r['ratio_end_to_end']:,.0f}x | "
             f"{r['mismatched_spikes']} ({r['lava_samples']} samples) |"
         )
+    return "\n".join(lines)
+
+
+def chunk_table(rows: list[dict], repeats: int, samples: int, load: float) -> str:
+    lines = [
+        "| network | largest chunk (elements of a layer's tensor) | sample-steps/s "
+        "| minor page faults per sample-step |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        shipped = " (the simulator's)" if r["shipped"] else ""
+        lines.append(
+            f"| {r['network']} | 2^{int(np.log2(r['chunk']))}{shipped} | {r['rate']:,.0f} "
+            f"| {r['faults']:.1f} |"
+        )
+    lines.append(
+        f"\nbest of {repeats} interleaved runs of {samples} samples each (spikes recorded), glibc's "
+        f"allocator defaults; 1-min load {load:.1f}"
+    )
     return "\n".join(lines)
 
 
@@ -240,7 +317,8 @@ def _report(section: str, report: str, args: argparse.Namespace) -> None:
             skip = arg == "--json"
             continue
         given.append(arg)
-    command = " ".join(["OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sim_speed.py", *given])
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    command = " ".join([f"OMP_NUM_THREADS={threads} .venv/bin/python benchmarks/sim_speed.py", *given])
     report = f"Command: `{command}`\n\n{report}"
     print(report)
     if args.write_docs:
@@ -249,21 +327,29 @@ def _report(section: str, report: str, args: argparse.Namespace) -> None:
         write_docs(report, f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
 
 
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=512, help="reference simulator samples (default 512)")
     parser.add_argument(
         "--lava-samples",
         type=int,
-        default=3,
-        help="Lava samples (default 3; 0: the reference alone, no comparison)",
+        default=2,
+        help="Lava samples per round (default 2; 0: the reference alone, no comparison)",
     )
     parser.add_argument("--time-steps", type=int, default=100)
     parser.add_argument("--rate", type=float, default=0.05, help="input spike probability per step")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="reference runs per network, the fastest reported (default 3)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds per network, each one reference run then Lava's samples (default 3)",
     )
+    parser.add_argument("--threads", type=int, default=1, help="the reference's torch threads (default 1)")
     parser.add_argument(
         "--write-docs", action="store_true", help="also write the table into docs/benchmarks.md"
     )
@@ -275,16 +361,35 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: the reference with its compiled neuron loop against the tensor functions, "
         "interleaved REPEATS times",
     )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=0,
+        metavar="REPEATS",
+        help="instead: the reference with its largest chunk against 2^24 elements, interleaved REPEATS times",
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load_before = _load()
+    if args.chunks:
+        import toolchain.sim.reference as reference
+
+        sizes = [2**24, reference.CHUNK_ELEMENTS]
+        chunk_rows = [
+            row
+            for build in (mlp, conv)
+            for row in chunk_sizes(
+                build(rng, args.time_steps), args.samples, args.rate, rng, args.chunks, sizes
+            )
+        ]
+        _report("sim_speed-chunks", chunk_table(chunk_rows, args.chunks, args.samples, _load()), args)
+        return 0
     if args.neuron_loops:
         loop_rows = [
             neuron_loops(build(rng, args.time_steps), args.samples, args.rate, rng, args.neuron_loops)
             for build in (mlp, conv)
         ]
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         lines = [
             "| network | compiled neuron loop, sample-steps/s | tensor functions | ratio | same spikes |",
             "|---|---|---|---|---|",
@@ -296,21 +401,24 @@ def main(argv: list[str] | None = None) -> int:
             )
         lines.append(
             f"\nbest of {args.neuron_loops} interleaved runs of {args.samples} samples each; "
-            f"1-min load {load:.1f}"
+            f"1-min load {_load():.1f}"
         )
         _report("sim_speed-neuron-loops", "\n".join(lines), args)
         return 0 if all(r["same_spikes"] for r in loop_rows) else 1
     rows = [
-        measure(build(rng, args.time_steps), args.samples, args.lava_samples, args.rate, rng, args.repeats)
+        measure(build(rng, args.time_steps), args.samples, args.lava_samples, args.rate, rng, args.rounds)
         for build in (mlp, conv)
     ]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = _load()
     machine = dense_ns_per_mac()
+    threads = "one torch thread" if args.threads == 1 else f"{args.threads} torch threads"
     lines = [
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, one torch thread; 1-minute load average {load_before:.1f} before, "
-        f"{load:.1f} after",
+        f"torch {torch.__version__}, the reference on {threads}; 1-minute load average "
+        f"{load_before:.1f} before, {load:.1f} after",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- {args.rounds} rounds per network, each one reference run of {args.samples} samples (spikes "
+        f"recorded) then {args.lava_samples} Lava samples",
         "",
         table(rows),
         "",
@@ -322,9 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"- {r['network']}: reference {r['reference_ns_per_synop']:.2f} ns per synaptic operation, "
             f"{r['reference_ns_per_neuron_update']:.2f} ns per neuron update (its whole stepping time "
-            "divided by each count)"
+            "divided by each count, best run); "
+            f"{r['reference_faults_per_sample_step']:.1f} minor page faults per sample-step"
         )
-    _report("sim_speed", "\n".join(lines), args)
+    section = "sim_speed" if args.threads == 1 else f"sim_speed-threads-{args.threads}"
+    _report(section, "\n".join(lines), args)
     if args.json:
         args.json.write_text(
             json.dumps({"load_1min": load, "dense_ns_per_mac": machine, "rows": rows}, indent=2) + "\n"

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from toolchain.loihi_numbers import STATE_LIMIT, current_may_wrap
+from toolchain.snn import dynamics
 from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
     CubaState,
@@ -255,10 +256,13 @@ def _int64_steps(a_in, constant, delay, du, dv, vth, bias_mant, bias_exp, steps)
     return np.array(spikes), np.array(voltages), active
 
 
+@pytest.mark.parametrize("block", [4, 512])
 @pytest.mark.parametrize("seed", range(12))
-def test_cuba_fixed_steps_equals_the_tensor_step(seed):
+def test_cuba_fixed_steps_equals_the_tensor_step(seed, block, monkeypatch):
     """The scalar loop (plain Python here) is the step of cuba_subthreshold_fixed and
-    spike_and_reset_fixed: every spike, voltage and active update, wraps and clipping included."""
+    spike_and_reset_fixed: every spike, voltage and active update, wraps and clipping included;
+    with blocks of 4 neurons the blocks straddle the samples (6 neurons each) and the last is short."""
+    monkeypatch.setattr(dynamics, "NEURON_BLOCK", block)
     rng = np.random.default_rng(seed)
     steps, per_sample, samples = 9, 6, 3
     constant = seed % 3 == 0
@@ -272,7 +276,9 @@ def test_cuba_fixed_steps_equals_the_tensor_step(seed):
     spikes = np.zeros((steps, a_in.shape[1]), np.float32)
     counts = np.zeros(a_in.shape[1])
     voltages = np.zeros((steps, a_in.shape[1]))
-    active = cuba_fixed_steps(a_in, constant, delay, du, dv, vth, bias, spikes, counts, voltages, True)
+    active = cuba_fixed_steps(
+        a_in, constant, delay, du, dv, vth, bias, spikes, counts, voltages, True, 0, a_in.shape[1]
+    )
     expected = _int64_steps(
         a_in, constant, delay, du, dv, vth, torch.from_numpy(np.tile(bias_mant, samples)), bias_exp, steps
     )
@@ -290,27 +296,42 @@ def test_cuba_fixed_steps_by_hand():
     a_in = np.array([[1], [1], [0], [0]], dtype=np.float32)
     spikes, counts, voltages = np.zeros((4, 1), np.float32), np.zeros(1), np.zeros((4, 1))
     active = cuba_fixed_steps(
-        a_in, False, 1, 2047, 1024, 2, np.zeros(1, np.int64), spikes, counts, voltages, True
+        a_in, False, 1, 2047, 1024, 2, np.zeros(1, np.int64), spikes, counts, voltages, True, 0, 1
     )
     assert spikes[:, 0].tolist() == [0, 0, 1, 0]
     assert voltages[:, 0].tolist() == [0, 64, 0, 48]
     assert counts.tolist() == [1] and active == 3
 
 
-def test_the_compiled_kernel_computes_what_the_python_function_does():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("record_v", [True, False])
+def test_the_compiled_kernel_computes_what_the_python_function_does(dtype, record_v):
+    """Over more than two blocks of neurons (the last one short, the samples of 7 neurons straddling
+    them), with inputs up to the largest float32 integers (the 4-byte input's int32 path) and, in
+    the wider dtypes, beyond them."""
     compiled = compiled_cuba_fixed_steps()
     if compiled is None:
         pytest.skip("numba is not installed: the reference simulator runs the tensor functions")
     rng = np.random.default_rng(7)
-    a_in = rng.integers(-(2**20), 2**20, (20, 64)).astype(np.float32)
-    bias = rng.integers(-3000, 3000, 16)
+    neurons = 2 * dynamics.NEURON_BLOCK + 37
+    scale = 2**24 if dtype == np.float32 else 2**40
+    a_in = rng.integers(-scale, scale, (20, neurons)).astype(dtype)
+    a_in[:, ::3] = rng.integers(-(2**12), 2**12, a_in[:, ::3].shape)  # values that do not wrap
+    bias = rng.integers(-3000, 3000, 7)
     outputs = []
-    for function in (cuba_fixed_steps, compiled):
-        spikes, counts, voltages = np.zeros((20, 64), np.float32), np.zeros(64), np.zeros((20, 64))
-        active = function(a_in, False, 1, 1500, 700, 900, bias, spikes, counts, voltages, True)
+    split = dynamics.NEURON_BLOCK + 100  # the compiled kernel in two ranges, as two threads step them
+    for function, ranges in ((cuba_fixed_steps, [(0, neurons)]), (compiled, [(0, split), (split, neurons)])):
+        spikes, voltages = np.zeros((20, neurons), np.float32), np.zeros((20, neurons))
+        counts = np.ones(neurons)
+        active = sum(
+            function(a_in, False, 1, 1500, 700, 900, bias, spikes, counts, voltages, record_v, start, stop)
+            for start, stop in ranges
+        )
         outputs.append((spikes, counts, voltages, active))
     for python_value, compiled_value in zip(*outputs, strict=True):
         np.testing.assert_array_equal(python_value, compiled_value)
+    assert 0 < outputs[1][0].sum() < outputs[1][0].size
+    assert np.array_equal(outputs[1][1], 1 + outputs[1][0].sum(axis=0))  # counts added to
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,7 +9,7 @@ from torch.nn import functional
 
 from toolchain import ir
 from toolchain.errors import QuantizationError
-from toolchain.formats.lower import LoweringError, lower_pooling
+from toolchain.formats.lower import LoweringError, factor_pooling, lower_pooling
 
 NEURONS = ir.CubaNeurons(i_decay=1024, v_decay=256, vth_mant=80)
 
@@ -93,6 +93,62 @@ def test_pool_then_conv_equals_the_folded_conv_exactly(in_shape, k, kernel, stri
     assert got.shape == expected.shape
     assert torch.equal(got, expected)
     assert folded.out_shape == net.layers[-1].out_shape
+
+
+@pytest.mark.parametrize(
+    ("in_shape", "k", "kernel", "stride", "padding", "groups"),
+    [
+        ((2, 8, 8), 2, 3, 1, 1, 1),
+        ((4, 12, 9), 3, 2, 2, 0, 2),
+        ((3, 16), 2, 3, 1, 1, 1),  # 1-D
+        ((1, 6, 6), 3, 1, 1, 0, 1),
+        ((2, 16, 16), 4, 3, 1, 1, 1),
+    ],
+)
+def test_factor_pooling_finds_the_pool_and_the_conv_a_fold_made(in_shape, k, kernel, stride, padding, groups):
+    """The factor of a fold is the pool and the conv folded (random weights: no larger block is
+    constant), and the factored sums equal the folded conv's on any input."""
+    rng = np.random.default_rng(k + kernel)
+    dims = len(in_shape) - 1
+    weight = _weights(rng, 4, in_shape[0] // groups, *([kernel] * dims))
+    net = _pool_then(
+        in_shape,
+        k,
+        "sum",
+        lambda s: ir.Conv("conv", weight, NEURONS, s, (stride,) * dims, (padding,) * dims, groups=groups),
+    )
+    (folded,) = lower_pooling(net).layers
+    found = factor_pooling(folded)
+    assert found is not None
+    kernel_found, conv = found
+    assert kernel_found == k
+    original = net.layers[-1]
+    assert (conv.in_shape, conv.stride, conv.padding, conv.groups) == (
+        original.in_shape,
+        original.stride,
+        original.padding,
+        original.groups,
+    )
+    assert np.array_equal(conv.weight, original.weight)
+    x = _inputs(rng, in_shape)
+    assert torch.equal(_torch_conv(_sum_pool(x, k, dims), conv), _torch_conv(x, folded))
+
+
+def test_factor_pooling_takes_the_largest_pool_and_refuses_what_is_no_fold():
+    rng = np.random.default_rng(3)
+    w = _weights(rng, 2, 2, 2, 2)
+    # a 2x2 kernel of one weight per filter and channel, stride 2: the fold of a 2x2 pool into a 1x1 conv
+    flat = np.repeat(np.repeat(w[:, :, :1, :1], 2, axis=2), 2, axis=3)
+    k, conv = factor_pooling(ir.Conv("c", flat, NEURONS, (2, 8, 8), (2, 2), (0, 0)))
+    assert k == 2 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+    # stride 4, kernel 4, blocks constant over 4x4: pool 4 (not 2)
+    block4 = np.repeat(np.repeat(w[:, :, :1, :1], 4, axis=2), 4, axis=3)
+    assert factor_pooling(ir.Conv("c", block4, NEURONS, (2, 8, 8), (4, 4), (0, 0)))[0] == 4
+    # not a fold: weights vary inside a block; stride 1; padding 1 with stride 2; input size odd
+    assert factor_pooling(ir.Conv("c", _weights(rng, 2, 2, 4, 4), NEURONS, (2, 8, 8), (2, 2), (0, 0))) is None
+    assert factor_pooling(ir.Conv("c", flat, NEURONS, (2, 8, 8), (1, 1), (0, 0))) is None
+    assert factor_pooling(ir.Conv("c", flat, NEURONS, (2, 8, 8), (2, 2), (1, 1))) is None
+    assert factor_pooling(ir.Conv("c", flat, NEURONS, (2, 9, 8), (2, 2), (0, 0))) is None
 
 
 def test_a_remainder_the_folded_conv_would_read_is_refused():

@@ -62,6 +62,8 @@ def _agree(tmp_path, table, shape, classes, scale, samples):
         assert lava.activity.layer(name).spikes_per_sample == reference.activity.layer(name).spikes_per_sample
     timing = lava.metadata["lava_timing"]
     assert timing["startup_s"] > 0 and timing["per_step_s"] > 0
+    assert len(timing["run_s_per_sample"]) == lava.samples
+    assert sum(timing["run_s_per_sample"]) == pytest.approx(timing["run_s"])
     return lowered
 
 

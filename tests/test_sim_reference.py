@@ -258,3 +258,34 @@ def test_the_compiled_neuron_loop_and_the_tensor_functions_agree(case, monkeypat
     np.testing.assert_array_equal(compiled.counts, tensors.counts)
     np.testing.assert_array_equal(compiled.potentials, tensors.potentials)
     assert compiled.activity == tensors.activity
+
+
+@pytest.mark.parametrize("case", ["conv-sum-graded", "conv-sum-rate"])
+def test_a_folded_pool_runs_as_the_pool_and_the_smaller_conv_with_the_same_results(case, monkeypatch):
+    """A lowered network's pool -> conv fold runs factored (the pool, then the conv before the
+    fold), with the spikes, potentials and counts of the folded conv, and the folded layer's events
+    and synaptic operations."""
+    import toolchain.sim.reference as reference
+
+    table, shape, classes, scale = CASES[case]
+    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
+    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
+    network, _ = quantize_model(model, recipe)
+    lowered = lower_pooling(network)
+    factored = [s for s in reference._prepare(lowered) if getattr(s, "pool_kernel", 1) > 1]
+    assert [s.layer.name for s in factored] == [
+        entry["into"] for entry in lowered.metadata["lowered_pooling"] if entry["into"].startswith("conv")
+    ]
+    assert factored and all(s.weight.shape[-1] < s.layer.weight.shape[-1] for s in factored)
+    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(5))
+    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(6))
+    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
+    fast = simulate(lowered, inputs, batch_size=4, record_spikes=True)
+    monkeypatch.setattr(reference, "factor_pooling", lambda conv: None)
+    assert not [s for s in reference._prepare(lowered) if getattr(s, "pool_kernel", 1) > 1]
+    folded = simulate(lowered, inputs, batch_size=4, record_spikes=True)
+    for name in folded.spikes:
+        np.testing.assert_array_equal(fast.spikes[name], folded.spikes[name])
+    np.testing.assert_array_equal(fast.potentials, folded.potentials)
+    assert fast.activity == folded.activity
+    assert fast.activity.layers[1].spikes_per_sample > 0

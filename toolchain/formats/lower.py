@@ -22,6 +22,10 @@ layer is one synaptic layer over the un-pooled input:
   names the layer (nothing is rounded).
 
 A pool that ends the network (no synaptic layer after it) is refused with :class:`LoweringError`.
+
+:func:`factor_pooling` finds the fold in a convolution read from a file: a sum pool and the
+smaller convolution after it, which a simulator may compute instead (the same sums, a fraction of
+the multiply-adds).
 """
 
 from __future__ import annotations
@@ -207,4 +211,36 @@ def _scaled(weight: np.ndarray, chain: _PoolChain, layer: str) -> np.ndarray:
     return scaled.astype(weight.dtype)
 
 
-__all__ = ["LoweringError", "lower_pooling"]
+def factor_pooling(conv: ir.Conv) -> tuple[int, ir.Conv] | None:
+    """A sum pool of kernel ``k`` and a convolution ``c`` whose fold (:func:`lower_pooling`) is
+    ``conv``, with the largest such ``k > 1``; ``None`` where there is none.
+
+    ``conv`` is a fold of kernel ``k`` exactly when, along every spatial axis, ``k`` divides its
+    stride, padding, kernel and input size (so the pool drops no remainder), and its weight is
+    constant over every aligned ``k x k`` block of taps: then ``c`` has that block's weight, stride,
+    padding and kernel divided by ``k``, and ``c``'s synaptic sum over the pooled input is
+    ``conv``'s over the input, for every input (the fold's proof, read backwards).
+    """
+    sizes = (*conv.stride, *conv.padding, *conv.kernel_size, *conv.in_shape[1:])
+    common = math.gcd(*sizes)
+    for k in sorted((d for d in range(2, common + 1) if common % d == 0), reverse=True):
+        block = conv.weight[(slice(None), slice(None), *(slice(None, None, k),) * (conv.weight.ndim - 2))]
+        repeated = block
+        for axis in range(2, block.ndim):
+            repeated = np.repeat(repeated, k, axis=axis)
+        if np.array_equal(repeated, conv.weight):
+            factor = ir.Conv(
+                name=conv.name,
+                weight=np.ascontiguousarray(block),
+                neurons=conv.neurons,
+                in_shape=(conv.in_shape[0], *(size // k for size in conv.in_shape[1:])),
+                stride=tuple(s // k for s in conv.stride),
+                padding=tuple(p // k for p in conv.padding),
+                groups=conv.groups,
+                weight_exp=conv.weight_exp,
+            )
+            return k, factor
+    return None
+
+
+__all__ = ["LoweringError", "factor_pooling", "lower_pooling"]

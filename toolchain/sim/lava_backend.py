@@ -52,15 +52,17 @@ from toolchain.sim.reference import (
 @dataclass(frozen=True)
 class LavaTiming:
     """Seconds spent per phase over all samples: ``startup_s`` (netx load, compile, runtime start),
-    ``run_s`` (the ``T`` steps), ``read_s`` (receiving the extracted spikes and stopping)."""
+    ``run_s`` (the ``T`` steps), ``read_s`` (receiving the extracted spikes and stopping); and each
+    sample's ``T`` steps alone, ``run_s_per_sample``."""
 
     startup_s: float
     run_s: float
     read_s: float
     samples: int
     time_steps: int
+    run_s_per_sample: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | list[float]]:
         steps = self.samples * self.time_steps
         return {
             "startup_s": self.startup_s,
@@ -68,6 +70,7 @@ class LavaTiming:
             "read_s": self.read_s,
             "startup_per_sample_s": self.startup_s / self.samples if self.samples else 0.0,
             "per_step_s": self.run_s / steps if steps else 0.0,
+            "run_s_per_sample": list(self.run_s_per_sample),
             "per_sample_s": (self.startup_s + self.run_s + self.read_s) / self.samples
             if self.samples
             else 0.0,
@@ -216,6 +219,7 @@ def simulate_lava(
         else None
     )
     startup_s = run_s = read_s = 0.0
+    run_s_per_sample: list[float] = []
     input_layer = network.input_layer
     if recorded is not None and input_layer is not None:
         recorded = {input_layer.name: np.zeros((steps, samples, *network.input_shape), np.uint8), **recorded}
@@ -288,11 +292,12 @@ def simulate_lava(
         done = time.perf_counter()
         startup_s += started - start
         run_s += ran - started
+        run_s_per_sample.append(ran - started)
         read_s += done - ran
         if progress is not None:
             progress(sample + 1)
     activity = _activity(network, totals, samples)
-    timing = LavaTiming(startup_s, run_s, read_s, samples, steps)
+    timing = LavaTiming(startup_s, run_s, read_s, samples, steps, tuple(run_s_per_sample))
     return SimulationResult(
         counts=counts,
         predictions=readout(scores(network.readout, counts, potentials)),

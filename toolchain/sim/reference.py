@@ -16,6 +16,11 @@ this module adds is the schedule and the synapses:
   the largest possible sum of a neuron (``max |input| * sum_j |w_ij|``) is below ``2**24``, where
   every partial sum is an exactly representable integer, float64 (exact below ``2**53``) otherwise;
 - 2-D convolutions run in channels-last memory order (faster in oneDNN), their neurons too;
+- a convolution that is the fold of a sum pool into a smaller convolution (what netx files hold
+  for pooling, :func:`toolchain.formats.lower.factor_pooling` finds it) runs as that pool and
+  that convolution: the same integer sums with a fraction of the multiply-adds; its events and
+  synaptic operations are counted on the folded layer, as deployed;
+- sum pooling is :func:`toolchain.snn.sum_pool.window_sums`;
 - the weight exponent is an arithmetic shift (a floor) of the integer sum; ``avg`` pooling divides
   the next layer's sum by the window size with an exact floor division (the IR's
   ``shift(w_int @ s_prev, weight_exp)`` with a rational ``s_prev``), ``sum`` pooling is an integer sum;
@@ -41,7 +46,9 @@ from torch.nn import functional
 from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
 from toolchain.errors import SimulationError
+from toolchain.formats.lower import factor_pooling
 from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX, INPUT_SHIFT, current_may_wrap
+from toolchain.snn.compiled import parallel_rows
 from toolchain.snn.dynamics import (
     FAST_INPUT_LIMIT,
     CubaState,
@@ -55,11 +62,15 @@ from toolchain.snn.dynamics import (
 )
 from toolchain.snn.event_synapses import compiled_kernels, dense_synapse
 from toolchain.snn.loihi import graded_input
+from toolchain.snn.sum_pool import window_sums
 
 #: float32 holds every integer below this exactly (and so every partial sum below it)
 FLOAT32_EXACT = 2**24
-#: largest number of elements of one layer's ``[T, B, ...]`` tensor a chunk of the batch may hold
-CHUNK_ELEMENTS = 2**24
+#: largest number of elements of one layer's ``[T, B, ...]`` tensor a chunk of the batch may hold:
+#: 8 MiB in float32, 16 MiB in float64, below glibc's largest dynamic mmap threshold (32 MiB), so a
+#: chunk's freed tensors are reused from the heap by the next chunk's instead of being mapped anew
+#: and faulted in page by page (``benchmarks/sim_speed.py``)
+CHUNK_ELEMENTS = 2**21
 #: neurons (samples x neurons of a layer) stepped together by the float64 path: one step's
 #: tensors (8 bytes each) then stay in the core's cache
 NEURON_SLICE_ELEMENTS = 2**14
@@ -153,8 +164,8 @@ class SimulationResult:
         readout_kind: str = "spike_count",
     ) -> SimulationResult:
         """The result of a run in batches: ``counts`` ``[b, classes]``, each layer's ``spikes`` and the
-        output ``potentials`` ``[T, b, ...]`` batch by batch, joined along the samples, with their
-        :func:`readout`."""
+        output ``potentials`` ``[T, b, ...]`` batch by batch, joined along the samples (one part is
+        taken as it is), with their :func:`readout`."""
         joined = np.concatenate(counts) if len(counts) else np.zeros((0, classes), np.int64)
         joined_v = None
         if potentials is not None and len(potentials):
@@ -165,11 +176,14 @@ class SimulationResult:
             potentials=joined_v,
             readout=readout_kind,
             activity=activity,
-            spikes=None
-            if spikes is None
-            else {name: np.concatenate(parts, axis=1) for name, parts in spikes.items()},
+            spikes=None if spikes is None else {name: _join(parts) for name, parts in spikes.items()},
             timing=timing,
         )
+
+
+def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Batches ``[T, b, ...]`` joined along the samples; a single one as it is (no copy)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 #: the most bytes a recording of every layer's spikes (``record_spikes=True``, one byte each) may take
@@ -218,8 +232,8 @@ def scores(readout_kind: str, counts: np.ndarray, potentials: np.ndarray | None)
 class _Synapse:
     """A synaptic layer ready to run: weights as a float tensor, neuron registers as tensors."""
 
-    layer: ir.SynapticLayer
-    weight: torch.Tensor
+    layer: ir.SynapticLayer  # as deployed: its shapes, neurons and synapses are what is counted
+    weight: torch.Tensor  # the weight of ``applied``
     fanout: torch.Tensor  # [prod(in_shape)] float64: non-zero weights each input reaches
     synapses: int
     fan_in: int
@@ -227,6 +241,8 @@ class _Synapse:
     denominator: int  # product of the avg-pool windows before this layer (1: none)
     bias_mant: torch.Tensor | int
     binary_input: bool  # the input is 0/1 spikes (not graded payloads, not pooled sums)
+    applied: ir.SynapticLayer  # the layer whose weight runs: ``layer``, or the conv after a pool
+    pool_kernel: int = 1  # the sum pool that runs before ``applied`` (1: none)
 
     @property
     def neurons(self) -> int:
@@ -236,15 +252,15 @@ class _Synapse:
         """The exact integer sum ``w_int @ x`` for ``x`` ``[N, *in_shape]`` (integer valued), in
         the weights' float dtype."""
         x = x.to(self.weight.dtype)
-        layer = self.layer
+        layer = self.applied
         if isinstance(layer, ir.Dense):
-            out = dense_synapse(x.reshape(x.shape[0], -1), self.weight)
-        else:
-            conv = functional.conv2d if self.weight.dim() == 4 else functional.conv1d
-            out = conv(
-                _conv_layout(x), self.weight, stride=layer.stride, padding=layer.padding, groups=layer.groups
-            )
-        return out
+            return dense_synapse(x.reshape(x.shape[0], -1), self.weight)
+        dims = self.weight.dim() - 2
+        x = _conv_layout(x)
+        if self.pool_kernel > 1:
+            x = window_sums(x, self.pool_kernel, dims)
+        conv = functional.conv2d if dims == 2 else functional.conv1d
+        return conv(x, self.weight, stride=layer.stride, padding=layer.padding, groups=layer.groups)
 
     def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
         """``a_in = shift(w_int @ x)`` for ``x`` ``[N, *in_shape]``: integer values in the sum's
@@ -314,9 +330,17 @@ def _synapse(layer: ir.SynapticLayer, max_input: int, denominator: int, *, binar
     neurons = layer.neurons
     bias = 0 if neurons.bias_mant is None else torch.from_numpy(neurons.bias_mant.astype(np.int64))
     fanout = fanout.reshape(-1)
+    # a folded pool: the pool's sums times the smaller weight, whose partial sums stay within the
+    # folded layer's bound above (each pooled value is a sum of k^d inputs, each weight one of k^d)
+    factored = factor_pooling(layer) if isinstance(layer, ir.Conv) else None
+    pool_kernel, applied = factored if factored is not None else (1, layer)
+    if factored is not None:
+        weight_int = torch.from_numpy(np.ascontiguousarray(applied.weight, dtype=np.int64))
     # per-row sums of the synops product are at most in_features * max fan-out: float32 is exact below 2^24
     return _Synapse(
         layer=layer,
+        applied=applied,
+        pool_kernel=pool_kernel,
         weight=_conv_layout(weight_int.to(dtype)),
         fanout=fanout.to(torch.float64),
         synapses=int(fanout.sum(dtype=torch.float64)),
@@ -454,16 +478,22 @@ def simulate(
     potentials: list[np.ndarray] = []
     input_layer = network.input_layer
     input_totals = _Totals()
-    recorded: dict[str, list[np.ndarray]] = {s.layer.name: [] for s in synapses}
+    # every layer's spikes ``[T, B, *shape]``, written chunk by chunk (one pass: the cast to
+    # bytes and, after a 2-D convolution, the return from channels-last order)
+    shapes = {s.layer.name: s.layer.out_shape for s in synapses}
     if input_layer is not None:
-        recorded = {input_layer.name: [], **recorded}
+        shapes = {input_layer.name: network.input_shape, **shapes}
+    recorded = {
+        name: torch.empty((steps, samples if record_spikes else 0, *shape), dtype=torch.uint8)
+        for name, shape in shapes.items()
+    }
     with torch.no_grad():
         for first in range(0, samples, chunk):
             x = x_all[first : first + chunk] if graded else x_all[:, first : first + chunk]
             if input_layer is not None:  # the input neurons' spikes are the network's input
                 x = _input_neurons(input_layer, x, steps, graded, input_totals)
                 if record_spikes:
-                    recorded[input_layer.name].append(x.to(torch.uint8).contiguous().numpy())
+                    recorded[input_layer.name][:, first : first + chunk] = x
             spikes, voltages = _run_batch(network, plan, x, network.graded_payloads, totals)
             potentials.append(voltages.to(torch.int64).reshape(steps, voltages.shape[1], -1).numpy())
             counts.append(
@@ -471,14 +501,14 @@ def simulate(
             )
             if record_spikes:
                 for synapse, layer_spikes in zip(synapses, spikes, strict=True):
-                    recorded[synapse.layer.name].append(layer_spikes.to(torch.uint8).contiguous().numpy())
+                    recorded[synapse.layer.name][:, first : first + chunk] = layer_spikes
     run_s = time.perf_counter() - start - startup_s
 
     return SimulationResult.from_batches(
         counts,
         network.num_classes,
         _activity(network, synapses, totals, samples, "reference", input_totals),
-        recorded if record_spikes else None,
+        {name: [spikes.numpy()] for name, spikes in recorded.items()} if record_spikes else None,
         SimulationTiming(startup_s, run_s, samples, steps),
         potentials,
         network.readout,
@@ -552,27 +582,12 @@ def _input_neurons(
 
 
 def _sum_pool(h: torch.Tensor, k: int, lead: int) -> torch.Tensor:
-    """Sums over non-overlapping windows of ``k`` (remainder dropped) of ``h`` ``[*lead, C, *spatial]``.
-
-    Each spatial axis is summed as ``k`` strided slices added together, which keeps ``h``'s memory
-    order (channels last after a 2-D convolution): reducing a reshaped window axis instead walks a
-    channels-last tensor across its strides, many times slower on one core. The sums are exact (0/1
-    spikes or small integers in float32)."""
-    for dim in range(lead + 1, h.dim()):
-        stop = h.shape[dim] // k * k
-        total = _every_kth(h, dim, 0, stop, k)
-        total = total + _every_kth(h, dim, 1, stop, k) if k > 1 else total
-        for offset in range(2, k):
-            total.add_(_every_kth(h, dim, offset, stop, k))
-        h = total
-    return h
-
-
-def _every_kth(h: torch.Tensor, dim: int, offset: int, stop: int, k: int) -> torch.Tensor:
-    """The view of ``h`` at indices ``offset, offset + k, ...`` below ``stop`` along ``dim``."""
-    index = [slice(None)] * h.dim()
-    index[dim] = slice(offset, stop, k)
-    return h[tuple(index)]
+    """Sums over non-overlapping windows of ``k`` (remainder dropped) of ``h`` ``[*lead, C, *spatial]``
+    (:func:`~toolchain.snn.sum_pool.window_sums`, which keeps channels-last memory order; exact:
+    0/1 spikes or small integers in float32)."""
+    shape = h.shape
+    pooled = window_sums(h.reshape(-1, *shape[lead:]), k, len(shape) - lead - 1)
+    return pooled.reshape(*shape[:lead], *pooled.shape[1:])
 
 
 def _neurons(
@@ -636,14 +651,20 @@ def _neurons_ordered(
             .reshape(-1)
             .numpy()
         )
-        active = kernel(
+        arrays = (
             a_in.contiguous().reshape(1 if constant else a_in.shape[0], -1).numpy(),
             constant, delay, neurons.du_lava, neurons.v_decay, neurons.vth_mant, bias,
             spikes.view(steps, -1).numpy(), counts.view(-1).numpy(),
             np.zeros((1, 1)) if voltages is None else voltages.view(steps, -1).numpy(),
             voltages is not None,
         )  # fmt: skip
-        return spikes, int(active), counts, voltages
+        active_by_range: dict[int, int] = {}
+
+        def step_range(start: int, stop: int) -> None:
+            active_by_range[start] = int(kernel(*arrays, start, stop))
+
+        parallel_rows(counts.numel(), step_range)  # disjoint ranges of neurons, one per thread
+        return spikes, sum(active_by_range.values()), counts, voltages
     low, high = torch.aminmax(a_in) if a_in.numel() else (torch.zeros(()), torch.zeros(()))
     max_abs = int(max(-float(low), float(high)))
     if max_abs >= FAST_INPUT_LIMIT:

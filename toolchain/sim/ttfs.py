@@ -49,6 +49,7 @@ from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
 from toolchain.loihi_numbers import WEIGHT_MAX
 from toolchain.snn.blocks import FlattenBlock, PoolBlock, SynapticBlock, shape_input
+from toolchain.snn.sum_pool import window_sums
 from toolchain.snn.ttfs import kernel_value
 from toolchain.snn.ttfs_model import TemporalKernel, TTFSNetwork
 
@@ -292,12 +293,7 @@ def _reach(
 
 def _sum_pool(h: torch.Tensor, block: PoolBlock) -> torch.Tensor:
     """Sum pooling with ones (connectivity of either pooling mode) on ``[1, B, C, *spatial]``."""
-    k = block.pool.kernel_size
-    dims = block.pool.dims
-    flat = h[0]
-    ones = torch.ones(flat.shape[1], 1, *(k,) * dims, dtype=flat.dtype)
-    conv = functional.conv2d if dims == 2 else functional.conv1d
-    return conv(flat, ones, stride=k, groups=flat.shape[1]).unsqueeze(0)
+    return window_sums(h[0], block.pool.kernel_size, block.pool.dims).unsqueeze(0)
 
 
 def _activity(

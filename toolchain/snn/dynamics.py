@@ -328,6 +328,11 @@ def _straight_through(smooth: torch.Tensor, exact_int: torch.Tensor) -> torch.Te
 # arithmetic is ``int64``, as the functions above).
 
 
+#: neurons stepped together through the whole window by :func:`cuba_fixed_steps`: their state
+#: (five ``int64`` arrays of this length) stays in the core's first-level cache for all the steps
+NEURON_BLOCK = 512
+
+
 def cuba_fixed_steps(
     a_in: np.ndarray,
     constant: bool,
@@ -340,45 +345,59 @@ def cuba_fixed_steps(
     counts: np.ndarray,
     voltages: np.ndarray,
     record_v: bool,
+    start: int,
+    stop: int,
 ) -> int:
-    """Step ``N`` neurons through ``T`` steps of Lava's fixed-point CUBA-LIF, from zero state.
+    """Step neurons ``start`` to ``stop - 1`` of ``N`` through ``T`` steps of Lava's fixed-point
+    CUBA-LIF, from zero state.
 
-    ``a_in``: the integer synaptic input (any real or integer dtype holding integers), ``[T, N]``,
-    or ``[1, N]`` the same at every step when ``constant``; it arrives ``delay`` steps late (zero
-    before). ``bias``: :func:`effective_bias` of the ``M`` neurons of one sample, ``int64`` ``[M]``
-    (neuron ``n`` takes ``bias[n % M]``). Writes ``spikes`` ``[T, N]`` (0/1), adds each neuron's
-    spikes to ``counts`` ``[N]`` and, with ``record_v``, the voltage after each step to
-    ``voltages`` ``[T, N]``. Returns the active updates: the neuron-steps whose input or state
-    before the update is non-zero.
+    ``a_in``: the integer synaptic input (any real or integer dtype holding integers, float32
+    ones below ``2^24``, as every float32 integer is exact only there), ``[T, N]``, or ``[1, N]``
+    the same at every step when ``constant``; it arrives ``delay`` steps late (zero before).
+    ``bias``: :func:`effective_bias` of the ``M`` neurons of one sample, ``int64`` ``[M]`` (neuron
+    ``n`` takes ``bias[n % M]``). Writes ``spikes`` ``[T, N]`` (0/1), adds each neuron's spikes to
+    ``counts`` ``[N]`` and, with ``record_v``, the voltage after each step to ``voltages``
+    ``[T, N]``; all of these only for the neurons of the range, so that threads may step disjoint
+    ranges of the same arrays. Returns the active updates of the range: the neuron-steps whose
+    input or state before the update is non-zero.
     """
-    steps, neurons = spikes.shape
+    steps = spikes.shape[0]
     width = bias.shape[0]
     keep_u = DECAY_UNITY - (du_lava + CURRENT_DECAY_OFFSET)
     keep_v = DECAY_UNITY - dv
     threshold = vth_mant << THRESHOLD_SHIFT
     round_up = DECAY_UNITY - 1
-    u = np.zeros(neurons, dtype=np.int64)
-    v = np.zeros(neurons, dtype=np.int64)
-    active = 0
-    # step by step, one sample's neurons at a time as flat views: the neurons are independent and
-    # the loop body is branch-free (comparisons as selects), so the compiler vectorizes it
-    for t in range(steps):
-        source = t - delay
-        arrived = np.int64(source >= 0)  # no input before the synapse delay has passed
-        row = 0 if constant or source < 0 else source
-        for first in range(0, neurons, width):
-            end = first + width
-            x_in = a_in[row, first:end]
-            u_s = u[first:end]
-            v_s = v[first:end]
-            spikes_s = spikes[t, first:end]
-            counts_s = counts[first:end]
-            voltages_s = voltages[t if record_v else 0, first : end if record_v else first]
-            for m in range(width):
-                x = np.int64(x_in[m]) * arrived
-                u_n = u_s[m]
-                v_n = v_s[m]
-                active += (u_n | v_n | x) != 0
+    # a 4-byte input (float32 integers below 2^24) converts through int32, which the compiler
+    # vectorizes (a float to int64 conversion it does one value at a time without AVX-512)
+    narrow = a_in.itemsize == 4
+    # the state of one block of neurons (and each one's bias, spike count and active updates)
+    u = np.zeros(NEURON_BLOCK, dtype=np.int64)
+    v = np.zeros(NEURON_BLOCK, dtype=np.int64)
+    bias_b = np.zeros(NEURON_BLOCK, dtype=np.int64)
+    spiked_b = np.zeros(NEURON_BLOCK, dtype=np.int64)
+    active_b = np.zeros(NEURON_BLOCK, dtype=np.int64)
+    # a block of neurons through every step, then the next block: the neurons are independent, and
+    # the loop body is branch-free (comparisons as selects and products), so the compiler
+    # vectorizes it over the block
+    for first in range(start, stop, NEURON_BLOCK):
+        size = min(NEURON_BLOCK, stop - first)
+        for m in range(size):
+            u[m] = 0
+            v[m] = 0
+            spiked_b[m] = 0
+            bias_b[m] = bias[(first + m) % width]
+        for t in range(steps):
+            source = t - delay
+            arrived = np.int64(source >= 0)  # no input before the synapse delay has passed
+            row = 0 if constant or source < 0 else source
+            x_in = a_in[row, first : first + size]
+            spikes_s = spikes[t, first : first + size]
+            voltages_s = voltages[t if record_v else 0, first : first + size if record_v else first]
+            for m in range(size):
+                x = (np.int64(np.int32(x_in[m])) if narrow else np.int64(x_in[m])) * arrived
+                u_n = u[m]
+                v_n = v[m]
+                active_b[m] += np.int64((u_n | v_n | x) != 0)
                 # loihi_decay: product / 2**DECAY_SHIFT rounded toward zero (a negative product is
                 # raised by DECAY_UNITY - 1 before the arithmetic shift, which floors)
                 product = u_n * keep_u
@@ -386,17 +405,19 @@ def cuba_fixed_steps(
                 # wrap_current
                 u_n += 2 * STATE_LIMIT * (np.int64(u_n <= -STATE_LIMIT) - np.int64(u_n > STATE_LIMIT))
                 product = v_n * keep_v
-                v_n = ((product + ((product >> 63) & round_up)) >> DECAY_SHIFT) + u_n + bias[m]
+                v_n = ((product + ((product >> 63) & round_up)) >> DECAY_SHIFT) + u_n + bias_b[m]
                 v_n = min(max(v_n, -STATE_LIMIT + 1), STATE_LIMIT - 1)  # clip_voltage
-                spiked = v_n > threshold  # spike_and_reset_fixed
+                spiked = np.int64(v_n > threshold)  # spike_and_reset_fixed
                 spikes_s[m] = spiked
-                counts_s[m] += spiked
-                v_n = 0 if spiked else v_n
-                u_s[m] = u_n
-                v_s[m] = v_n
+                spiked_b[m] += spiked
+                v_n *= 1 - spiked
+                u[m] = u_n
+                v[m] = v_n
                 if record_v:
                     voltages_s[m] = v_n
-    return active
+        for m in range(size):
+            counts[first + m] += spiked_b[m]
+    return active_b.sum()
 
 
 @functools.cache
@@ -408,7 +429,7 @@ def compiled_cuba_fixed_steps() -> Callable[..., int] | None:
         cuba_fixed_steps,
         [
             (np.zeros((1, 1), dtype), False, 0, 0, 0, 1, np.zeros(1, np.int64),
-             np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True)
+             np.zeros((1, 1), np.float32), np.zeros(1), np.zeros((1, 1)), True, 0, 1)
             for dtype in (np.float32, np.float64, np.int64)  # the input dtypes the simulator passes
         ],
     )  # fmt: skip
