@@ -196,6 +196,31 @@ def test_input_constant_over_time_is_computed_once(make):
     torch.testing.assert_close(grad_once, grad_every, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("constant", [False, True])
+def test_conv2d_runs_channels_last_on_the_cpu_with_the_convolutions_values(constant):
+    """The layer's output is channels-last per step (the order the neurons and pooling keep), its
+    values and both gradients those of functional.conv2d in the default order (float64 here: to
+    rounding); a constant input's gradient sums its steps in that order too."""
+    torch.manual_seed(1)
+    layer = Conv2d(3, 4, 3, 1, 1).double()
+    one = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    x = one.unsqueeze(0).expand(5, *one.shape) if constant else torch.rand(5, 2, 3, 6, 6).double()
+    x = x.detach().requires_grad_(True)
+    out = layer(x)
+    assert out[0].is_contiguous(memory_format=torch.channels_last) and not out[0].is_contiguous()
+    expected = functional.conv2d(x.reshape(-1, 3, 6, 6), layer.weight, padding=1).reshape(out.shape)
+    grad = torch.randn(out.shape, dtype=torch.float64)
+    got = torch.autograd.grad(out, (x, layer.weight), grad)
+    want = torch.autograd.grad(expected, (x, layer.weight), grad)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    # a constant input reaches the layer through its one step: compare the input's gradient summed
+    # over the steps (what the samples receive), as the weight's
+    got_x, want_x = (got[0].sum(0), want[0].sum(0)) if constant else (got[0], want[0])
+    torch.testing.assert_close(got_x, want_x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-12, atol=1e-12)
+    assert layer.with_weight(x, layer.weight)[0].is_contiguous(memory_format=torch.channels_last)
+
+
 def test_batch_norm_is_not_computed_once():
     # batch statistics count every step: a constant input is normalized as the full tensor
     norm = BatchNorm(3, spatial_dims=0)

@@ -58,3 +58,32 @@ def test_threads_split_planes(monkeypatch):
 def test_tracing_records_the_convolution():
     traced = torch.jit.trace(lambda a: sum_pool.sum_pool(a, 2, 2), (torch.rand(2, 3, 4, 4),))
     assert "aten::_convolution" in str(traced.graph)  # the exporter records the convolution
+
+
+def test_channels_last_kernel_by_hand():
+    # one sample 3 x 5 with 2 channels, windows 2 x 2: the remainder row and column get zeros
+    grad = np.array([[[[1.0, 10.0], [2.0, 20.0]]]], np.float32)  # [N, h, w, C] = [1, 1, 2, 2]
+    grad_x = np.full((1, 3, 5, 2), np.nan, np.float32)
+    sum_pool.spread_windows_channels_last(grad, 2, 2, grad_x)  # the plain Python function
+    assert grad_x[..., 0].tolist() == [[[1, 1, 2, 2, 0], [1, 1, 2, 2, 0], [0, 0, 0, 0, 0]]]
+    assert grad_x[..., 1].tolist() == [[[10, 10, 20, 20, 0], [10, 10, 20, 20, 0], [0, 0, 0, 0, 0]]]
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 5, 7, 9)])
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_a_channels_last_input_gets_its_gradient_in_that_order_bit_for_bit(shape, kernel_size):
+    """A 2-D convolution's channels-last output pooled: the compiled channels-last spread gives the
+    broadcast copy's gradient exactly, in channels-last order (remainders included)."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        inputs = x.contiguous(memory_format=layout).requires_grad_(True)
+        out = sum_pool.sum_pool(inputs, kernel_size, 2)
+        # the gradient as the next convolution's backward gives it: in the input's order
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        (grad_x,) = torch.autograd.grad(out, inputs, grad.contiguous(memory_format=layout))
+        results.append((out, grad_x))
+    (out, grad_x), (out_last, grad_last) = results
+    assert grad_last.is_contiguous(memory_format=torch.channels_last) and not grad_last.is_contiguous()
+    assert torch.equal(out, out_last)
+    assert torch.equal(grad_x, grad_last)

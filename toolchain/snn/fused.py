@@ -99,12 +99,31 @@ def cuba_sequence(
             raise ValueError(f"cuba_sequence: {name} is a constant here; it must not require grad")
     if current.dim() < 2:
         raise ValueError(f"cuba_sequence: expected current [T, B, ...], got shape {tuple(current.shape)}")
+    if _channels_last(current):  # stepped in its memory order: the neurons are independent
+        spikes = cuba_sequence(
+            current.permute(0, 1, 3, 4, 2),
+            current_decay, voltage_decay, threshold, surrogate_name, surrogate_scale, reset,
+        )  # fmt: skip
+        return spikes.permute(0, 1, 4, 2, 3)
     if not (torch.is_grad_enabled() and current.requires_grad):
         spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
         return spikes
     return _CubaSequence.apply(
         current, current_decay, voltage_decay, threshold, SURROGATES[spike.name], spike.scale, reset
     )
+
+
+def _channels_last(current: torch.Tensor) -> bool:
+    """Whether ``current`` ``[T, B, C, H, W]`` holds each step in channels-last memory order (a 2-D
+    convolution's output on the CPU), as one tensor or one step repeated (stride 0 over time), so
+    that its permutation to ``[T, B, H, W, C]`` is what the compiled loops take; not under tracing."""
+    if current.dim() != 5 or torch.jit.is_tracing():
+        return False
+    step = current[0]
+    if step.is_contiguous() or not step.is_contiguous(memory_format=torch.channels_last):
+        return False
+    permuted = current.permute(0, 1, 3, 4, 2)
+    return (current.shape[0] > 1 and current.stride(0) == 0) or permuted.is_contiguous()
 
 
 def _forward_loop(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -67,10 +68,28 @@ class TimeDistributed(nn.Module):
     def _over_time(self, x: torch.Tensor, per_sample: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         steps, batch = x.shape[:2]
         if self.once_for_constant_input and constant_over_time(x):
-            y = per_sample(x[0])
-            return y.unsqueeze(0).expand(steps, *y.shape)
+            return _RepeatOverTime.apply(per_sample(x[0]), steps)
         y = per_sample(x.reshape(steps * batch, *x.shape[2:]))
         return y.reshape(steps, batch, *y.shape[1:])
+
+
+class _RepeatOverTime(torch.autograd.Function):
+    """``y`` ``[B, ...]`` as the same step ``steps`` times, a view (stride 0 over time); the gradient
+    is the sum over the steps, taken in ``y``'s memory order (channels-last after a 2-D convolution
+    on the CPU: torch's sum over the first axis of such a gradient reads it across its strides,
+    several times slower), so that it comes back in that order."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, steps: int) -> torch.Tensor:
+        return y.unsqueeze(0).expand(steps, *y.shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        step = grad[0]
+        channels_last = step.dim() == 4 and step.is_contiguous(memory_format=torch.channels_last)
+        if channels_last and not step.is_contiguous():
+            return grad.permute(0, 1, 3, 4, 2).sum(0).permute(0, 3, 1, 2), None
+        return grad.sum(0), None
 
 
 def _plain_conv1d(module: nn.Conv1d) -> bool:
@@ -153,6 +172,22 @@ class Conv2d(TimeDistributed):
     @property
     def weight(self) -> nn.Parameter:
         return self.module.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._over_time(x, lambda flat: self._convolve(flat, self.module.weight))
+
+    def with_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return self._over_time(x, lambda flat: self._convolve(flat, weight))
+
+    def _convolve(self, flat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``flat`` ``[N, C, H, W]``: on the CPU in channels-last memory order
+        (oneDNN's convolution and its backward are faster there, ``benchmarks/conv2d_layout.py``;
+        the same sums, to float rounding), so its output is channels-last too, which the layers
+        after it keep (the fused neurons, sum pooling); under tracing as it comes."""
+        if flat.device.type == "cpu" and not torch.jit.is_tracing():
+            flat = flat.contiguous(memory_format=torch.channels_last)
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return self.module._conv_forward(flat, weight, None)
 
 
 class BatchNorm(TimeDistributed):

@@ -50,12 +50,57 @@ def spread_windows(grad: np.ndarray, window_rows: int, window_columns: int, grad
                 grad_x[p, r, c] = 0
 
 
+def spread_windows_channels_last(
+    grad: np.ndarray, window_rows: int, window_columns: int, grad_x: np.ndarray
+) -> None:
+    """:func:`spread_windows` in channels-last order: ``grad`` ``[N, h, w, C]`` to ``grad_x``
+    ``[N, H, W, C]``, each window's ``C`` gradients copied to every input position of its window
+    (a contiguous run of ``C`` values), zeros where no window covers."""
+    samples, rows, columns, channels = grad.shape
+    height, width = grad_x.shape[1:3]
+    g = grad.reshape(samples, rows, columns * channels)
+    out = grad_x.reshape(samples, height, width * channels)
+    covered = columns * window_columns * channels
+    for n in range(samples):
+        for r in range(height):
+            out_row = out[n, r]
+            i = r // window_rows
+            if i < rows:
+                g_row = g[n, i]
+                for j in range(columns):
+                    source = j * channels
+                    for b in range(window_columns):
+                        target = (j * window_columns + b) * channels
+                        for c in range(channels):
+                            out_row[target + c] = g_row[source + c]
+                first_zero = covered
+            else:
+                first_zero = 0
+            for k in range(first_zero, width * channels):
+                out_row[k] = 0
+
+
 @functools.cache
 def compiled_spread_windows() -> Any:
     """:func:`spread_windows` compiled by numba for float32 and float64 (disk-cached), or ``None``
     where numba is not installed."""
     kernels = compile_for_floats(
         [(spread_windows, lambda d: (np.zeros((1, 1, 1), d), 1, 1, np.zeros((1, 1, 1), d)))]
+    )
+    return None if kernels is None else kernels[0]
+
+
+@functools.cache
+def compiled_spread_windows_channels_last() -> Any:
+    """:func:`spread_windows_channels_last` compiled by numba for float32 and float64 (disk-cached),
+    or ``None`` where numba is not installed."""
+    kernels = compile_for_floats(
+        [
+            (
+                spread_windows_channels_last,
+                lambda d: (np.zeros((1, 1, 1, 1), d), 1, 1, np.zeros((1, 1, 1, 1), d)),
+            )
+        ]
     )
     return None if kernels is None else kernels[0]
 
@@ -109,6 +154,9 @@ class _SumPool(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad_x = _spread_channels_last(grad, ctx.in_shape, ctx.kernel_size, ctx.dims)
+        if grad_x is not None:
+            return grad_x, None, None
         grad = grad.contiguous()
         grad_planes = _planes(grad, ctx.dims)
         if grad_planes is None:
@@ -122,6 +170,34 @@ class _SumPool(torch.autograd.Function):
             lambda first, stop: kernel(grad_planes[first:stop], window_rows, size, target[first:stop]),
         )
         return grad_x, None, None
+
+
+def _spread_channels_last(
+    grad: torch.Tensor, in_shape: torch.Size, kernel_size: int, dims: int
+) -> torch.Tensor | None:
+    """The gradient of 2-D sum pooling for a ``grad`` in channels-last order (a 2-D convolution's
+    output pooled), in that order, by :func:`spread_windows_channels_last`; ``None`` for any other
+    gradient or where the kernel does not apply."""
+    if (
+        dims != 2
+        or grad.dim() != 4
+        or grad.is_contiguous()
+        or not grad.is_contiguous(memory_format=torch.channels_last)
+        or grad.device.type != "cpu"
+        or grad.dtype not in (torch.float32, torch.float64)
+    ):
+        return None
+    kernel = compiled_spread_windows_channels_last()
+    if kernel is None:
+        return None
+    grad_x = torch.empty(in_shape, dtype=grad.dtype, memory_format=torch.channels_last)
+    source = grad.permute(0, 2, 3, 1).numpy()
+    target = grad_x.permute(0, 2, 3, 1).numpy()
+    parallel_rows(
+        source.shape[0],
+        lambda first, stop: kernel(source[first:stop], kernel_size, kernel_size, target[first:stop]),
+    )
+    return grad_x
 
 
 def _spread_by_copy(grad: torch.Tensor, in_shape: torch.Size, kernel_size: int) -> torch.Tensor:
