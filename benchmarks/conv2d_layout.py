@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from event_synapses import best_ms, project_command, publish, report_header
+from event_synapses import best_ms, parse_timing_arguments, project_command, publish, report_header
 
 SECTION = "conv2d_layout"
 #: (samples, in channels, out channels, map size, input needs a gradient): the VGG's conv layers
@@ -107,12 +107,7 @@ def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--density", type=float, default=0.2, help="fraction of 1s in the spike inputs")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_arguments(parser, argv)
     results = []
     for layer in LAYERS:
         results.append((layer, measure(layer, args.density, args.repeats)))

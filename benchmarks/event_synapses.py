@@ -111,12 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, nargs="+", default=[700, 256])
     parser.add_argument("--outputs", type=int, nargs="+", default=[20, 64, 256])
     parser.add_argument("--densities", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_arguments(parser, argv)
     results = []
     for inputs in args.inputs:
         for outputs in args.outputs:
@@ -127,6 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = render(results, project_command("event_synapses.py", argv))
     publish(report, SECTION, args.write_docs)
     return 0
+
+
+def parse_timing_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments with the ones every layer benchmark takes (``--repeats``,
+    ``--threads``, ``--write-docs``), parsed from ``argv``; sets torch's threads when given."""
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def project_command(script: str, argv: Sequence[str] | None) -> str:

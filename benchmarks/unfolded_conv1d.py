@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from toolchain.snn import unfolded_conv1d  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from event_synapses import best_ms, project_command, publish, report_header  # noqa: E402
+from event_synapses import best_ms, parse_timing_arguments, project_command, publish, report_header  # noqa: E402
 
 SECTION = "unfolded_conv1d"
 #: (samples, channels, length, out channels, input needs a gradient): the speech network's layers
@@ -107,12 +107,7 @@ def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--density", type=float, default=0.2, help="fraction of 1s in the spike inputs")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_timing_arguments(parser, argv)
     if unfolded_conv1d.compiled_kernels() is None:
         raise SystemExit("numba is not installed: the products do not run")
     # the products on every layer, also the first, which the Conv1d layer leaves to the convolution
