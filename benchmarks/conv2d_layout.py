@@ -15,16 +15,22 @@ needs it), on 0/1 inputs at the spike rate given (the first layer's input: unifo
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from event_synapses import best_ms, parse_timing_arguments, project_command, publish, report_header
+from convolution_ways import (
+    forward_and_training,
+    interleaved_best,
+    measure_layers,
+    parse_arguments,
+    two_way_cells,
+)
+from event_synapses import project_command, publish, report_header
 
 SECTION = "conv2d_layout"
 #: (samples, in channels, out channels, map size, input needs a gradient): the VGG's conv layers
@@ -41,33 +47,19 @@ def measure(layer: tuple[int, int, int, int, bool], density: float, repeats: int
     weight = torch.randn(out_channels, channels, 3, 3, generator=generator) * 0.1
     grad = torch.randn(samples, out_channels, size, size, generator=generator)
 
-    def runs(layout: torch.memory_format) -> dict[str, Callable[[], object]]:
-        a, w, g = (t.contiguous(memory_format=layout) for t in (x, weight, grad))
+    def conv(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return functional.conv2d(a, w, padding=1)
 
-        def forward() -> object:
-            with torch.no_grad():
-                return functional.conv2d(a, w, padding=1)
-
-        def training() -> object:
-            a_grad = a.detach().requires_grad_(input_grad)
-            w_grad = w.detach().requires_grad_(True)
-            functional.conv2d(a_grad, w_grad, padding=1).backward(g)
-            return w_grad.grad
-
-        return {"forward": forward, "training": training}
-
-    results: dict[str, float] = {}
-    for _ in range(2):  # interleaved: each way measured twice, the best kept
-        for name, layout in LAYOUTS.items():
-            for mode, run in runs(layout).items():
-                key = f"{name} {mode}"
-                results[key] = min(results.get(key, float("inf")), best_ms(run, repeats))
-    default = functional.conv2d(x, weight, padding=1)
-    last = functional.conv2d(
-        x.contiguous(memory_format=torch.channels_last),
-        weight.contiguous(memory_format=torch.channels_last),
-        padding=1,
+    # the input, the weight and the gradient in each memory order
+    laid_out = {
+        name: [t.contiguous(memory_format=layout) for t in (x, weight, grad)]
+        for name, layout in LAYOUTS.items()
+    }
+    results = interleaved_best(
+        {name: forward_and_training(conv, *tensors, input_grad) for name, tensors in laid_out.items()},
+        repeats,
     )
+    default, last = (conv(*laid_out[name][:2]) for name in LAYOUTS)
     results["difference"] = float((last - default).abs().max()) / float(default.abs().max())
     return results
 
@@ -90,28 +82,15 @@ def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]
             totals[key] += r[key]
         lines.append(
             f"| {samples} x {channels} x {size}x{size} -> {out_channels} "
-            f"| {r['default forward']:.2f} | {r['channels-last forward']:.2f} "
-            f"| {r['default forward'] / r['channels-last forward']:.2f} "
-            f"| {r['default training']:.2f} | {r['channels-last training']:.2f} "
-            f"| {r['default training'] / r['channels-last training']:.2f} | {r['difference']:.1e} |"
+            f"{two_way_cells(r, 'default', 'channels-last')} | {r['difference']:.1e} |"
         )
-    lines.append(
-        f"| all three | {totals['default forward']:.2f} | {totals['channels-last forward']:.2f} "
-        f"| {totals['default forward'] / totals['channels-last forward']:.2f} "
-        f"| {totals['default training']:.2f} | {totals['channels-last training']:.2f} "
-        f"| {totals['default training'] / totals['channels-last training']:.2f} | |"
-    )
+    lines.append(f"| all three {two_way_cells(totals, 'default', 'channels-last')} | |")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--density", type=float, default=0.2, help="fraction of 1s in the spike inputs")
-    args = parse_timing_arguments(parser, argv)
-    results = []
-    for layer in LAYERS:
-        results.append((layer, measure(layer, args.density, args.repeats)))
-        print(f"{layer}: {results[-1][1]}", file=sys.stderr)
+    args = parse_arguments(__doc__.split("\n")[0], argv)
+    results = measure_layers(LAYERS, measure, args)
     publish(render(results, project_command("conv2d_layout.py", argv)), SECTION, args.write_docs)
     return 0
 

@@ -16,9 +16,8 @@ gradients; the first layer's weight gradient only, as in training). Interleaved,
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,7 +28,14 @@ sys.path.insert(0, str(REPO))
 from toolchain.snn import unfolded_conv1d  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from event_synapses import best_ms, parse_timing_arguments, project_command, publish, report_header  # noqa: E402
+from convolution_ways import (  # noqa: E402
+    forward_and_training,
+    interleaved_best,
+    measure_layers,
+    parse_arguments,
+    two_way_cells,
+)
+from event_synapses import project_command, publish, report_header  # noqa: E402
 
 SECTION = "unfolded_conv1d"
 #: (samples, channels, length, out channels, input needs a gradient): the speech network's layers
@@ -53,32 +59,13 @@ def measure(layer: tuple[int, int, int, int, bool], density: float, repeats: int
     def products(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return unfolded_conv1d.conv1d_synapse(a, w, STRIDE, PADDING)
 
-    def forward(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], object]:
-        def run() -> object:
-            with torch.no_grad():
-                return conv(x, weight)
-
-        return run
-
-    def training(conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], object]:
-        def run() -> object:
-            a = x.detach().requires_grad_(input_grad)
-            w = weight.detach().requires_grad_(True)
-            conv(a, w).backward(grad)
-            return w.grad
-
-        return run
-
     exact = convolution(x, weight)
     difference = float((products(x, weight) - exact).abs().max()) / float(exact.abs().max())
-    results = {}
-    for _ in range(2):  # interleaved: each way measured twice, the best kept
-        for name, conv in (("convolution", convolution), ("products", products)):
-            for mode, make in (("forward", forward), ("training", training)):
-                key = f"{name} {mode}"
-                results[key] = min(results.get(key, float("inf")), best_ms(make(conv), repeats))
-    results["difference"] = difference
-    return results
+    ways = {
+        name: forward_and_training(conv, x, weight, grad, input_grad)
+        for name, conv in (("convolution", convolution), ("products", products))
+    }
+    return {**interleaved_best(ways, repeats), "difference": difference}
 
 
 def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]]], command: str) -> str:
@@ -96,26 +83,18 @@ def render(results: list[tuple[tuple[int, int, int, int, bool], dict[str, float]
     for (samples, channels, length, out_channels, _), r in results:
         lines.append(
             f"| {samples} x {channels} x {length} -> {out_channels} "
-            f"| {r['convolution forward']:.2f} | {r['products forward']:.2f} "
-            f"| {r['convolution forward'] / r['products forward']:.2f} "
-            f"| {r['convolution training']:.2f} | {r['products training']:.2f} "
-            f"| {r['convolution training'] / r['products training']:.2f} | {r['difference']:.1e} |"
+            f"{two_way_cells(r, 'convolution', 'products')} | {r['difference']:.1e} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--density", type=float, default=0.2, help="fraction of 1s in the spike inputs")
-    args = parse_timing_arguments(parser, argv)
+    args = parse_arguments(__doc__.split("\n")[0], argv)
     if unfolded_conv1d.compiled_kernels() is None:
         raise SystemExit("numba is not installed: the products do not run")
     # the products on every layer, also the first, which the Conv1d layer leaves to the convolution
     unfolded_conv1d.WINDOW_VALUES_MIN = 1
-    results = []
-    for layer in LAYERS:
-        results.append((layer, measure(layer, args.density, args.repeats)))
-        print(f"{layer}: {results[-1][1]}", file=sys.stderr)
+    results = measure_layers(LAYERS, measure, args)
     publish(render(results, project_command("unfolded_conv1d.py", argv)), SECTION, args.write_docs)
     return 0
 
