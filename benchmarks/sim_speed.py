@@ -369,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: the reference with its largest chunk against 2^24 elements, interleaved REPEATS times",
     )
     args = parser.parse_args(argv)
+    if args.lava_samples > args.samples:
+        parser.error(
+            f"--lava-samples {args.lava_samples} is more than --samples {args.samples}: "
+            "Lava runs some of the reference's samples"
+        )
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     load_before = _load()

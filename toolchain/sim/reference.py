@@ -480,12 +480,11 @@ def simulate(
     input_totals = _Totals()
     # every layer's spikes ``[T, B, *shape]``, written chunk by chunk (one pass: the cast to
     # bytes and, after a 2-D convolution, the return from channels-last order)
-    shapes = {s.layer.name: s.layer.out_shape for s in synapses}
-    if input_layer is not None:
+    shapes = {s.layer.name: s.layer.out_shape for s in synapses} if record_spikes else {}
+    if record_spikes and input_layer is not None:
         shapes = {input_layer.name: network.input_shape, **shapes}
     recorded = {
-        name: torch.empty((steps, samples if record_spikes else 0, *shape), dtype=torch.uint8)
-        for name, shape in shapes.items()
+        name: torch.empty((steps, samples, *shape), dtype=torch.uint8) for name, shape in shapes.items()
     }
     with torch.no_grad():
         for first in range(0, samples, chunk):

@@ -45,6 +45,13 @@ def compile_for_floats(
     return compiled
 
 
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` ``[N, C, H, W]`` lies in channels-last memory order (``[N, H, W, C]``, as a 2-D
+    convolution on the CPU leaves it) and not also in the default one (shapes with one channel or
+    one pixel are both): the order in which kernels on its memory must then walk it."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def parallel_rows(rows: int, work: Callable[[int, int], None]) -> None:
     """Run ``work(first, stop)`` over ``[0, rows)`` split into ``torch.get_num_threads()`` ranges of
     rows, on that many threads (the kernels release the GIL); one call on the calling thread where

@@ -47,7 +47,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
-from toolchain.snn.compiled import compile_kernel
+from toolchain.snn.compiled import channels_last, compile_kernel
 from toolchain.snn.dynamics import (
     CubaState,
     compiled_cuba_float_steps,
@@ -117,10 +117,7 @@ def _channels_last(current: torch.Tensor) -> bool:
     """Whether ``current`` ``[T, B, C, H, W]`` holds each step in channels-last memory order (a 2-D
     convolution's output on the CPU), as one tensor or one step repeated (stride 0 over time), so
     that its permutation to ``[T, B, H, W, C]`` is what the compiled loops take; not under tracing."""
-    if current.dim() != 5 or torch.jit.is_tracing():
-        return False
-    step = current[0]
-    if step.is_contiguous() or not step.is_contiguous(memory_format=torch.channels_last):
+    if current.dim() != 5 or torch.jit.is_tracing() or not channels_last(current[0]):
         return False
     permuted = current.permute(0, 1, 3, 4, 2)
     return (current.shape[0] > 1 and current.stride(0) == 0) or permuted.is_contiguous()

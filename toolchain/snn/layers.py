@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from toolchain.snn.compiled import channels_last
 from toolchain.snn.event_synapses import dense_synapse
 from toolchain.snn.sum_pool import sum_pool
 from toolchain.snn.unfolded_conv1d import conv1d_synapse
@@ -85,9 +86,7 @@ class _RepeatOverTime(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        step = grad[0]
-        channels_last = step.dim() == 4 and step.is_contiguous(memory_format=torch.channels_last)
-        if channels_last and not step.is_contiguous():
+        if channels_last(grad[0]):
             return grad.permute(0, 1, 3, 4, 2).sum(0).permute(0, 3, 1, 2), None
         return grad.sum(0), None
 

@@ -22,7 +22,7 @@ import torch
 from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
-from toolchain.snn.compiled import compile_for_floats, parallel_rows
+from toolchain.snn.compiled import channels_last, compile_for_floats, parallel_rows
 
 # ----------------------------------------------------------------------------------------------
 # the kernel: a plain function on numpy arrays, compiled by numba (compiled_spread_windows)
@@ -180,9 +180,7 @@ def _spread_channels_last(
     gradient or where the kernel does not apply."""
     if (
         dims != 2
-        or grad.dim() != 4
-        or grad.is_contiguous()
-        or not grad.is_contiguous(memory_format=torch.channels_last)
+        or not channels_last(grad)
         or grad.device.type != "cpu"
         or grad.dtype not in (torch.float32, torch.float64)
     ):
