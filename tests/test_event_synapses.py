@@ -109,7 +109,7 @@ def test_bit_exact_on_integer_weights_float32():
         assert torch.equal(dense_synapse(x, weight), functional.linear(x, weight))
 
 
-def test_threads_split_rows(monkeypatch):
+def test_threads_split_rows(monkeypatch, torch_free_pool):
     monkeypatch.setattr(compiled, "PARALLEL_ROWS_MIN", 16)
     x, weight, grad = _inputs(torch.float64, rows=301)
     grad = torch.round(grad * 8)  # integer gradients: the partial sums of the threads add exactly

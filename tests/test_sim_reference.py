@@ -260,6 +260,37 @@ def test_the_compiled_neuron_loop_and_the_tensor_functions_agree(case, monkeypat
     assert compiled.activity == tensors.activity
 
 
+@pytest.mark.parametrize("case", ["mlp-graded", "conv-sum-rate"])
+def test_threads_split_the_neurons_with_the_same_results(case, monkeypatch, torch_free_pool):
+    """The compiled neuron loop steps disjoint ranges of neurons on torch's threads (numpy work only:
+    ``torch_free_pool``): the same spikes, counts and activity as on one thread."""
+    from toolchain.snn import compiled as compiled_kernels
+    from toolchain.snn.dynamics import compiled_cuba_fixed_steps
+
+    if compiled_cuba_fixed_steps() is None:
+        pytest.skip("numba is not installed: the tensor functions run on torch's own threads")
+    monkeypatch.setattr(compiled_kernels, "PARALLEL_ROWS_MIN", 8)
+    table, shape, classes, scale = CASES[case]
+    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
+    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
+    network, _ = quantize_model(model, recipe)
+    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(3))
+    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(4))
+    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = simulate(network, inputs, record_spikes=True)
+        torch.set_num_threads(3)
+        split = simulate(network, inputs, record_spikes=True)
+    finally:
+        torch.set_num_threads(threads)
+    for name in single.spikes:
+        np.testing.assert_array_equal(split.spikes[name], single.spikes[name])
+    np.testing.assert_array_equal(split.counts, single.counts)
+    assert split.activity == single.activity
+
+
 @pytest.mark.parametrize("case", ["conv-sum-graded", "conv-sum-rate"])
 def test_a_folded_pool_runs_as_the_pool_and_the_smaller_conv_with_the_same_results(case, monkeypatch):
     """A lowered network's pool -> conv fold runs factored (the pool, then the conv before the

@@ -40,7 +40,7 @@ def test_same_as_the_convolution_and_its_gradient_without_numba(monkeypatch, dim
         assert torch.equal(ours, theirs)
 
 
-def test_threads_split_planes(monkeypatch):
+def test_threads_split_planes(monkeypatch, torch_free_pool):
     monkeypatch.setattr(compiled, "PARALLEL_ROWS_MIN", 4)
     x = torch.randn(9, 5, 8, 6, generator=torch.Generator().manual_seed(2))
     threads = torch.get_num_threads()

@@ -7,7 +7,9 @@ fallback for where it is not (the tensors give the same values).
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,23 +54,61 @@ def channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def parallel_rows(rows: int, work: Callable[[int, int], None]) -> None:
-    """Run ``work(first, stop)`` over ``[0, rows)`` split into ``torch.get_num_threads()`` ranges of
-    rows, on that many threads (the kernels release the GIL); one call on the calling thread where
-    that is one thread or the rows are few."""
-    threads = min(torch.get_num_threads(), rows // PARALLEL_ROWS_MIN)
+def parallel_rows(rows: int, work: Callable[[int, int], None], rows_min: int | None = None) -> None:
+    """Run ``work(first, stop)`` over ``[0, rows)`` on up to ``torch.get_num_threads()`` threads
+    (the kernels release the GIL); one call on the calling thread where that is one thread or the
+    rows are too few for two pieces of ``rows_min`` (default :data:`PARALLEL_ROWS_MIN`).
+
+    The rows are cut into up to :data:`PIECES_PER_THREAD` pieces per thread, which the threads
+    claim one after the other; the calling thread claims too and waits only for pieces already
+    claimed. So a thread that another process keeps off its core costs at most the piece it holds,
+    not its share of the rows, and the pieces (their bounds, and so the order of any sums across
+    them) depend on the number of threads only, not on which thread ran which.
+
+    ``work`` must call no torch operator, not even a factory such as ``torch.zeros`` (numpy is
+    fine): on a pool thread an operator large enough for a parallel region starts an OpenMP team of
+    that thread's own, whose threads then spin beside torch's team on the same cores and slow every
+    later operator of the process. An exception in ``work`` is raised here once the claimed pieces
+    are done.
+    """
+    rows_min = PARALLEL_ROWS_MIN if rows_min is None else max(1, rows_min)
+    threads = min(torch.get_num_threads(), rows // rows_min)
     if threads <= 1:
         work(0, rows)
         return
-    bounds = [rows * part // threads for part in range(threads + 1)]
-    pending = [_pool(threads - 1).submit(work, bounds[p], bounds[p + 1]) for p in range(1, threads)]
-    work(bounds[0], bounds[1])
-    for future in pending:
-        future.result()
+    pieces = min(rows // rows_min, threads * PIECES_PER_THREAD)
+    bounds = [rows * piece // pieces for piece in range(pieces + 1)]
+    claims = itertools.count()  # next() on it is atomic: each piece is claimed once
+    lock = threading.Lock()
+    all_done = threading.Event()
+    done = [0]
+    errors: list[BaseException] = []
+
+    def run_pieces() -> None:
+        while (piece := next(claims)) < pieces:
+            try:
+                work(bounds[piece], bounds[piece + 1])
+            except BaseException as error:  # raised again on the calling thread
+                errors.append(error)
+            with lock:
+                done[0] += 1
+                if done[0] == pieces:
+                    all_done.set()
+
+    pool = _pool(threads - 1)
+    for _ in range(threads - 1):
+        pool.submit(run_pieces)
+    run_pieces()
+    all_done.wait()
+    if errors:
+        raise errors[0]
 
 
-#: the fewest rows worth a thread of their own
+#: the fewest rows worth a piece of their own (``parallel_rows``' default)
 PARALLEL_ROWS_MIN = 256
+#: the most pieces per thread: more pieces let the threads on free cores take over the rows of one
+#: that waits for its core, at a claim (a few microseconds) per piece
+PIECES_PER_THREAD = 4
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 
 

@@ -287,16 +287,17 @@ class _EventDense(torch.autograd.Function):
 
 
 def _weight_gradient(events: Events, grad_out: torch.Tensor, kernels: _Kernels) -> torch.Tensor:
-    """``grad_out^T @ x`` ``[O, I]`` from the events of ``x``; each thread sums its range of rows
-    into a gradient of its own, and those are added (in the order of the ranges)."""
+    """``grad_out^T @ x`` ``[O, I]`` from the events of ``x``; each piece of rows is summed into a
+    gradient of its own (a numpy array: no torch operator on a pool thread, see ``parallel_rows``),
+    and those are added in the order of the pieces."""
     grad = grad_out.numpy()
     starts = events.row_starts
-    partial: dict[int, torch.Tensor] = {}
+    partial: dict[int, np.ndarray] = {}
 
     def work(first: int, stop: int) -> None:
-        grad_t = torch.zeros(events.shape[1], grad.shape[1], dtype=grad_out.dtype)
+        grad_t = np.zeros((events.shape[1], grad.shape[1]), grad.dtype)
         kernels.weight_gradient(
-            starts[first : stop + 1], events.indices, events.values, grad[first:stop], grad_t.numpy()
+            starts[first : stop + 1], events.indices, events.values, grad[first:stop], grad_t
         )
         partial[first] = grad_t
 
@@ -304,4 +305,4 @@ def _weight_gradient(events: Events, grad_out: torch.Tensor, kernels: _Kernels) 
     total = partial.pop(0)
     for first in sorted(partial):
         total += partial[first]
-    return total.t().contiguous()
+    return torch.from_numpy(total).t().contiguous()
