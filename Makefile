@@ -52,7 +52,7 @@ lock: install
 # a training step (bench-profile), the fused loop's variants (bench-fused); the reference simulator
 # against Lava on one and two threads, and its chunk size (bench-sim), and the event-driven dense
 # synapse against the matrix product (bench-events), both in the project's .venv; `bench` runs them
-# all (about 45 minutes). BENCH_ARGS=--write-docs updates the docs. Each sets OMP_NUM_THREADS to its thread count.
+# all (about 35 to 45 minutes). BENCH_ARGS=--write-docs updates the docs. Each sets OMP_NUM_THREADS to its thread count.
 BENCH_PY := benchmarks/.venv/bin/python
 
 bench-venv:

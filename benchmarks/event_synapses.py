@@ -72,7 +72,10 @@ def measure(rows: int, inputs: int, outputs: int, density: float, repeats: int) 
 
 
 def report_header(command: str) -> list[str]:
-    """The lines above a table: its command, the date, the machine and the load at the end."""
+    """The lines above a table: its command, the date, the machine, the load at the end and the
+    allocator's settings."""
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    settings = " ".join(f"{key}={os.environ.get(key)}" for key in keys)
     return [
         f"Command: `{command}`",
         "",
@@ -80,6 +83,7 @@ def report_header(command: str) -> list[str]:
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}",
         f"- 1-minute load average at the end: {os.getloadavg()[0]:.2f}",
+        f"- glibc's allocator keeping freed memory, as in the training tables ({settings})",
     ]
 
 
@@ -126,11 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse_timing_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """``parser``'s arguments with the ones every layer benchmark takes (``--repeats``,
-    ``--threads``, ``--write-docs``), parsed from ``argv``; sets torch's threads when given."""
+    ``--threads``, ``--write-docs``), parsed from ``argv``; sets torch's threads when given. The
+    script runs with the training tables' allocator settings (``train_speed.keep_freed_memory``:
+    it starts again with them where they are not set)."""
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import keep_freed_memory
+
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     return args

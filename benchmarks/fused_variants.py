@@ -8,13 +8,13 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
   spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
 - ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped: the forward loop and the
   backward recursion compiled by numba, the surrogate's derivative computed by its tensor function
-  2 steps of this shape at a time (``CHUNK_ELEMENTS``, the most that stays within torch's
-  intra-op grain);
+  2 steps of this shape at a time on several threads (``CHUNK_ELEMENTS``, the most that stays
+  within torch's intra-op grain), 8 on one (``SERIAL_CHUNK_ELEMENTS``);
 - ``fused, compiled backward, derivative chunk = k``: the same with the derivative of ``k`` steps
   computed at once (``k = T``: whole-sequence temporaries);
 - ``fused, tensor backward, chunk = k``: the backward where numba is absent, its factors computed
-  ``k`` steps at a time and two tensor operations per step (shipped: the same 2 steps; ``k = T``:
-  all steps at once, "plain vectorized torch");
+  ``k`` steps at a time and two tensor operations per step (shipped: the same chunks as the
+  compiled backward's; ``k = T``: all steps at once, "plain vectorized torch");
 - ``torch.jit.script``: tried on the dynamics (prints why it does not apply);
 - ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop of tensor
   functions (the one that runs without numba) compiled by inductor, compile time and run time.
@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
     args = parser.parse_args(argv)
+    train_speed.keep_freed_memory()  # the allocator settings of the training tables
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return step
 
     step_elements = SHAPE[1] * SHAPE[2]
-    shipped_steps = max(1, fused.CHUNK_ELEMENTS // step_elements)
+    shipped_steps = fused._chunk_steps(step_elements)  # for this number of threads
     variants = [
         Variant("autograd (CubaLIF)", "train", train(reference)),
         Variant("autograd (CubaLIF)", "inference", infer(reference)),
@@ -147,18 +148,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         Variant("fused", "inference", infer(fused_call)),
     ]
-    for steps in (8, SHAPE[0]):
+
+    def chunk_bound(elements: int) -> dict[str, int]:  # the backward's chunk on any thread count
+        return {"CHUNK_ELEMENTS": elements, "SERIAL_CHUNK_ELEMENTS": elements}
+
+    for steps in sorted({2, 8, SHAPE[0]} - {shipped_steps}):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
         variants.append(
             Variant(
                 f"fused, compiled backward, derivative chunk = {label}",
                 "train",
                 train(fused_call),
-                {"CHUNK_ELEMENTS": steps * step_elements},
+                chunk_bound(steps * step_elements),
             )
         )
     no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda: None}
-    for steps in (1, shipped_steps, 8, SHAPE[0]):
+    for steps in sorted({1, 2, 8, shipped_steps, SHAPE[0]}):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
         default = " (as shipped)" if steps == shipped_steps else ""
         variants.append(
@@ -166,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"fused, tensor backward, chunk = {label}{default}",
                 "train",
                 train(fused_call),
-                {**no_compiled_backward, "CHUNK_ELEMENTS": steps * step_elements},
+                {**no_compiled_backward, **chunk_bound(steps * step_elements)},
             )
         )
     busy = [

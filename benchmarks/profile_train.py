@@ -100,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--write-docs", action="store_true", help=f"update {train_speed.DOCS}")
     args = parser.parse_args(argv)
-    if any(os.environ.get(key) != value for key, value in train_speed.ALLOCATOR_ENV.items()):
-        # the allocator settings of the timed processes (train_speed.ALLOCATOR_ENV): glibc reads
-        # them at start-up, so the script starts again with them
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **train_speed.ALLOCATOR_ENV})
+    train_speed.keep_freed_memory()  # the allocator settings of the timed processes
     torch.set_num_threads(args.threads)
 
     setup = train_speed.Setup() if args.net == "mlp" else train_speed_conv.conv_setup(args.net)

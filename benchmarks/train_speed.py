@@ -766,6 +766,15 @@ _REPLY = "@@timing "
 ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
+def keep_freed_memory() -> None:
+    """Start the running script again with :data:`ALLOCATOR_ENV` unless it already has it (glibc
+    reads the settings at start-up), so that its timings, as the training tables', leave out the
+    page faults of fresh memory: with the defaults a new output tensor over the current mmap
+    threshold is mapped and faulted in at every call, until a free raises the threshold."""
+    if any(os.environ.get(key) != value for key, value in ALLOCATOR_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
+
+
 def serve_timing(setup: Setup, key: str, warmup: int) -> int:
     """The ``--worker KEY`` process: build the batch and framework ``key``'s network, warm it up
     (``warmup`` training and inference steps), then answer each line ``train N`` or ``infer N`` on

@@ -21,7 +21,7 @@ def three_threads(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(threads)
 
 
-def _ranges(rows: int) -> list[tuple[int, int]]:
+def _ranges(rows: int, **options: int) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     lock = threading.Lock()
 
@@ -29,7 +29,7 @@ def _ranges(rows: int) -> list[tuple[int, int]]:
         with lock:
             seen.append((first, stop))
 
-    compiled.parallel_rows(rows, work)
+    compiled.parallel_rows(rows, work, **options)
     return sorted(seen)
 
 
@@ -41,6 +41,7 @@ def test_every_row_once_in_pieces_that_depend_on_the_threads_only(three_threads)
     assert _ranges(1000) == ranges
     assert _ranges(25) == [(0, 12), (12, 25)]  # two pieces of at least PARALLEL_ROWS_MIN
     assert _ranges(19) == [(0, 19)]  # too few rows for two: one call
+    assert _ranges(1000, pieces_per_thread=1) == [(0, 333), (333, 666), (666, 1000)]
 
 
 def test_the_calling_thread_does_the_pieces_a_busy_pool_does_not_take(three_threads, monkeypatch):

@@ -133,13 +133,35 @@ def test_bad_arguments():
     assert cuba_sequence(empty, 0.1, 0.1, 1.0, "sigmoid", 1.0).shape == (0, 2, 1)
 
 
+def _set_chunk_elements(monkeypatch, elements):
+    # the backward's chunk bound, on one thread and on several
+    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", elements)
+    monkeypatch.setattr(fused, "SERIAL_CHUNK_ELEMENTS", elements)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_chunk_bound_depends_on_the_threads(threads):
+    # one thread: larger chunks (no operator waits for another thread); several: torch's grain,
+    # so that no operator of the backward runs as a parallel region
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        steps = fused._chunk_steps(1000)
+    finally:
+        torch.set_num_threads(previous)
+    bound = fused.SERIAL_CHUNK_ELEMENTS if threads == 1 else fused.CHUNK_ELEMENTS
+    assert steps == bound // 1000 and steps * 1000 <= bound < (steps + 1) * 1000
+    assert fused.CHUNK_ELEMENTS < fused.SERIAL_CHUNK_ELEMENTS
+    assert fused._chunk_steps(10**9) == 1  # at least one step
+
+
 @pytest.mark.parametrize("chunk_steps", [1, 3, 5])
 def test_backward_chunks_do_not_change_the_gradient(monkeypatch, chunk_steps):
     # the backward walks time in chunks; 13 steps in chunks of 1, 3 (uneven) and 5 steps
     generator = torch.Generator().manual_seed(5)
     current = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
     weights = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
-    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk_steps * 8)
+    _set_chunk_elements(monkeypatch, chunk_steps * 8)
     for reset in ("zero", "subtract"):
         _compare(current, 0.3, 0.2, 0.8, "fast_sigmoid", 3.0, weights, reset)
 
@@ -152,7 +174,7 @@ def test_compiled_backward_equals_the_tensor_recursion(monkeypatch, chunk_elemen
     generator = torch.Generator().manual_seed(6)
     current = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
     weights = torch.randn(13, 2, 4, generator=generator, dtype=torch.float64)
-    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk_elements)
+    _set_chunk_elements(monkeypatch, chunk_elements)
     for reset, name in itertools.product(("zero", "subtract"), SURROGATES):
         grads = []
         for compiled in (True, False):
@@ -162,7 +184,7 @@ def test_compiled_backward_equals_the_tensor_recursion(monkeypatch, chunk_elemen
             (cuba_sequence(x, 0.3, 0.2, 0.8, name, 3.0, reset) * weights).sum().backward()
             grads.append(x.grad)
         monkeypatch.undo()
-        monkeypatch.setattr(fused, "CHUNK_ELEMENTS", chunk_elements)
+        _set_chunk_elements(monkeypatch, chunk_elements)
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
 
 

@@ -234,6 +234,19 @@ def test_sum_pool_equals_the_window_sums(kernel, shape, channels_last):
     assert torch.equal(got, expected)
 
 
+def _case_network_and_inputs(case: str, seed: int, samples: int = 9) -> tuple[ir.Network, np.ndarray]:
+    """The fixed-point network of ``CASES[case]`` exported exactly, and ``samples`` random inputs
+    as the simulator takes them (graded, or encoded spikes)."""
+    table, shape, classes, scale = CASES[case]
+    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
+    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
+    network, _ = quantize_model(model, recipe)
+    x = torch.rand(samples, *shape, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed + 1)
+    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, generator)
+    return network, (x.numpy() if network.input_encoding == "graded" else encoded.numpy())
+
+
 @pytest.mark.parametrize("case", ["mlp-graded", "conv-sum-rate", "conv-avg-rate"])
 def test_the_compiled_neuron_loop_and_the_tensor_functions_agree(case, monkeypatch):
     """The reference simulator steps neurons with the compiled cuba_fixed_steps where numba is
@@ -243,13 +256,7 @@ def test_the_compiled_neuron_loop_and_the_tensor_functions_agree(case, monkeypat
 
     if compiled_cuba_fixed_steps() is None:
         pytest.skip("numba is not installed: only the tensor functions run")
-    table, shape, classes, scale = CASES[case]
-    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
-    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
-    network, _ = quantize_model(model, recipe)
-    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(3))
-    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(4))
-    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
+    network, inputs = _case_network_and_inputs(case, seed=3)
     compiled = simulate(network, inputs, batch_size=4, record_spikes=True)
     monkeypatch.setattr(reference, "compiled_cuba_fixed_steps", lambda: None)
     tensors = simulate(network, inputs, batch_size=4, record_spikes=True)
@@ -270,13 +277,7 @@ def test_threads_split_the_neurons_with_the_same_results(case, monkeypatch, torc
     if compiled_cuba_fixed_steps() is None:
         pytest.skip("numba is not installed: the tensor functions run on torch's own threads")
     monkeypatch.setattr(compiled_kernels, "PARALLEL_ROWS_MIN", 8)
-    table, shape, classes, scale = CASES[case]
-    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
-    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
-    network, _ = quantize_model(model, recipe)
-    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(3))
-    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(4))
-    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
+    network, inputs = _case_network_and_inputs(case, seed=3)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -298,19 +299,13 @@ def test_a_folded_pool_runs_as_the_pool_and_the_smaller_conv_with_the_same_resul
     and synaptic operations."""
     import toolchain.sim.reference as reference
 
-    table, shape, classes, scale = CASES[case]
-    table = {**table, "neuron": {"numeric": "fixed_point", **table.get("neuron", {})}}
-    recipe, model = _random_fixed_point(table, shape, classes, scale=scale)
-    network, _ = quantize_model(model, recipe)
+    network, inputs = _case_network_and_inputs(case, seed=5)
     lowered = lower_pooling(network)
     factored = [s for s in reference._prepare(lowered) if getattr(s, "pool_kernel", 1) > 1]
     assert [s.layer.name for s in factored] == [
         entry["into"] for entry in lowered.metadata["lowered_pooling"] if entry["into"].startswith("conv")
     ]
     assert factored and all(s.weight.shape[-1] < s.layer.weight.shape[-1] for s in factored)
-    x = torch.rand(9, *shape, generator=torch.Generator().manual_seed(5))
-    encoded = encode(recipe.encoding.scheme, x, recipe.encoding.time_steps, torch.Generator().manual_seed(6))
-    inputs = x.numpy() if network.input_encoding == "graded" else encoded.numpy()
     fast = simulate(lowered, inputs, batch_size=4, record_spikes=True)
     monkeypatch.setattr(reference, "factor_pooling", lambda conv: None)
     assert not [s for s in reference._prepare(lowered) if getattr(s, "pool_kernel", 1) > 1]

@@ -54,13 +54,23 @@ def channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def parallel_rows(rows: int, work: Callable[[int, int], None], rows_min: int | None = None) -> None:
+#: the fewest rows worth a piece of their own
+PARALLEL_ROWS_MIN = 256
+#: the most pieces per thread: more pieces let the threads on free cores take over the rows of one
+#: that waits for its core, at a claim (a few microseconds) per piece
+PIECES_PER_THREAD = 4
+
+
+def parallel_rows(
+    rows: int, work: Callable[[int, int], None], pieces_per_thread: int = PIECES_PER_THREAD
+) -> None:
     """Run ``work(first, stop)`` over ``[0, rows)`` on up to ``torch.get_num_threads()`` threads
     (the kernels release the GIL); one call on the calling thread where that is one thread or the
-    rows are too few for two pieces of ``rows_min`` (default :data:`PARALLEL_ROWS_MIN`).
+    rows are too few for two pieces of :data:`PARALLEL_ROWS_MIN`.
 
-    The rows are cut into up to :data:`PIECES_PER_THREAD` pieces per thread, which the threads
-    claim one after the other; the calling thread claims too and waits only for pieces already
+    The rows are cut into up to ``pieces_per_thread`` pieces per thread, which the threads claim
+    one after the other (1 where each piece costs a buffer of its own, as the event synapse's
+    partial weight gradients do); the calling thread claims too and waits only for pieces already
     claimed. So a thread that another process keeps off its core costs at most the piece it holds,
     not its share of the rows, and the pieces (their bounds, and so the order of any sums across
     them) depend on the number of threads only, not on which thread ran which.
@@ -71,12 +81,11 @@ def parallel_rows(rows: int, work: Callable[[int, int], None], rows_min: int | N
     later operator of the process. An exception in ``work`` is raised here once the claimed pieces
     are done.
     """
-    rows_min = PARALLEL_ROWS_MIN if rows_min is None else max(1, rows_min)
-    threads = min(torch.get_num_threads(), rows // rows_min)
+    threads = min(torch.get_num_threads(), rows // PARALLEL_ROWS_MIN)
     if threads <= 1:
         work(0, rows)
         return
-    pieces = min(rows // rows_min, threads * PIECES_PER_THREAD)
+    pieces = min(rows // PARALLEL_ROWS_MIN, threads * max(1, pieces_per_thread))
     bounds = [rows * piece // pieces for piece in range(pieces + 1)]
     claims = itertools.count()  # next() on it is atomic: each piece is claimed once
     lock = threading.Lock()
@@ -104,11 +113,6 @@ def parallel_rows(rows: int, work: Callable[[int, int], None], rows_min: int | N
         raise errors[0]
 
 
-#: the fewest rows worth a piece of their own (``parallel_rows``' default)
-PARALLEL_ROWS_MIN = 256
-#: the most pieces per thread: more pieces let the threads on free cores take over the rows of one
-#: that waits for its core, at a claim (a few microseconds) per piece
-PIECES_PER_THREAD = 4
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 
 

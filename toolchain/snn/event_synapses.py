@@ -287,9 +287,9 @@ class _EventDense(torch.autograd.Function):
 
 
 def _weight_gradient(events: Events, grad_out: torch.Tensor, kernels: _Kernels) -> torch.Tensor:
-    """``grad_out^T @ x`` ``[O, I]`` from the events of ``x``; each piece of rows is summed into a
-    gradient of its own (a numpy array: no torch operator on a pool thread, see ``parallel_rows``),
-    and those are added in the order of the pieces."""
+    """``grad_out^T @ x`` ``[O, I]`` from the events of ``x``; each piece of rows (one per thread)
+    is summed into a gradient of its own (a numpy array: no torch operator on a pool thread, see
+    ``parallel_rows``), and those are added in the order of the pieces."""
     grad = grad_out.numpy()
     starts = events.row_starts
     partial: dict[int, np.ndarray] = {}
@@ -301,7 +301,7 @@ def _weight_gradient(events: Events, grad_out: torch.Tensor, kernels: _Kernels) 
         )
         partial[first] = grad_t
 
-    parallel_rows(events.shape[0], work)
+    parallel_rows(events.shape[0], work, pieces_per_thread=1)  # a gradient-sized buffer per piece
     total = partial.pop(0)
     for first in sorted(partial):
         total += partial[first]

@@ -60,14 +60,25 @@ from toolchain.snn.surrogate import SURROGATES, DerivativeFn, spike_function
 Constant = float | torch.Tensor
 RESETS = ("zero", "subtract")
 #: most elements per chunk of the backward pass (the surrogate's derivative before the compiled
-#: recursion, or every factor of the tensor recursion): torch's intra-op grain (an element-wise
-#: operator on more elements runs as a parallel region), so that every operator of the backward
-#: runs on the calling thread. A parallel region waits for all its threads; when other processes
-#: hold the other cores that wait costs milliseconds per operator (measured with
-#: benchmarks/fused_variants.py --threads 2 --busy 2 on the shared 2-core machine,
-#: docs/benchmarks.md). Small chunks also keep the temporaries in the cache and let the allocator
-#: reuse their memory.
+#: recursion, or every factor of the tensor recursion) where torch runs on several threads:
+#: torch's intra-op grain (an element-wise operator on more elements runs as a parallel region),
+#: so that every operator of the backward runs on the calling thread. A parallel region waits for
+#: all its threads; when other processes hold the other cores that wait costs milliseconds per
+#: operator (measured with benchmarks/fused_variants.py --threads 2 --busy 2 on the shared 2-core
+#: machine, docs/benchmarks.md). Small chunks also keep the temporaries in the cache and let the
+#: allocator reuse their memory.
 CHUNK_ELEMENTS = 32768
+#: the same on one thread, where no operator waits for another thread: larger chunks make fewer
+#: operator calls (benchmarks/fused_variants.py --threads 1: chunks of 8 steps of the MLP's hidden
+#: layer against 2), their temporaries 512 KiB of float32 each
+SERIAL_CHUNK_ELEMENTS = 131072
+
+
+def _chunk_steps(neurons: int) -> int:
+    """Steps per chunk of the backward pass for ``neurons`` elements per step (at least one):
+    :data:`SERIAL_CHUNK_ELEMENTS` where torch runs on one thread, else :data:`CHUNK_ELEMENTS`."""
+    elements = SERIAL_CHUNK_ELEMENTS if torch.get_num_threads() == 1 else CHUNK_ELEMENTS
+    return max(1, elements // max(1, neurons))
 
 
 def cuba_sequence(
@@ -234,7 +245,7 @@ def _backward_through_time(
     On the CPU with scalar constants the recursion is :func:`cuba_float_backward_steps` compiled
     by numba, with ``σ'`` computed by the surrogate's own tensor function a chunk of steps at a
     time (:func:`_compiled_backward`). Otherwise time is walked backward in chunks of at most
-    :data:`CHUNK_ELEMENTS` elements (at least one step): the factors of a chunk (``σ'``, ``r``,
+    :func:`_chunk_steps` steps: the factors of a chunk (``σ'``, ``r``,
     ``gs σ'``) are computed at once, then its steps are two tensor operations each.
     """
     grad = _compiled_backward(
@@ -244,7 +255,7 @@ def _backward_through_time(
         return grad
     steps = v_pre.shape[0]
     grad_current = torch.empty_like(v_pre)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, v_pre.numel() // max(1, steps)))
+    chunk = _chunk_steps(v_pre.numel() // max(1, steps))
     keep_voltage = 1.0 - voltage_decay
     keep_current = 1.0 - current_decay
     grad_v: torch.Tensor | None = None  # gv'[t + 1]
@@ -363,7 +374,7 @@ def _compiled_backward(
 ) -> torch.Tensor | None:
     """``d loss / d current`` by :func:`cuba_float_backward_steps` compiled by numba, or ``None``
     where it does not apply (the conditions of :func:`_compiled_forward`). Time is walked in chunks
-    of at most :data:`CHUNK_ELEMENTS` elements (at least one step), latest first: the surrogate's
+    of :func:`_chunk_steps` steps, latest first: the surrogate's
     tensor function computes a chunk's ``σ'``, then the kernel walks its steps."""
     kernel = compiled_cuba_float_backward_steps()
     kernel_constants = _kernel_constants(v_pre, current_decay, voltage_decay, threshold)
@@ -376,7 +387,7 @@ def _compiled_backward(
     neurons = flat_v.shape[1]
     grad_v = np.zeros(neurons, dtype=flat_v.numpy().dtype)
     grad_u = np.zeros_like(grad_v)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, neurons))
+    chunk = _chunk_steps(neurons)
     for end in range(steps, 0, -chunk):
         start = max(0, end - chunk)
         v = flat_v[start:end]
