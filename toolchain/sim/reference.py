@@ -662,7 +662,7 @@ def _neurons_ordered(
         def step_range(start: int, stop: int) -> None:
             active_by_range[start] = int(kernel(*arrays, start, stop))
 
-        parallel_rows(counts.numel(), step_range)  # disjoint ranges of neurons, one per thread
+        parallel_rows(counts.numel(), step_range)  # disjoint ranges of neurons, claimed by the threads
         return spikes, sum(active_by_range.values()), counts, voltages
     low, high = torch.aminmax(a_in) if a_in.numel() else (torch.zeros(()), torch.zeros(()))
     max_abs = int(max(-float(low), float(high)))
