@@ -87,3 +87,18 @@ def test_a_channels_last_input_gets_its_gradient_in_that_order_bit_for_bit(shape
     assert grad_last.is_contiguous(memory_format=torch.channels_last) and not grad_last.is_contiguous()
     assert torch.equal(out, out_last)
     assert torch.equal(grad_x, grad_last)
+
+
+def test_a_channels_last_input_gets_its_gradient_in_that_order_from_a_flattened_one():
+    """A dense layer after the pooling hands back a gradient in the default order (the flattening's
+    view): the input still gets its gradient in channels-last order, with the same values."""
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    grad = torch.randn(3, 4 * 4 * 4, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        inputs = x.contiguous(memory_format=layout).requires_grad_(True)
+        flat = sum_pool.sum_pool(inputs, 2, 2).flatten(1)
+        (grad_x,) = torch.autograd.grad(flat, inputs, grad)
+        grads.append(grad_x)
+    assert grads[1].is_contiguous(memory_format=torch.channels_last) and not grads[1].is_contiguous()
+    assert torch.equal(grads[0], grads[1])

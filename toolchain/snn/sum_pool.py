@@ -149,11 +149,16 @@ class _SumPool(torch.autograd.Function):
         ctx.in_shape = x.shape
         ctx.kernel_size = kernel_size
         ctx.dims = dims
+        ctx.channels_last = channels_last(x)
         return window_sums(x, kernel_size, dims)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if ctx.channels_last and ctx.dims == 2 and grad.dim() == 4:
+            # the gradient in its input's memory order (a flattening before a dense layer hands
+            # it over in the default one): the small pooled gradient reordered, not the input's
+            grad = grad.contiguous(memory_format=torch.channels_last)
         grad_x = _spread_channels_last(grad, ctx.in_shape, ctx.kernel_size, ctx.dims)
         if grad_x is not None:
             return grad_x, None, None
