@@ -155,9 +155,9 @@ class _SumPool(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        if ctx.channels_last and ctx.dims == 2 and grad.dim() == 4:
-            # the gradient in its input's memory order (a flattening before a dense layer hands
-            # it over in the default one): the small pooled gradient reordered, not the input's
+        if ctx.channels_last:  # a 2-D input in channels-last order: the gradient in that order too
+            # (a flattening before a dense layer hands it over in the default one): the small
+            # pooled gradient reordered, not the input's
             grad = grad.contiguous(memory_format=torch.channels_last)
         grad_x = _spread_channels_last(grad, ctx.in_shape, ctx.kernel_size, ctx.dims)
         if grad_x is not None:
