@@ -267,12 +267,12 @@ def toolchain_runner(setup: Setup, layers: list[Layer], inputs: torch.Tensor, fu
     # synapses, which the step-by-step model runs too) load with the network, as peers' imports do
     from toolchain.snn.dynamics import compiled_cuba_float_steps
     from toolchain.snn.event_synapses import compiled_kernels
-    from toolchain.snn.fused import compiled_cuba_float_backward_steps
+    from toolchain.snn.fused import KERNEL_SLOPES, compiled_cuba_float_backward_steps
 
     compiled_kernels()
     if fused:
         compiled_cuba_float_steps()
-        compiled_cuba_float_backward_steps()
+        compiled_cuba_float_backward_steps(KERNEL_SLOPES["sigmoid"])  # the setup's surrogate
 
     def forward(x: torch.Tensor) -> list[torch.Tensor]:
         return list(model(x).spikes.values())

@@ -179,13 +179,43 @@ def test_compiled_backward_equals_the_tensor_recursion(monkeypatch, chunk_elemen
         grads = []
         for compiled in (True, False):
             if not compiled:
-                monkeypatch.setattr(fused, "compiled_cuba_float_backward_steps", lambda: None)
+                monkeypatch.setattr(fused, "compiled_cuba_float_backward_steps", lambda *kind: None)
             x = current.clone().requires_grad_(True)
             (cuba_sequence(x, 0.3, 0.2, 0.8, name, 3.0, reset) * weights).sum().backward()
             grads.append(x.grad)
         monkeypatch.undo()
         _set_chunk_elements(monkeypatch, chunk_elements)
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", [*SURROGATES, "given"])
+def test_the_kernels_surrogate_derivatives_are_the_surrogates_bit_for_bit(name, dtype):
+    # one step with nothing carried in and a gradient of 1 at the spikes: the kernel's output is its
+    # sigma' (1 * sigma' + 0 * carry + 0 * keep), which must equal the surrogate's tensor function
+    kind = fused.KERNEL_SLOPES.get(name, fused.SLOPE_GIVEN)
+    kernel = fused.compiled_cuba_float_backward_steps(kind)
+    if kernel is None:
+        pytest.skip("numba is not installed")
+    surrogate = "sigmoid" if name == "given" else name
+    generator = torch.Generator().manual_seed(8)
+    # voltages around the threshold, exactly on it, and far away (where the sigmoid saturates)
+    v = torch.cat(
+        [torch.randn(4093, generator=generator, dtype=dtype) * 2, torch.tensor([0.75, 40, -40], dtype=dtype)]
+    )
+    threshold, scale = 0.75, 3.7
+    expected = SURROGATES[surrogate](v - threshold, scale)
+    pre = {
+        fused.SLOPE_SIGMOID: torch.sigmoid(torch.mul(v - threshold, scale)),
+        fused.SLOPE_GIVEN: expected,
+    }.get(kind, torch.full_like(v, float("nan")))  # not read
+    cast = v.numpy().dtype.type
+    out = torch.empty_like(v)
+    state = [torch.zeros_like(v).numpy() for _ in range(2)]
+    kernel(torch.ones_like(v)[None].numpy(), v[None].numpy(), pre[None].numpy(), cast(0.3), cast(0.2),
+           cast(threshold), False, cast(scale), *state, out[None].numpy())  # fmt: skip
+    assert (expected > 0).any() and ((expected == 0).any() or name != "triangle")  # both branches
+    assert torch.equal(out, expected)
 
 
 def test_current_constant_over_time_as_a_view():

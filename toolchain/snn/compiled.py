@@ -18,16 +18,21 @@ import numpy as np
 import torch
 
 
-def compile_kernel(function: Callable[..., Any], warm_up: list[tuple[Any, ...]]) -> Any:
+def compile_kernel(
+    function: Callable[..., Any], warm_up: list[tuple[Any, ...]], ieee_division: bool = False
+) -> Any:
     """``function`` compiled by numba (its machine code cached on disk, released GIL), or ``None``
     without numba. It is called once with each argument tuple of ``warm_up`` so that the
     compilation (or the load from the cache) for those argument types happens here, once per
-    process, rather than inside the caller's first timed steps."""
+    process, rather than inside the caller's first timed steps. ``ieee_division``: a division by
+    zero gives what IEEE 754 (and numpy, and torch) gives instead of raising ``ZeroDivisionError``
+    as Python does; without the check on each divisor a loop with a division can vectorize."""
     try:
         import numba
     except ImportError:
         return None
-    compiled = numba.njit(cache=True, nogil=True)(function)
+    error_model = "numpy" if ieee_division else "python"
+    compiled = numba.njit(cache=True, nogil=True, error_model=error_model)(function)
     for arguments in warm_up:
         compiled(*arguments)
     return compiled

@@ -55,12 +55,12 @@ from toolchain.snn.dynamics import (
     heaviside,
     spike_and_reset,
 )
-from toolchain.snn.surrogate import SURROGATES, DerivativeFn, spike_function
+from toolchain.snn.surrogate import SURROGATES, spike_function
 
 Constant = float | torch.Tensor
 RESETS = ("zero", "subtract")
-#: most elements per chunk of the backward pass (the surrogate's derivative before the compiled
-#: recursion, or every factor of the tensor recursion) where torch runs on several threads:
+#: most elements per chunk of the backward pass (the sigmoid that the compiled recursion takes, or
+#: every factor of the tensor recursion) where torch runs on several threads:
 #: torch's intra-op grain (an element-wise operator on more elements runs as a parallel region),
 #: so that every operator of the backward runs on the calling thread. A parallel region waits for
 #: all its threads; when other processes hold the other cores that wait costs milliseconds per
@@ -120,7 +120,7 @@ def cuba_sequence(
         spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
         return spikes
     return _CubaSequence.apply(
-        current, current_decay, voltage_decay, threshold, SURROGATES[spike.name], spike.scale, reset
+        current, current_decay, voltage_decay, threshold, spike.name, spike.scale, reset
     )
 
 
@@ -211,7 +211,7 @@ class _CubaSequence(torch.autograd.Function):
         current_decay: Constant,
         voltage_decay: Constant,
         threshold: Constant,
-        derivative: DerivativeFn,
+        surrogate_name: str,
         scale: float,
         reset: str,
     ) -> torch.Tensor:
@@ -219,7 +219,7 @@ class _CubaSequence(torch.autograd.Function):
             current, current_decay, voltage_decay, threshold, reset, keep_voltage=True
         )
         ctx.save_for_backward(v_pre)
-        ctx.constants = (current_decay, voltage_decay, threshold, derivative, scale, reset)
+        ctx.constants = (current_decay, voltage_decay, threshold, surrogate_name, scale, reset)
         return spikes
 
     @staticmethod
@@ -236,26 +236,26 @@ def _backward_through_time(
     current_decay: Constant,
     voltage_decay: Constant,
     threshold: Constant,
-    derivative: DerivativeFn,
+    surrogate_name: str,
     scale: float,
     reset: str,
 ) -> torch.Tensor:
     """The reverse-time recursion of the module docstring; returns ``d loss / d current``.
 
-    On the CPU with scalar constants the recursion is :func:`cuba_float_backward_steps` compiled
-    by numba, with ``σ'`` computed by the surrogate's own tensor function a chunk of steps at a
-    time (:func:`_compiled_backward`). Otherwise time is walked backward in chunks of at most
-    :func:`_chunk_steps` steps: the factors of a chunk (``σ'``, ``r``,
-    ``gs σ'``) are computed at once, then its steps are two tensor operations each.
+    On the CPU with scalar constants the recursion is a kernel of :func:`backward_steps_kernel`
+    compiled by numba, which computes ``σ'`` too (:func:`_compiled_backward`). Otherwise time is
+    walked backward in chunks of at most :func:`_chunk_steps` steps: the factors of a chunk
+    (``σ'``, ``r``, ``gs σ'``) are computed at once, then its steps are two tensor operations each.
     """
     grad = _compiled_backward(
-        grad_spikes, v_pre, current_decay, voltage_decay, threshold, derivative, scale, reset
+        grad_spikes, v_pre, current_decay, voltage_decay, threshold, surrogate_name, scale, reset
     )
     if grad is not None:
         return grad
     steps = v_pre.shape[0]
     grad_current = torch.empty_like(v_pre)
     chunk = _chunk_steps(v_pre.numel() // max(1, steps))
+    derivative = SURROGATES[surrogate_name]
     keep_voltage = 1.0 - voltage_decay
     keep_current = 1.0 - current_decay
     grad_v: torch.Tensor | None = None  # gv'[t + 1]
@@ -305,60 +305,97 @@ def _carry(
     return torch.mul(slope, -keep_voltage * threshold).add_(keep_voltage)
 
 
-def cuba_float_backward_steps(
-    grad_spikes: np.ndarray,
-    v_pre: np.ndarray,
-    slope: np.ndarray,
-    keep_u: float,
-    keep_v: float,
-    threshold: float,
-    subtract: bool,
-    grad_v: np.ndarray,
-    grad_u: np.ndarray,
-    grad_current: np.ndarray,
-) -> None:
-    """The reverse-time recursion of the module docstring for ``N`` neurons over ``T`` consecutive
-    steps, one neuron at a time: writes ``gu`` (the gradient at the input current) to
-    ``grad_current`` from ``grad_spikes`` (``gs``, the gradient at the spikes), ``v_pre`` (the
-    pre-reset voltages) and ``slope`` (the surrogate derivative ``σ'`` of ``v_pre - threshold``),
-    all ``[T, N]``; constants in their dtype (``keep_u = 1 - current_decay``,
-    ``keep_v = 1 - voltage_decay``). ``grad_v`` and ``grad_u`` ``[N]`` carry ``gv'`` and ``gu`` of
-    the step after the last (zeros after the sequence's end) in, and those of the first step out,
-    so that a sequence can be walked in chunks of steps, latest first."""
-    steps, neurons = grad_spikes.shape
-    zero = np.zeros(1, dtype=grad_spikes.dtype)[0]
-    one = np.ones(1, dtype=grad_spikes.dtype)[0]
-    for t in range(steps - 1, -1, -1):
-        g_t = grad_spikes[t]
-        out_t = grad_current[t]
-        v_t = v_pre[t]
-        slope_t = slope[t]
-        for n in range(neurons):
-            v = v_t[n]
-            sigma = slope_t[n]
-            if subtract:
-                carry = keep_v * (one - threshold * sigma)
-            else:
-                not_spiking = one if v - threshold <= zero else zero
-                carry = keep_v * (not_spiking - v * sigma)
-            gv = g_t[n] * sigma + grad_v[n] * carry
-            gu = gv + grad_u[n] * keep_u
-            grad_v[n] = gv
-            grad_u[n] = gu
-            out_t[n] = gu
+#: how :func:`backward_steps_kernel` gets the surrogate derivative ``σ'`` of ``x = v' - threshold``
+#: (:mod:`toolchain.snn.surrogate` defines each; the kernel's arithmetic is that of the surrogate's
+#: tensor function, operation for operation, so the values are the same bit for bit):
+#: ``pre`` holds ``σ'`` itself, computed by the surrogate's tensor function (any surrogate)
+SLOPE_GIVEN = 0
+#: ``pre`` holds ``sig(scale x)`` (torch's sigmoid: its vectorized ``exp`` is several times faster
+#: than a compiled loop's), the kernel computes ``scale (1 - sig) sig`` (``sigmoid_backward``'s order)
+SLOPE_SIGMOID = 1
+#: the kernel computes ``1 / (scale |x| + 1)^2`` from ``v'`` (``pre`` unused)
+SLOPE_FAST_SIGMOID = 2
+#: the kernel computes ``scale max(0, 1 - scale |x|)`` from ``v'`` (``pre`` unused)
+SLOPE_TRIANGLE = 3
+#: the surrogates whose derivative the kernel computes (itself, or from a sigmoid): the rest are given
+KERNEL_SLOPES = {"sigmoid": SLOPE_SIGMOID, "fast_sigmoid": SLOPE_FAST_SIGMOID, "triangle": SLOPE_TRIANGLE}
+
+
+def backward_steps_kernel(slope_kind: int) -> Callable[..., None]:
+    """The kernel of the reverse-time recursion of the module docstring for surrogate derivatives of
+    kind ``slope_kind`` (:data:`SLOPE_GIVEN` and the others), a constant of the returned function,
+    so that its compiled loop has no branch on it (with one, numba's loop no longer vectorizes)."""
+
+    def cuba_float_backward_steps(
+        grad_spikes: np.ndarray,
+        v_pre: np.ndarray,
+        pre: np.ndarray,
+        keep_u: float,
+        keep_v: float,
+        threshold: float,
+        subtract: bool,
+        scale: float,
+        grad_v: np.ndarray,
+        grad_u: np.ndarray,
+        grad_current: np.ndarray,
+    ) -> None:
+        """The recursion for ``N`` neurons over ``T`` consecutive steps, one neuron at a time:
+        writes ``gu`` (the gradient at the input current) to ``grad_current`` from ``grad_spikes``
+        (``gs``, the gradient at the spikes) and ``v_pre`` (the pre-reset voltages), all
+        ``[T, N]``, with the surrogate derivative ``σ'`` of ``v_pre - threshold`` taken from
+        ``pre`` ``[T, N]`` or computed here with ``scale`` (by ``slope_kind``); constants in
+        their dtype (``keep_u = 1 - current_decay``, ``keep_v = 1 - voltage_decay``). ``grad_v``
+        and ``grad_u`` ``[N]`` carry ``gv'`` and ``gu`` of the step after the last (zeros after the
+        sequence's end) in, and those of the first step out, so that a sequence can be walked in
+        chunks of steps, latest first."""
+        steps, neurons = grad_spikes.shape
+        zero = np.zeros(1, dtype=grad_spikes.dtype)[0]
+        one = np.ones(1, dtype=grad_spikes.dtype)[0]
+        for t in range(steps - 1, -1, -1):
+            g_t = grad_spikes[t]
+            out_t = grad_current[t]
+            v_t = v_pre[t]
+            pre_t = pre[t]
+            for n in range(neurons):
+                v = v_t[n]
+                x = v - threshold
+                if slope_kind == SLOPE_SIGMOID:
+                    sig = pre_t[n]
+                    sigma = scale * (one - sig) * sig
+                elif slope_kind == SLOPE_FAST_SIGMOID:
+                    denominator = scale * abs(x) + one
+                    sigma = one / (denominator * denominator)
+                elif slope_kind == SLOPE_TRIANGLE:
+                    sigma = scale * max(one - scale * abs(x), zero)
+                else:
+                    sigma = pre_t[n]
+                if subtract:
+                    carry = keep_v * (one - threshold * sigma)
+                else:
+                    not_spiking = one if x <= zero else zero
+                    carry = keep_v * (not_spiking - v * sigma)
+                gv = g_t[n] * sigma + grad_v[n] * carry
+                gu = gv + grad_u[n] * keep_u
+                grad_v[n] = gv
+                grad_u[n] = gu
+                out_t[n] = gu
+
+    return cuba_float_backward_steps
 
 
 @functools.cache
-def compiled_cuba_float_backward_steps() -> Callable[..., None] | None:
-    """:func:`cuba_float_backward_steps` compiled by numba (disk-cached) for float32 and float64, or
-    ``None`` where numba is not installed (the tensor recursion then runs)."""
+def compiled_cuba_float_backward_steps(slope_kind: int = SLOPE_GIVEN) -> Callable[..., None] | None:
+    """:func:`backward_steps_kernel` of ``slope_kind`` compiled by numba (disk-cached) for float32
+    and float64, or ``None`` where numba is not installed (the tensor recursion then runs)."""
     return compile_kernel(
-        cuba_float_backward_steps,
+        backward_steps_kernel(slope_kind),
         [
             (np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), dtype(0.5),
-             dtype(0.5), dtype(0.5), False, np.zeros(1, dtype), np.zeros(1, dtype), np.zeros((1, 1), dtype))
+             dtype(0.5), dtype(0.5), False, dtype(1), np.zeros(1, dtype), np.zeros(1, dtype),
+             np.zeros((1, 1), dtype))
             for dtype in (np.float32, np.float64)
         ],
+        ieee_division=True,  # fast_sigmoid's division, as torch's
     )  # fmt: skip
 
 
@@ -368,15 +405,17 @@ def _compiled_backward(
     current_decay: Constant,
     voltage_decay: Constant,
     threshold: Constant,
-    derivative: DerivativeFn,
+    surrogate_name: str,
     scale: float,
     reset: str,
 ) -> torch.Tensor | None:
-    """``d loss / d current`` by :func:`cuba_float_backward_steps` compiled by numba, or ``None``
+    """``d loss / d current`` by :func:`backward_steps_kernel` compiled by numba, or ``None``
     where it does not apply (the conditions of :func:`_compiled_forward`). Time is walked in chunks
-    of :func:`_chunk_steps` steps, latest first: the surrogate's
-    tensor function computes a chunk's ``σ'``, then the kernel walks its steps."""
-    kernel = compiled_cuba_float_backward_steps()
+    of :func:`_chunk_steps` steps, latest first; for each, torch computes what the kernel takes of
+    the surrogate derivative (nothing, the sigmoid, or the derivative itself:
+    :data:`KERNEL_SLOPES`) into one buffer, then the kernel walks its steps."""
+    slope_kind = KERNEL_SLOPES.get(surrogate_name, SLOPE_GIVEN)
+    kernel = compiled_cuba_float_backward_steps(slope_kind)
     kernel_constants = _kernel_constants(v_pre, current_decay, voltage_decay, threshold)
     if kernel is None or kernel_constants is None or not v_pre.is_contiguous():
         return None
@@ -388,16 +427,25 @@ def _compiled_backward(
     grad_v = np.zeros(neurons, dtype=flat_v.numpy().dtype)
     grad_u = np.zeros_like(grad_v)
     chunk = _chunk_steps(neurons)
+    sigmoids = (
+        torch.empty((min(chunk, steps), neurons), dtype=v_pre.dtype) if slope_kind == SLOPE_SIGMOID else None
+    )
+    kernel_scale = kernel_constants[0].dtype.type(scale)
     for end in range(steps, 0, -chunk):
         start = max(0, end - chunk)
         v = flat_v[start:end]
-        slope = derivative(v - threshold, scale)
+        pre = v  # not read
+        if sigmoids is not None:  # sig(scale x), the surrogate function's operations
+            pre = torch.sub(v, threshold, out=sigmoids[: end - start]).mul_(scale).sigmoid_()
+        elif slope_kind == SLOPE_GIVEN:
+            pre = SURROGATES[surrogate_name](v - threshold, scale)
         kernel(
             flat_spikes[start:end].numpy(),
             v.numpy(),
-            slope.numpy(),
+            pre.numpy(),
             *kernel_constants,
             reset == "subtract",
+            kernel_scale,
             grad_v,
             grad_u,
             flat_grad[start:end].numpy(),
