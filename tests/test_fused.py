@@ -16,6 +16,7 @@ from toolchain.errors import RecipeError
 from toolchain.snn import fused
 from toolchain.snn.dynamics import CubaState, cuba_step
 from toolchain.snn.fused import cuba_sequence
+from toolchain.snn.neurons import delay
 from toolchain.snn.surrogate import SURROGATES, spike_function
 
 DECAYS = [0.0, 0.1, 0.5, 1.0]
@@ -267,3 +268,24 @@ def test_a_channels_last_current_is_stepped_in_its_memory_order(constant):
     # one order and in their remainder in the other: float32 rounding apart
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
     assert results[1][1][0].is_contiguous(memory_format=torch.channels_last) or constant
+
+
+@pytest.mark.parametrize("constant", [False, True])
+def test_a_synapse_delay_keeps_a_convolutions_memory_order(constant):
+    # the recipes' default delay of one step must not turn a conv layer's channels-last current
+    # (a step, or one step repeated over time) into the default order, where the loops would
+    # step it in another order than its memory's
+    generator = torch.Generator().manual_seed(5)
+    shape = (2, 3, 5, 4)
+    one = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last)
+    if constant:
+        current = one.unsqueeze(0).expand(6, *shape)
+    else:
+        current = torch.randn(6, *shape, generator=generator).permute(0, 1, 3, 4, 2).contiguous()
+        current = current.permute(0, 1, 4, 2, 3)
+    assert fused._channels_last(current)
+    delayed = delay(current, 1)
+    assert fused._channels_last(delayed)
+    assert torch.equal(delayed[0], torch.zeros_like(current[0]))
+    assert torch.equal(delayed[1:], current[:-1])
+    assert torch.equal(delay(current.contiguous(), 1), delayed)  # the default order: the same values

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from toolchain.loihi_numbers import CubaRegisters
+from toolchain.snn.compiled import channels_last
 from toolchain.snn.dynamics import (
     CubaState,
     SpikeFn,
@@ -162,4 +163,7 @@ def delay(sequence: torch.Tensor, steps: int) -> torch.Tensor:
         return sequence
     if steps >= len(sequence):
         return torch.zeros_like(sequence)
+    if sequence.dim() == 5 and channels_last(sequence[0]):  # a 2-D convolution's output: delayed in
+        # its memory order, so that the neurons step it in that order (cuba_sequence)
+        return delay(sequence.permute(0, 1, 3, 4, 2), steps).permute(0, 1, 4, 2, 3)
     return torch.cat([torch.zeros_like(sequence[:steps]), sequence[:-steps]])
