@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import machine
 import torch
 from torch.nn import functional
 
@@ -80,7 +81,8 @@ def report_header(command: str) -> list[str]:
         f"Command: `{command}`",
         "",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"- machine: {platform.machine()} ({machine.cpu_description()}), {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}, "
         f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}",
         f"- 1-minute load average at the end: {os.getloadavg()[0]:.2f}",
         f"- glibc's allocator keeping freed memory, as in the training tables ({settings})",

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_description
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = dense_ns_per_mac()
     threads = "one torch thread" if args.threads == 1 else f"{args.threads} torch threads"
     lines = [
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"- machine: {platform.machine()} ({cpu_description()}), {os.cpu_count()} cores, "
         f"torch {torch.__version__}, the reference on {threads}; 1-minute load average "
         f"{load_before:.1f} before, {load:.1f} after",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import machine
 import torch
 from torch import nn
 
@@ -957,8 +958,9 @@ def render(
         f"Command: `{command}`",
         "",
         f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"- machine: {platform.machine()} ({machine.cpu_description()}), {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, "
         f"torch.get_num_threads() = {torch.get_num_threads()}",
         f"- 1-minute load average after each measurement: {min(loads):.2f} to {max(loads):.2f} "
         "(other work shared the machine)",
