@@ -7,11 +7,12 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
 - ``autograd``: :class:`toolchain.snn.neurons.CubaLIF` stepping ``cuba_step`` under autograd (its
   spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
 - ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped: the forward loop and the
-  backward recursion compiled by numba, the surrogate's derivative computed by its tensor function
-  2 steps of this shape at a time on several threads (``CHUNK_ELEMENTS``, the most that stays
-  within torch's intra-op grain), 8 on one (``SERIAL_CHUNK_ELEMENTS``);
-- ``fused, compiled backward, derivative chunk = k``: the same with the derivative of ``k`` steps
-  computed at once (``k = T``: whole-sequence temporaries);
+  backward recursion compiled by numba, the recursion computing the surrogate's derivative from the
+  sigmoid that torch computes 2 steps of this shape at a time on several threads
+  (``CHUNK_ELEMENTS``, the most that stays within torch's intra-op grain), 8 on one
+  (``SERIAL_CHUNK_ELEMENTS``);
+- ``fused, compiled backward, sigmoid chunk = k``: the same with the sigmoid of ``k`` steps
+  computed at once (``k = T``: a whole-sequence temporary);
 - ``fused, tensor backward, chunk = k``: the backward where numba is absent, its factors computed
   ``k`` steps at a time and two tensor operations per step (shipped: the same chunks as the
   compiled backward's; ``k = T``: all steps at once, "plain vectorized torch");
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Variant("autograd (CubaLIF)", "train", train(reference)),
         Variant("autograd (CubaLIF)", "inference", infer(reference)),
         Variant(
-            f"fused as shipped (compiled backward, derivative chunk = {shipped_steps})",
+            f"fused as shipped (compiled backward, sigmoid chunk = {shipped_steps})",
             "train",
             train(fused_call),
         ),
@@ -156,13 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
         variants.append(
             Variant(
-                f"fused, compiled backward, derivative chunk = {label}",
+                f"fused, compiled backward, sigmoid chunk = {label}",
                 "train",
                 train(fused_call),
                 chunk_bound(steps * step_elements),
             )
         )
-    no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda: None}
+    no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda *slope_kind: None}
     for steps in sorted({1, 2, 8, shipped_steps, SHAPE[0]}):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
         default = " (as shipped)" if steps == shipped_steps else ""
