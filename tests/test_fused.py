@@ -16,6 +16,7 @@ from toolchain.errors import RecipeError
 from toolchain.snn import fused
 from toolchain.snn.dynamics import CubaState, cuba_step
 from toolchain.snn.fused import cuba_sequence
+from toolchain.snn.layers import _RepeatOverTime
 from toolchain.snn.neurons import delay
 from toolchain.snn.surrogate import SURROGATES, spike_function
 
@@ -271,21 +272,50 @@ def test_a_channels_last_current_is_stepped_in_its_memory_order(constant):
 
 
 @pytest.mark.parametrize("constant", [False, True])
-def test_a_synapse_delay_keeps_a_convolutions_memory_order(constant):
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (2, 3, 7)])
+def test_a_synapse_delay_keeps_a_convolutions_memory_order(constant, shape):
     # the recipes' default delay of one step must not turn a conv layer's channels-last current
-    # (a step, or one step repeated over time) into the default order, where the loops would
-    # step it in another order than its memory's
+    # (a step, or one step repeated over time; 2-D or 1-D) into the default order, where the loops
+    # would step it in another order than its memory's
     generator = torch.Generator().manual_seed(5)
-    shape = (2, 3, 5, 4)
-    one = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last)
+    last = (0, *range(2, len(shape)), 1)  # [B, *spatial, C]
+    back = tuple(last.index(axis) for axis in range(len(shape)))
+    one = torch.randn(shape, generator=generator).permute(last).contiguous().permute(back)
     if constant:
         current = one.unsqueeze(0).expand(6, *shape)
     else:
-        current = torch.randn(6, *shape, generator=generator).permute(0, 1, 3, 4, 2).contiguous()
-        current = current.permute(0, 1, 4, 2, 3)
+        steps = torch.randn(6, *shape, generator=generator)
+        current = steps.permute(0, *(a + 1 for a in last)).contiguous().permute(0, *(a + 1 for a in back))
     assert fused._channels_last(current)
     delayed = delay(current, 1)
     assert fused._channels_last(delayed)
     assert torch.equal(delayed[0], torch.zeros_like(current[0]))
     assert torch.equal(delayed[1:], current[:-1])
     assert torch.equal(delay(current.contiguous(), 1), delayed)  # the default order: the same values
+
+
+@pytest.mark.parametrize("constant", [False, True])
+def test_a_channels_last_1d_current_is_stepped_in_its_memory_order(constant):
+    # a 1-D convolution computed as a 2-D one in channels-last order: [T, B, C, L] lying as
+    # [T, B, L, C]; the same spikes as in the default order and the gradient to rounding, and a
+    # constant input's gradient (the sum over time) comes back in that order too
+    generator = torch.Generator().manual_seed(3)
+    steps, shape = 5, (3, 4, 9)
+    one = (torch.randn(shape, generator=generator) * 2).transpose(1, 2).contiguous().transpose(1, 2)
+    results = []
+    for last in (False, True):
+        x = (one if last else one.contiguous()).detach().requires_grad_(True)
+        current = (
+            _RepeatOverTime.apply(x, steps)
+            if constant
+            else (x.unsqueeze(0) * torch.arange(1.0, steps + 1).reshape(-1, 1, 1, 1) / 3)
+        )
+        assert fused._channels_last(current) == last
+        spikes = fused.cuba_sequence(current, 0.3, 0.1, 1.0, "sigmoid", 4.0)
+        weights = torch.arange(spikes.numel(), dtype=spikes.dtype).reshape(spikes.shape) % 7 - 3
+        (spikes * weights).sum().backward()
+        results.append((spikes.detach(), x.grad))
+    assert 0 < results[0][0].mean() < 1
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+    assert results[1][1].transpose(1, 2).is_contiguous()

@@ -29,8 +29,12 @@ GEOMETRIES = [
 
 @pytest.fixture(autouse=True)
 def _small_windows(monkeypatch):
-    # the products for windows of any size here (small layers keep the tests exact and quick)
+    # the products for windows of any size here (small layers keep the tests exact and quick), on
+    # whatever CPU runs the tests
     monkeypatch.setattr(unfolded_conv1d, "WINDOW_VALUES_MIN", 1)
+    monkeypatch.setattr(
+        unfolded_conv1d, "PRODUCTS_CPU_CAPABILITIES", (torch.backends.cpu.get_cpu_capability(),)
+    )
 
 
 def test_kernels_by_hand():
@@ -130,3 +134,28 @@ def test_the_conv1d_layer_runs_the_products():
     assert any("UnfoldedConv1d" in type(node).__name__ for node, _ in out.grad_fn.next_functions)
     expected = functional.conv1d(x.reshape(8, 3, 11), layer.weight, stride=2, padding=1).reshape(out.shape)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elsewhere_a_2d_convolution_in_channels_last_order(monkeypatch, dtype):
+    # on a CPU outside PRODUCTS_CPU_CAPABILITIES: the convolution as a 2-D one over [N, C, 1, L]
+    # in channels-last order, its output channels-last; the values and both gradients of conv1d
+    monkeypatch.setattr(unfolded_conv1d, "PRODUCTS_CPU_CAPABILITIES", ())
+    generator = torch.Generator().manual_seed(9)
+    for samples, channels, length, out_channels, kernel, stride, padding in GEOMETRIES:
+        x = torch.randn(samples, channels, length, generator=generator, dtype=dtype)
+        weight = torch.randn(out_channels, channels, kernel, generator=generator, dtype=dtype)
+        grad = None
+        results = []
+        for synapse in (conv1d_synapse, _reference):
+            xx, ww = x.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+            out = synapse(xx, ww, stride, padding)
+            grad = torch.randn(out.shape, generator=generator, dtype=dtype) if grad is None else grad
+            out.backward(grad)
+            results.append((out, xx.grad, ww.grad))
+        assert "UnfoldedConv1d" not in type(results[0][0].grad_fn).__name__
+        if out_channels > 1 and results[0][0].shape[2] > 1:
+            assert results[0][0].transpose(1, 2).is_contiguous()  # channels last
+        tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+        for ours, theirs in zip(results[0], results[1], strict=True):
+            torch.testing.assert_close(ours, theirs, **tolerance)

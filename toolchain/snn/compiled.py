@@ -59,6 +59,17 @@ def channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def channels_last_permutation(x: torch.Tensor) -> tuple[int, ...] | None:
+    """The axes of ``x`` ``[N, C, *spatial]`` (one or two spatial axes) in their memory order,
+    ``(0, 2, ..., 1)``, where ``x`` lies with its channels last and not also in the default order
+    (a 2-D convolution's output on the CPU, or a 1-D one computed as a 2-D one); ``None``
+    otherwise. For four axes it is :func:`channels_last`'s order."""
+    if x.dim() not in (3, 4) or x.is_contiguous():
+        return None
+    order = (0, *range(2, x.dim()), 1)
+    return order if x.permute(order).is_contiguous() else None
+
+
 #: the fewest rows worth a piece of their own
 PARALLEL_ROWS_MIN = 256
 #: the most pieces per thread: more pieces let the threads on free cores take over the rows of one

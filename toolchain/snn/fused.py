@@ -47,7 +47,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
-from toolchain.snn.compiled import channels_last, compile_kernel
+from toolchain.snn.compiled import channels_last_permutation, compile_kernel
 from toolchain.snn.dynamics import (
     CubaState,
     compiled_cuba_float_steps,
@@ -110,12 +110,13 @@ def cuba_sequence(
             raise ValueError(f"cuba_sequence: {name} is a constant here; it must not require grad")
     if current.dim() < 2:
         raise ValueError(f"cuba_sequence: expected current [T, B, ...], got shape {tuple(current.shape)}")
-    if _channels_last(current):  # stepped in its memory order: the neurons are independent
+    order = _memory_order(current)
+    if order is not None:  # stepped in its memory order: the neurons are independent
         spikes = cuba_sequence(
-            current.permute(0, 1, 3, 4, 2),
+            current.permute(order),
             current_decay, voltage_decay, threshold, surrogate_name, surrogate_scale, reset,
         )  # fmt: skip
-        return spikes.permute(0, 1, 4, 2, 3)
+        return spikes.permute(tuple(order.index(axis) for axis in range(len(order))))
     if not (torch.is_grad_enabled() and current.requires_grad):
         spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
         return spikes
@@ -125,13 +126,25 @@ def cuba_sequence(
 
 
 def _channels_last(current: torch.Tensor) -> bool:
-    """Whether ``current`` ``[T, B, C, H, W]`` holds each step in channels-last memory order (a 2-D
-    convolution's output on the CPU), as one tensor or one step repeated (stride 0 over time), so
-    that its permutation to ``[T, B, H, W, C]`` is what the compiled loops take; not under tracing."""
-    if current.dim() != 5 or torch.jit.is_tracing() or not channels_last(current[0]):
-        return False
-    permuted = current.permute(0, 1, 3, 4, 2)
-    return (current.shape[0] > 1 and current.stride(0) == 0) or permuted.is_contiguous()
+    """Whether ``current`` ``[T, B, C, *spatial]`` holds each step with its channels last
+    (:func:`_memory_order`)."""
+    return _memory_order(current) is not None
+
+
+def _memory_order(current: torch.Tensor) -> tuple[int, ...] | None:
+    """The permutation of ``current`` ``[T, B, C, *spatial]`` (one or two spatial axes) to
+    ``[T, B, *spatial, C]`` where each step lies in that order in memory (a convolution's output on
+    the CPU, :func:`~toolchain.snn.compiled.channels_last_permutation`), as one tensor or one step
+    repeated (stride 0 over time), so that the permuted tensor is what the compiled loops take;
+    ``None`` otherwise and under tracing."""
+    if current.dim() not in (4, 5) or torch.jit.is_tracing():
+        return None
+    step_order = channels_last_permutation(current[0])
+    if step_order is None:
+        return None
+    order = (0, *(axis + 1 for axis in step_order))
+    repeated = current.shape[0] > 1 and current.stride(0) == 0
+    return order if repeated or current.permute(order).is_contiguous() else None
 
 
 def _forward_loop(

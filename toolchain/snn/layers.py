@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from toolchain.snn.compiled import channels_last
+from toolchain.snn.compiled import channels_last_permutation
 from toolchain.snn.event_synapses import dense_synapse
 from toolchain.snn.sum_pool import sum_pool
 from toolchain.snn.unfolded_conv1d import conv1d_synapse
@@ -86,8 +86,10 @@ class _RepeatOverTime(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        if channels_last(grad[0]):
-            return grad.permute(0, 1, 3, 4, 2).sum(0).permute(0, 3, 1, 2), None
+        order = channels_last_permutation(grad[0])
+        if order is not None:
+            summed = grad.permute(0, *(axis + 1 for axis in order)).sum(0)
+            return summed.permute(tuple(order.index(axis) for axis in range(len(order)))), None
         return grad.sum(0), None
 
 

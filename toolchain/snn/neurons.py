@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from toolchain.loihi_numbers import CubaRegisters
-from toolchain.snn.compiled import channels_last
+from toolchain.snn.compiled import channels_last_permutation
 from toolchain.snn.dynamics import (
     CubaState,
     SpikeFn,
@@ -163,7 +163,10 @@ def delay(sequence: torch.Tensor, steps: int) -> torch.Tensor:
         return sequence
     if steps >= len(sequence):
         return torch.zeros_like(sequence)
-    if sequence.dim() == 5 and channels_last(sequence[0]):  # a 2-D convolution's output: delayed in
-        # its memory order, so that the neurons step it in that order (cuba_sequence)
-        return delay(sequence.permute(0, 1, 3, 4, 2), steps).permute(0, 1, 4, 2, 3)
+    step_order = channels_last_permutation(sequence[0]) if sequence.dim() in (4, 5) else None
+    if step_order is not None:  # a convolution's output: delayed in its memory order, so that the
+        # neurons step it in that order (cuba_sequence)
+        order = (0, *(axis + 1 for axis in step_order))
+        delayed = delay(sequence.permute(order), steps)
+        return delayed.permute(tuple(order.index(axis) for axis in range(len(order))))
     return torch.cat([torch.zeros_like(sequence[:steps]), sequence[:-steps]])

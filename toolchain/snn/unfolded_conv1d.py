@@ -18,7 +18,8 @@ products run at the matrix multiplication's rate (``benchmarks/unfolded_conv1d.p
 both). The values are those of the convolution, summed in another order: equal where every partial
 sum is exact (integer weights on a float grid, as fixed-point training uses), within float rounding
 otherwise. Where numba is absent, off the CPU, for other dtypes, for windows of fewer than
-:data:`WINDOW_VALUES_MIN` values and under tracing (the ONNX exporter records the convolution
+:data:`WINDOW_VALUES_MIN` values, on CPUs where oneDNN's convolution is as fast
+(:data:`PRODUCTS_CPU_CAPABILITIES`) and under tracing (the ONNX exporter records the convolution
 itself), ``functional.conv1d`` runs.
 """
 
@@ -38,6 +39,12 @@ from toolchain.snn.compiled import compile_for_floats
 #: (``benchmarks/unfolded_conv1d.py``: the speech network's first layer, 10 channels x 3 = 30) the
 #: convolution is faster, on its 64 x 3 = 192 the products are
 WINDOW_VALUES_MIN = 64
+#: the instruction sets of torch's CPU kernels (``torch.backends.cpu.get_cpu_capability()``) on
+#: which the products run: with AVX2 they took 1.3x and 1.5x less time than oneDNN's convolution
+#: (forward and backward, the speech network's second and third layers, one thread; 1.0x and 1.2x
+#: with two); with AVX-512 oneDNN's convolution took as long with one thread and 1.3x less with two
+#: (``benchmarks/unfolded_conv1d.py``, docs/benchmarks.md); elsewhere they were not measured
+PRODUCTS_CPU_CAPABILITIES = ("AVX2",)
 #: the most window values (``samples * L_out * K * C``) unfolded at a time (1 MiB of float32): the
 #: buffers of a chunk (its windows, then their gradient) are reused chunk after chunk, instead of
 #: tensors of every sample's windows
@@ -116,9 +123,27 @@ def conv1d_synapse(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
     """``functional.conv1d(x, weight, stride=stride, padding=padding)`` for ``x`` ``[N, C, L]``
     and ``weight`` ``[O, C, K]`` (no bias, dilation 1, one group), as matrix products where it
     applies (module docstring), differentiable in both (once)."""
-    if not _applies(x, weight):
-        return functional.conv1d(x, weight, stride=stride, padding=padding)
-    return _UnfoldedConv1d.apply(x, weight, stride, padding)
+    if _applies(x, weight):
+        return _UnfoldedConv1d.apply(x, weight, stride, padding)
+    if (
+        x.dim() == 3
+        and x.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    ):
+        return _channels_last_conv1d(x, weight, stride, padding)
+    return functional.conv1d(x, weight, stride=stride, padding=padding)
+
+
+def _channels_last_conv1d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``functional.conv1d`` as the 2-D convolution of ``x`` ``[N, C, 1, L]`` in channels-last
+    order: oneDNN computes it so faster, forward and backward, than the 1-D convolution, whose
+    backward copies the input to another order (``benchmarks/unfolded_conv1d.py``). The output
+    ``[N, O, L_out]`` lies with its channels last, and the neurons step it in that order
+    (:func:`toolchain.snn.fused.cuba_sequence`); the next layer's input then needs no copy."""
+    planes = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    out = functional.conv2d(planes, weight.unsqueeze(2), stride=(1, stride), padding=(0, padding))
+    return out.squeeze(2)
 
 
 def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -134,6 +159,7 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.shape[1] == weight.shape[1]
         and x.shape[1] * weight.shape[2] >= WINDOW_VALUES_MIN
         and x.shape[0] > 0
+        and torch.backends.cpu.get_cpu_capability() in PRODUCTS_CPU_CAPABILITIES
         and compiled_kernels() is not None
     )
 
