@@ -8,13 +8,14 @@ the toolchain's reference parameters (``train_speed.Setup``); "train" is forward
   spike function wrapped in a plain function, so that it does not dispatch to the fused loop);
 - ``fused``: :func:`toolchain.snn.fused.cuba_sequence` as shipped: the forward loop and the
   backward recursion compiled by numba, the recursion computing the surrogate's derivative from the
-  sigmoid that torch computes 8 steps of this shape at a time (``COMPILED_CHUNK_ELEMENTS``);
+  sigmoid that torch computes 2 steps of this shape at a time on several threads
+  (``CHUNK_ELEMENTS``, the most that stays within torch's intra-op grain), 8 on one
+  (``SERIAL_CHUNK_ELEMENTS``);
 - ``fused, compiled backward, sigmoid chunk = k``: the same with the sigmoid of ``k`` steps
   computed at once (``k = T``: a whole-sequence temporary);
 - ``fused, tensor backward, chunk = k``: the backward where numba is absent, its factors computed
-  ``k`` steps at a time and two tensor operations per step (shipped: 2 steps on several threads,
-  ``CHUNK_ELEMENTS``, the most that stays within torch's intra-op grain, 8 on one,
-  ``SERIAL_CHUNK_ELEMENTS``; ``k = T``: all steps at once, "plain vectorized torch");
+  ``k`` steps at a time and two tensor operations per step (shipped: the same chunks as the
+  compiled backward's; ``k = T``: all steps at once, "plain vectorized torch");
 - ``torch.jit.script``: tried on the dynamics (prints why it does not apply);
 - ``torch.compile`` (only with ``--compile``, it takes minutes): the forward loop of tensor
   functions (the one that runs without numba) compiled by inductor, compile time and run time.
@@ -137,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return step
 
     step_elements = SHAPE[1] * SHAPE[2]
-    shipped_steps = fused._chunk_steps(step_elements, compiled=True)
-    tensor_steps = fused._chunk_steps(step_elements)  # for this number of threads
+    shipped_steps = fused._chunk_steps(step_elements)  # for this number of threads
     variants = [
         Variant("autograd (CubaLIF)", "train", train(reference)),
         Variant("autograd (CubaLIF)", "inference", infer(reference)),
@@ -151,11 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
 
     def chunk_bound(elements: int) -> dict[str, int]:  # the backward's chunk on any thread count
-        return {
-            "CHUNK_ELEMENTS": elements,
-            "SERIAL_CHUNK_ELEMENTS": elements,
-            "COMPILED_CHUNK_ELEMENTS": elements,
-        }
+        return {"CHUNK_ELEMENTS": elements, "SERIAL_CHUNK_ELEMENTS": elements}
 
     for steps in sorted({2, 8, SHAPE[0]} - {shipped_steps}):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
@@ -168,9 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     no_compiled_backward = {"compiled_cuba_float_backward_steps": lambda *slope_kind: None}
-    for steps in sorted({1, 2, 8, tensor_steps, SHAPE[0]}):
+    for steps in sorted({1, 2, 8, shipped_steps, SHAPE[0]}):
         label = "all at once" if steps == SHAPE[0] else f"{steps}"
-        default = " (as shipped)" if steps == tensor_steps else ""
+        default = " (as shipped)" if steps == shipped_steps else ""
         variants.append(
             Variant(
                 f"fused, tensor backward, chunk = {label}{default}",

@@ -139,22 +139,18 @@ def _set_chunk_elements(monkeypatch, elements):
     # the backward's chunk bound, on one thread and on several
     monkeypatch.setattr(fused, "CHUNK_ELEMENTS", elements)
     monkeypatch.setattr(fused, "SERIAL_CHUNK_ELEMENTS", elements)
-    monkeypatch.setattr(fused, "COMPILED_CHUNK_ELEMENTS", elements)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_chunk_bound_depends_on_the_threads(threads):
-    # the tensor recursion: one thread, larger chunks (no operator waits for another thread);
-    # several, torch's grain, so that no operator of the backward runs as a parallel region. The
-    # compiled recursion: the same chunks on any number of threads
+    # one thread: larger chunks (no operator waits for another thread); several: torch's grain,
+    # so that no operator of the backward runs as a parallel region
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
         steps = fused._chunk_steps(1000)
-        compiled_steps = fused._chunk_steps(1000, compiled=True)
     finally:
         torch.set_num_threads(previous)
-    assert compiled_steps == fused.COMPILED_CHUNK_ELEMENTS // 1000
     bound = fused.SERIAL_CHUNK_ELEMENTS if threads == 1 else fused.CHUNK_ELEMENTS
     assert steps == bound // 1000 and steps * 1000 <= bound < (steps + 1) * 1000
     assert fused.CHUNK_ELEMENTS < fused.SERIAL_CHUNK_ELEMENTS

@@ -59,8 +59,8 @@ from toolchain.snn.surrogate import SURROGATES, spike_function
 
 Constant = float | torch.Tensor
 RESETS = ("zero", "subtract")
-#: most elements per chunk of the tensor recursion (every factor of a chunk computed at once)
-#: where torch runs on several threads:
+#: most elements per chunk of the backward pass (the sigmoid that the compiled recursion takes, or
+#: every factor of the tensor recursion) where torch runs on several threads:
 #: torch's intra-op grain (an element-wise operator on more elements runs as a parallel region),
 #: so that every operator of the backward runs on the calling thread. A parallel region waits for
 #: all its threads; when other processes hold the other cores that wait costs milliseconds per
@@ -72,21 +72,12 @@ CHUNK_ELEMENTS = 32768
 #: operator calls (benchmarks/fused_variants.py --threads 1: chunks of 8 steps of the MLP's hidden
 #: layer against 2), their temporaries 512 KiB of float32 each
 SERIAL_CHUNK_ELEMENTS = 131072
-#: most elements per chunk of the compiled recursion, on any number of threads: torch computes only
-#: the sigmoid that it takes (three operators), and with two threads larger chunks were faster on
-#: a quiet machine and under load too (benchmarks/fused_variants.py --threads 2, with and without
-#: --busy 2, docs/benchmarks.md: 8 steps of the MLP's hidden layer against 2)
-COMPILED_CHUNK_ELEMENTS = 131072
 
 
-def _chunk_steps(neurons: int, compiled: bool = False) -> int:
-    """Steps per chunk of the backward pass for ``neurons`` elements per step (at least one): for
-    the ``compiled`` recursion :data:`COMPILED_CHUNK_ELEMENTS`; for the tensor recursion
+def _chunk_steps(neurons: int) -> int:
+    """Steps per chunk of the backward pass for ``neurons`` elements per step (at least one):
     :data:`SERIAL_CHUNK_ELEMENTS` where torch runs on one thread, else :data:`CHUNK_ELEMENTS`."""
-    if compiled:
-        elements = COMPILED_CHUNK_ELEMENTS
-    else:
-        elements = SERIAL_CHUNK_ELEMENTS if torch.get_num_threads() == 1 else CHUNK_ELEMENTS
+    elements = SERIAL_CHUNK_ELEMENTS if torch.get_num_threads() == 1 else CHUNK_ELEMENTS
     return max(1, elements // max(1, neurons))
 
 
@@ -448,7 +439,7 @@ def _compiled_backward(
     neurons = flat_v.shape[1]
     grad_v = np.zeros(neurons, dtype=flat_v.numpy().dtype)
     grad_u = np.zeros_like(grad_v)
-    chunk = _chunk_steps(neurons, compiled=True)
+    chunk = _chunk_steps(neurons)
     sigmoids = (
         torch.empty((min(chunk, steps), neurons), dtype=v_pre.dtype) if slope_kind == SLOPE_SIGMOID else None
     )
