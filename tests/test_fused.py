@@ -255,7 +255,7 @@ def test_a_channels_last_current_is_stepped_in_its_memory_order(constant):
     last = default.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) if not constant else None
     if constant:
         last = one.contiguous(memory_format=torch.channels_last).unsqueeze(0).expand(steps, *shape)
-    assert fused._channels_last(last) and not fused._channels_last(default)
+    assert fused._memory_order(last) is not None and fused._memory_order(default) is None
     grad = torch.randn(steps, *shape, generator=generator)
     results = []
     for current in (default, last):
@@ -286,9 +286,9 @@ def test_a_synapse_delay_keeps_a_convolutions_memory_order(constant, shape):
     else:
         steps = torch.randn(6, *shape, generator=generator)
         current = steps.permute(0, *(a + 1 for a in last)).contiguous().permute(0, *(a + 1 for a in back))
-    assert fused._channels_last(current)
+    assert fused._memory_order(current) is not None
     delayed = delay(current, 1)
-    assert fused._channels_last(delayed)
+    assert fused._memory_order(delayed) is not None
     assert torch.equal(delayed[0], torch.zeros_like(current[0]))
     assert torch.equal(delayed[1:], current[:-1])
     assert torch.equal(delay(current.contiguous(), 1), delayed)  # the default order: the same values
@@ -310,7 +310,7 @@ def test_a_channels_last_1d_current_is_stepped_in_its_memory_order(constant):
             if constant
             else (x.unsqueeze(0) * torch.arange(1.0, steps + 1).reshape(-1, 1, 1, 1) / 3)
         )
-        assert fused._channels_last(current) == last
+        assert (fused._memory_order(current) is not None) == last
         spikes = fused.cuba_sequence(current, 0.3, 0.1, 1.0, "sigmoid", 4.0)
         weights = torch.arange(spikes.numel(), dtype=spikes.dtype).reshape(spikes.shape) % 7 - 3
         (spikes * weights).sum().backward()
@@ -319,3 +319,10 @@ def test_a_channels_last_1d_current_is_stepped_in_its_memory_order(constant):
     assert torch.equal(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
     assert results[1][1].transpose(1, 2).is_contiguous()
+
+
+def test_no_steps_of_a_channels_last_current():
+    # a channels-last current with no time steps: no memory order to take, empty spikes
+    current = torch.empty(0, 2, 3, 4, 5).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    assert fused._memory_order(current) is None
+    assert cuba_sequence(current, 0.3, 0.1, 1.0, "sigmoid", 4.0).shape == (0, 2, 3, 4, 5)

@@ -70,6 +70,21 @@ def channels_last_permutation(x: torch.Tensor) -> tuple[int, ...] | None:
     return order if x.permute(order).is_contiguous() else None
 
 
+def steps_channels_last_permutation(sequence: torch.Tensor) -> tuple[int, ...] | None:
+    """The permutation of ``sequence`` ``[T, B, C, *spatial]`` (one or two spatial axes) to
+    ``[T, B, *spatial, C]`` where its first step lies with its channels last
+    (:func:`channels_last_permutation`); ``None`` otherwise, and for no steps."""
+    if sequence.dim() not in (4, 5) or sequence.shape[0] == 0:
+        return None
+    step_order = channels_last_permutation(sequence[0])
+    return None if step_order is None else (0, *(axis + 1 for axis in step_order))
+
+
+def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation that undoes ``order`` (``x.permute(order).permute(inverse) is x``'s layout)."""
+    return tuple(order.index(axis) for axis in range(len(order)))
+
+
 #: the fewest rows worth a piece of their own
 PARALLEL_ROWS_MIN = 256
 #: the most pieces per thread: more pieces let the threads on free cores take over the rows of one

@@ -47,7 +47,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from toolchain.errors import RecipeError
-from toolchain.snn.compiled import channels_last_permutation, compile_kernel
+from toolchain.snn.compiled import compile_kernel, inverse_permutation, steps_channels_last_permutation
 from toolchain.snn.dynamics import (
     CubaState,
     compiled_cuba_float_steps,
@@ -116,7 +116,7 @@ def cuba_sequence(
             current.permute(order),
             current_decay, voltage_decay, threshold, surrogate_name, surrogate_scale, reset,
         )  # fmt: skip
-        return spikes.permute(tuple(order.index(axis) for axis in range(len(order))))
+        return spikes.permute(inverse_permutation(order))
     if not (torch.is_grad_enabled() and current.requires_grad):
         spikes, _ = _forward_loop(current, current_decay, voltage_decay, threshold, reset, keep_voltage=False)
         return spikes
@@ -125,24 +125,15 @@ def cuba_sequence(
     )
 
 
-def _channels_last(current: torch.Tensor) -> bool:
-    """Whether ``current`` ``[T, B, C, *spatial]`` holds each step with its channels last
-    (:func:`_memory_order`)."""
-    return _memory_order(current) is not None
-
-
 def _memory_order(current: torch.Tensor) -> tuple[int, ...] | None:
     """The permutation of ``current`` ``[T, B, C, *spatial]`` (one or two spatial axes) to
     ``[T, B, *spatial, C]`` where each step lies in that order in memory (a convolution's output on
-    the CPU, :func:`~toolchain.snn.compiled.channels_last_permutation`), as one tensor or one step
-    repeated (stride 0 over time), so that the permuted tensor is what the compiled loops take;
-    ``None`` otherwise and under tracing."""
-    if current.dim() not in (4, 5) or torch.jit.is_tracing():
+    the CPU, :func:`~toolchain.snn.compiled.steps_channels_last_permutation`), as one tensor or one
+    step repeated (stride 0 over time), so that the permuted tensor is what the compiled loops
+    take; ``None`` otherwise and under tracing."""
+    order = None if torch.jit.is_tracing() else steps_channels_last_permutation(current)
+    if order is None:
         return None
-    step_order = channels_last_permutation(current[0])
-    if step_order is None:
-        return None
-    order = (0, *(axis + 1 for axis in step_order))
     repeated = current.shape[0] > 1 and current.stride(0) == 0
     return order if repeated or current.permute(order).is_contiguous() else None
 

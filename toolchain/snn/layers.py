@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from toolchain.snn.compiled import channels_last_permutation
+from toolchain.snn.compiled import inverse_permutation, steps_channels_last_permutation
 from toolchain.snn.event_synapses import dense_synapse
 from toolchain.snn.sum_pool import sum_pool
 from toolchain.snn.unfolded_conv1d import conv1d_synapse
@@ -86,10 +86,10 @@ class _RepeatOverTime(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        order = channels_last_permutation(grad[0])
-        if order is not None:
-            summed = grad.permute(0, *(axis + 1 for axis in order)).sum(0)
-            return summed.permute(tuple(order.index(axis) for axis in range(len(order)))), None
+        order = steps_channels_last_permutation(grad)
+        if order is not None:  # summed over time as [T, B, *spatial, C]: [B, *spatial, C] is left
+            step_order = tuple(axis - 1 for axis in order[1:])
+            return grad.permute(order).sum(0).permute(inverse_permutation(step_order)), None
         return grad.sum(0), None
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from toolchain.loihi_numbers import CubaRegisters
-from toolchain.snn.compiled import channels_last_permutation
+from toolchain.snn.compiled import inverse_permutation, steps_channels_last_permutation
 from toolchain.snn.dynamics import (
     CubaState,
     SpikeFn,
@@ -163,10 +163,8 @@ def delay(sequence: torch.Tensor, steps: int) -> torch.Tensor:
         return sequence
     if steps >= len(sequence):
         return torch.zeros_like(sequence)
-    step_order = channels_last_permutation(sequence[0]) if sequence.dim() in (4, 5) else None
-    if step_order is not None:  # a convolution's output: delayed in its memory order, so that the
+    order = steps_channels_last_permutation(sequence)
+    if order is not None:  # a convolution's output: delayed in its memory order, so that the
         # neurons step it in that order (cuba_sequence)
-        order = (0, *(axis + 1 for axis in step_order))
-        delayed = delay(sequence.permute(order), steps)
-        return delayed.permute(tuple(order.index(axis) for axis in range(len(order))))
+        return delay(sequence.permute(order), steps).permute(inverse_permutation(order))
     return torch.cat([torch.zeros_like(sequence[:steps]), sequence[:-steps]])

@@ -12,15 +12,19 @@ from (``grad_x``). :func:`conv1d_synapse` computes it so: the unfolding (:func:`
 and the adding back (:func:`fold_windows`) are plain functions on numpy arrays compiled by numba
 (:mod:`toolchain.snn.compiled`), the products are torch's matrix multiplications.
 
-On the speech network's layers (64 channels, kernel 3, stride 2, 25 and 13 frames), oneDNN's
-1-D convolution computes its backward several times slower than its forward, while the three
-products run at the matrix multiplication's rate (``benchmarks/unfolded_conv1d.py`` measures
-both). The values are those of the convolution, summed in another order: equal where every partial
-sum is exact (integer weights on a float grid, as fixed-point training uses), within float rounding
-otherwise. Where numba is absent, off the CPU, for other dtypes, for windows of fewer than
-:data:`WINDOW_VALUES_MIN` values, on CPUs where oneDNN's convolution is as fast
-(:data:`PRODUCTS_CPU_CAPABILITIES`) and under tracing (the ONNX exporter records the convolution
-itself), ``functional.conv1d`` runs.
+On the speech network's layers (64 channels, kernel 3, stride 2, 25 and 13 frames) with AVX2
+kernels, oneDNN's 1-D convolution computes its backward several times slower than its forward,
+while the three products run at the matrix multiplication's rate; with AVX-512 kernels the
+convolution is faster than the products, fastest as a 2-D one in channels-last order
+(``benchmarks/unfolded_conv1d.py`` measures the three ways). The products' values are those of the
+convolution, summed in another order: equal where every partial sum is exact (integer weights on a
+float grid, as fixed-point training uses), within float rounding otherwise.
+
+The products run where :func:`_applies`: numba installed, on the CPU, float32/64, windows of at
+least :data:`WINDOW_VALUES_MIN` values, torch's kernels in :data:`PRODUCTS_CPU_CAPABILITIES`.
+Elsewhere on the CPU the convolution runs as the 2-D one in channels-last order
+(:func:`_channels_last_conv1d`); off the CPU and under tracing (the ONNX exporter records the
+convolution itself) ``functional.conv1d`` runs.
 """
 
 from __future__ import annotations
@@ -121,8 +125,9 @@ def compiled_kernels() -> _Kernels | None:
 
 def conv1d_synapse(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     """``functional.conv1d(x, weight, stride=stride, padding=padding)`` for ``x`` ``[N, C, L]``
-    and ``weight`` ``[O, C, K]`` (no bias, dilation 1, one group), as matrix products where it
-    applies (module docstring), differentiable in both (once)."""
+    and ``weight`` ``[O, C, K]`` (no bias, dilation 1, one group): as matrix products where they
+    apply (differentiable once), else as a 2-D convolution in channels-last order on the CPU
+    (module docstring)."""
     if _applies(x, weight):
         return _UnfoldedConv1d.apply(x, weight, stride, padding)
     if (
