@@ -96,6 +96,14 @@ def test_input_errors_name_what_was_expected():
         simulate(net, np.zeros((5, 1, 2)))
     with pytest.raises(SimulationError, match="must be 0 or 1"):
         simulate(net, np.full((6, 1, 2), 2.0))
+    for dtype, bad in ((np.float32, 0.5), (np.uint8, 2), (np.int64, -1), (np.int8, 3)):
+        spikes = np.zeros((6, 2, 2), dtype)
+        spikes[3, 1, 0] = bad
+        with pytest.raises(SimulationError, match="must be 0 or 1"):
+            simulate(net, spikes)
+        spikes[3, 1, 0] = 1
+        assert simulate(net, spikes).samples == 2
+    assert simulate(net, np.ones((6, 1, 2), bool)).samples == 1
     graded = _two_neurons("graded", exp=-8)
     with pytest.raises(SimulationError, match=r"must lie in \[0, 1\], got values in \[0, 1.5\]"):
         simulate(graded, np.array([[0.0, 1.5]]))

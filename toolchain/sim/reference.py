@@ -47,6 +47,7 @@ from toolchain import ir
 from toolchain.activity import Activity, LayerCounts
 from toolchain.errors import SimulationError
 from toolchain.formats.lower import factor_pooling
+from toolchain.heap import keep_freed_memory
 from toolchain.loihi_numbers import INPUT_PAYLOAD_MAX, INPUT_SHIFT, current_may_wrap
 from toolchain.snn.compiled import parallel_rows
 from toolchain.snn.dynamics import (
@@ -67,9 +68,10 @@ from toolchain.snn.sum_pool import window_sums
 #: float32 holds every integer below this exactly (and so every partial sum below it)
 FLOAT32_EXACT = 2**24
 #: largest number of elements of one layer's ``[T, B, ...]`` tensor a chunk of the batch may hold:
-#: 8 MiB in float32, 16 MiB in float64, below glibc's largest dynamic mmap threshold (32 MiB), so a
-#: chunk's freed tensors are reused from the heap by the next chunk's instead of being mapped anew
-#: and faulted in page by page (``benchmarks/sim_speed.py``)
+#: 8 MiB in float32, 16 MiB in float64, below glibc's largest dynamic mmap threshold (32 MiB, where
+#: :func:`~toolchain.heap.keep_freed_memory` puts it), so a chunk's freed tensors are reused from
+#: the heap by the next chunk's instead of being mapped anew and faulted in page by page
+#: (``benchmarks/sim_speed.py``)
 CHUNK_ELEMENTS = 2**21
 #: neurons (samples x neurons of a layer) stepped together by the float64 path: one step's
 #: tensors (8 bytes each) then stay in the core's cache
@@ -424,13 +426,42 @@ def check_inputs(network: ir.Network, inputs: np.ndarray | torch.Tensor) -> torc
                 f"got values in [{float(x.min()):g}, {float(x.max()):g}]"
             )
         return torch.round(graded_input(x) * 2**INPUT_SHIFT).to(torch.int64)
-    if x.numel() and not bool(((x == 0) | (x == 1)).all()):
+    if x.numel() and not _zeros_and_ones(x):
         raise SimulationError(f"network {network.name!r}: spike inputs must be 0 or 1")
     return x.to(torch.uint8)
 
 
+def _zeros_and_ones(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` (not empty) is 0 or 1: integers by their range (no temporary
+    the size of ``x``), other dtypes value by value."""
+    if x.dtype == torch.bool:
+        return True
+    if not (torch.is_floating_point(x) or torch.is_complex(x)):
+        low, high = torch.aminmax(x)
+        return int(low) >= 0 and int(high) <= 1
+    return bool(((x == 0) | (x == 1)).all())
+
+
 # ----------------------------------------------------------------------------------------------
 # the simulation
+
+
+class _ReusedBuffer:
+    """One float32 buffer that every chunk's tensor of one kind reuses (a synaptic layer's spikes):
+    taken afresh each chunk, its memory would be paged in anew by the compiled neuron loop, one
+    step's row at a time, at microseconds a page on a virtual machine (``benchmarks/sim_speed.py``
+    reports the minor page faults per sample-step)."""
+
+    def __init__(self) -> None:
+        self._flat = torch.empty(0, dtype=torch.float32)
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A contiguous ``float32`` view of ``shape`` on the buffer (grown where it is smaller; its
+        values are whatever the last use left)."""
+        size = math.prod(shape)
+        if self._flat.numel() < size:
+            self._flat = torch.empty(size, dtype=torch.float32)
+        return self._flat[:size].view(shape)
 
 
 @dataclass
@@ -454,10 +485,13 @@ def simulate(
     (the same analog sample at every step); for ``"spikes"`` a 0/1 array ``[T, B, *input_shape]``.
     ``batch_size`` samples are stepped together (fewer when a layer's ``[T, B, ...]`` tensors would
     exceed :data:`CHUNK_ELEMENTS`). ``record_spikes`` keeps every synaptic layer's spikes.
+    Raises glibc's malloc thresholds once per process (:func:`toolchain.heap.keep_freed_memory`),
+    so that a chunk reuses the memory the chunks before it freed instead of paging in more.
     """
     if batch_size < 1:
         raise SimulationError(f"batch_size must be >= 1, got {batch_size}")
     start = time.perf_counter()
+    keep_freed_memory()
     x_all = check_inputs(network, inputs)
     plan = _prepare(network)
     synapses = [step for step in plan if isinstance(step, _Synapse)]
@@ -486,6 +520,7 @@ def simulate(
     recorded = {
         name: torch.empty((steps, samples, *shape), dtype=torch.uint8) for name, shape in shapes.items()
     }
+    spike_buffers = [_ReusedBuffer() for _ in synapses]
     with torch.no_grad():
         for first in range(0, samples, chunk):
             x = x_all[first : first + chunk] if graded else x_all[:, first : first + chunk]
@@ -493,7 +528,7 @@ def simulate(
                 x = _input_neurons(input_layer, x, steps, graded, input_totals)
                 if record_spikes:
                     recorded[input_layer.name][:, first : first + chunk] = x
-            spikes, voltages = _run_batch(network, plan, x, network.graded_payloads, totals)
+            spikes, voltages = _run_batch(network, plan, x, network.graded_payloads, totals, spike_buffers)
             potentials.append(voltages.to(torch.int64).reshape(steps, voltages.shape[1], -1).numpy())
             counts.append(
                 spikes[-1].reshape(steps, spikes[-1].shape[1], -1).sum(dim=0).to(torch.int64).numpy()
@@ -520,9 +555,11 @@ def _run_batch(
     x: torch.Tensor,
     graded: bool,
     totals: list[_Totals],
+    spike_buffers: Sequence[_ReusedBuffer],
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Every synaptic layer's spikes ``[T, b, *shape]`` (0/1 ``float32``) for one chunk of samples,
-    and the output layer's voltage after each step ``[T, b, *shape]`` (``float64`` integers).
+    """Every synaptic layer's spikes ``[T, b, *shape]`` (0/1 ``float32``, in that layer's
+    ``spike_buffers`` entry: valid until the next chunk) for one chunk of samples, and the output
+    layer's voltage after each step ``[T, b, *shape]`` (``float64`` integers).
 
     Values between layers stay in ``float32`` (0/1 spikes, their pooled sums, 8-bit payloads: all
     exact) so that the next matrix product needs no conversion.
@@ -553,7 +590,13 @@ def _run_batch(
         a_in = step.synaptic_input(flat_in)
         a_in = a_in.reshape(*lead, *a_in.shape[1:])
         spikes, active, per_neuron, voltages = _neurons(
-            step, a_in, steps, network.synapse_delay_steps, constant, record_v=index == last
+            step,
+            a_in,
+            steps,
+            network.synapse_delay_steps,
+            constant,
+            record_v=index == last,
+            out=spike_buffers[index],
         )
         per_input = per_neuron.sum(dim=0)
         totals[index].spikes += int(per_input.sum())
@@ -590,7 +633,14 @@ def _sum_pool(h: torch.Tensor, k: int, lead: int) -> torch.Tensor:
 
 
 def _neurons(
-    step: _Synapse, a_in: torch.Tensor, steps: int, delay: int, constant: bool, *, record_v: bool = False
+    step: _Synapse,
+    a_in: torch.Tensor,
+    steps: int,
+    delay: int,
+    constant: bool,
+    *,
+    record_v: bool = False,
+    out: _ReusedBuffer | None = None,
 ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]:
     """Step the layer's CUBA neurons for ``steps``; their spikes ``[T, b, *shape]`` and active updates.
 
@@ -603,7 +653,8 @@ def _neurons(
     otherwise the ``int64`` functions. A convolution's output in channels-last order is stepped in
     that order (a permuted view, the bias permuted alike) and its spikes come back in it. Also
     returns each neuron's spike count ``[b, *shape]`` (float64) and, with ``record_v``, the voltage
-    after each step ``[T, b, *shape]`` (float64 integers; else ``None``).
+    after each step ``[T, b, *shape]`` (float64 integers; else ``None``). The spikes are written to
+    ``out`` where given (a view of it: valid until its next use), else to a new tensor.
     """
     lead = 1 if constant else 2
     bias_mant = step.bias_mant
@@ -615,7 +666,7 @@ def _neurons(
         if isinstance(bias_mant, torch.Tensor):
             bias_mant = bias_mant.movedim(0, -1)
     spikes, active, counts, voltages = _neurons_ordered(
-        step.layer.neurons, bias_mant, a_in, steps, delay, constant, record_v
+        step.layer.neurons, bias_mant, a_in, steps, delay, constant, record_v, out
     )
     if channels_last:
         voltages = None if voltages is None else voltages.movedim(-1, 2)
@@ -631,12 +682,13 @@ def _neurons_ordered(
     delay: int,
     constant: bool,
     record_v: bool = False,
+    out: _ReusedBuffer | None = None,
 ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]:
     """:func:`_neurons` on ``a_in`` whose last dimensions are the neurons in memory order: the
     compiled :func:`~toolchain.snn.dynamics.cuba_fixed_steps` where numba is installed, else the
     tensor functions (float64 in place while the input allows, else ``int64``)."""
     shape = a_in.shape if constant else a_in.shape[1:]
-    spikes = torch.empty((steps, *shape), dtype=torch.float32)
+    spikes = torch.empty((steps, *shape), dtype=torch.float32) if out is None else out.take((steps, *shape))
     voltages = torch.empty((steps, *shape), dtype=torch.float64) if record_v else None
     kernel = compiled_cuba_fixed_steps()
     if kernel is not None and spikes.numel():

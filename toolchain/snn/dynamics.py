@@ -392,7 +392,6 @@ def cuba_fixed_steps(
             row = 0 if constant or source < 0 else source
             x_in = a_in[row, first : first + size]
             spikes_s = spikes[t, first : first + size]
-            voltages_s = voltages[t if record_v else 0, first : first + size if record_v else first]
             for m in range(size):
                 x = (np.int64(np.int32(x_in[m])) if narrow else np.int64(x_in[m])) * arrived
                 u_n = u[m]
@@ -413,8 +412,14 @@ def cuba_fixed_steps(
                 v_n *= 1 - spiked
                 u[m] = u_n
                 v[m] = v_n
-                if record_v:
-                    voltages_s[m] = v_n
+            # the voltages copied in a loop of their own: a store under ``if record_v`` in the loop
+            # above compiles to a masked store, which costs a microcode assist at every vector
+            # where the masked-off addresses reach past the (unused) array into a page it may not
+            # write: the loop ran about 3x slower in some processes, as the array's place fell
+            if record_v:
+                voltages_s = voltages[t, first : first + size]
+                for m in range(size):
+                    voltages_s[m] = v[m]
         for m in range(size):
             counts[first + m] += spiked_b[m]
     return active_b.sum()

@@ -32,6 +32,7 @@ from toolchain.config import Recipe, load_recipe
 from toolchain.data import Dataset
 from toolchain.data.batches import encode_batch, load_batch
 from toolchain.errors import RecipeError, ToolchainError
+from toolchain.heap import keep_freed_memory
 from toolchain.io import check_writable_dir, one_line, write_json, write_text
 from toolchain.loihi_numbers import RoundingReport
 from toolchain.run_folder import (
@@ -176,7 +177,11 @@ def fit(
     rank) the model trains under DistributedDataParallel on ``distributed.device``: each rank takes
     ``[train].batch_size`` samples of every global batch, rank 0 alone reads the checkpoint, writes
     the run folder and prints, and every rank returns the same result (figures over all ranks).
+
+    Raises glibc's malloc thresholds once per process (:func:`toolchain.heap.keep_freed_memory`),
+    so that the steps reuse freed memory instead of paging it in again.
     """
+    keep_freed_memory()
     main = is_main(distributed)
     out = Path(out_dir) if out_dir is not None else None
     with ExitStack() as stack:
