@@ -10,7 +10,7 @@ LAVA := lava-nc==0.10.0 lava-dl==0.6.0
 # import beyond torch and nir (loguru, pbr) is in requirements.lock. norse ships as an sdist only.
 FOREIGN_NIR := spikingjelly==2.0.0 norse==1.1.0 sinabs==3.1.3
 
-.PHONY: install demo test lint format lock clean bench bench-venv bench-train bench-conv bench-profile bench-fused bench-sim bench-events
+.PHONY: install demo test lint format lock clean bench bench-venv bench-train bench-conv bench-profile bench-fused bench-sim bench-events bench-heap
 
 install: $(STAMP)
 
@@ -51,8 +51,8 @@ lock: install
 # products against torch's, and the VGG's 2-D convolutions in channels-last order), the profile of
 # a training step (bench-profile), the fused loop's variants (bench-fused); the reference simulator
 # against Lava on one and two threads, and its chunk size (bench-sim), and the event-driven dense
-# synapse against the matrix product (bench-events), both in the project's .venv; `bench` runs them
-# all (about 35 to 45 minutes). BENCH_ARGS=--write-docs updates the docs. Each sets OMP_NUM_THREADS to its thread count.
+# synapse against the matrix product (bench-events), and what keeping freed memory changes for users
+# (bench-heap), all three in the project's .venv; `bench` runs them all (about 35 to 45 minutes). BENCH_ARGS=--write-docs updates the docs. Each sets OMP_NUM_THREADS to its thread count.
 BENCH_PY := benchmarks/.venv/bin/python
 
 bench-venv:
@@ -90,7 +90,10 @@ bench-events: install
 	OMP_NUM_THREADS=1 $(PY) benchmarks/event_synapses.py --threads 1 $(BENCH_ARGS)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/event_synapses.py --threads 2 $(BENCH_ARGS)
 
-bench: bench-train bench-conv bench-profile bench-fused bench-sim bench-events
+bench-heap: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/heap.py $(BENCH_ARGS)
+
+bench: bench-train bench-conv bench-profile bench-fused bench-sim bench-events bench-heap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

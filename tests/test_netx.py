@@ -454,7 +454,7 @@ MUTATIONS = st.one_of(
         st.just("attr"),
         st.one_of(
             st.text(st.characters(blacklist_characters="\x00"), max_size=200),
-            st.integers(),
+            st.integers(-(2**63), 2**63 - 1),  # what an HDF5 attribute can hold (int64)
             st.binary(max_size=50),
         ),
     ),
