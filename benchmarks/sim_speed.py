@@ -304,7 +304,8 @@ def chunk_table(rows: list[dict], repeats: int, samples: int, load: float) -> st
         )
     lines.append(
         f"\nbest of {repeats} interleaved runs of {samples} samples each (spikes recorded), glibc's "
-        f"allocator defaults; 1-min load {load:.1f}"
+        f"allocator as the process starts it (the simulator raises its thresholds, toolchain.heap); "
+        f"1-min load {load:.1f}"
     )
     return "\n".join(lines)
 

@@ -346,7 +346,7 @@ def test_the_compiled_kernel_runs_as_fast_wherever_the_unused_voltages_lie():
     """Without ``record_v`` the simulator passes a one-value array for the voltages. When the step's
     loop stored them under ``if record_v``, the compiler made that a masked store, which reached
     past the array; where that ran into a page the process may not write, every vector cost a
-    microcode assist (19 ns against 1 ns per neuron-step on an AVX-512 CPU)."""
+    microcode assist, many times the step's own work on an AVX-512 CPU."""
     compiled = compiled_cuba_fixed_steps()
     if compiled is None:
         pytest.skip("numba is not installed: the reference simulator runs the tensor functions")

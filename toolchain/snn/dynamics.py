@@ -415,7 +415,7 @@ def cuba_fixed_steps(
             # the voltages copied in a loop of their own: a store under ``if record_v`` in the loop
             # above compiles to a masked store, which costs a microcode assist at every vector
             # where the masked-off addresses reach past the (unused) array into a page it may not
-            # write: the loop ran about 3x slower in some processes, as the array's place fell
+            # write: the loop ran several times slower in some processes, as the array's place fell
             if record_v:
                 voltages_s = voltages[t, first : first + size]
                 for m in range(size):
