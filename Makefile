@@ -63,7 +63,7 @@ bench-train: bench-venv
 	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/train_speed.py --threads 2 --repeats 6 $(BENCH_ARGS)
 
 bench-conv: bench-venv
-	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 --repeats 8 $(BENCH_ARGS)
 	OMP_NUM_THREADS=2 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 2 --repeats 8 $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/train_speed_conv.py --threads 1 --nets gsc --allocator-defaults --no-memory $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/unfolded_conv1d.py --threads 1 $(BENCH_ARGS)
