@@ -29,7 +29,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -79,14 +78,10 @@ def sim_worker(samples: int) -> dict:
     import numpy as np
     import sim_speed
 
-    from toolchain.formats.netx import read_netx, write_netx
     from toolchain.sim.reference import simulate
 
     rng = np.random.default_rng(0)
-    network = sim_speed.conv(rng, 100)
-    with tempfile.TemporaryDirectory() as folder:
-        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
-    x = (rng.random((network.time_steps, samples, *network.input_shape)) < 0.05).astype(np.uint8)
+    deployed, x = sim_speed.deployed_with_spikes(sim_speed.conv(rng, 100), samples, 0.05, rng)
     simulate(deployed, x[:, :2])  # start-up: the compiled kernels
     before = _faults()
     timing = simulate(deployed, x, record_spikes=True).timing

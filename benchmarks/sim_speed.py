@@ -85,6 +85,21 @@ def conv(rng: np.random.Generator, steps: int) -> ir.Network:
     return ir.Network("conv-2x32x32", (2, 32, 32), "spikes", steps, layers)
 
 
+def input_spikes(network: ir.Network, samples: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Random 0/1 input spikes ``[T, samples, *input_shape]``, each with probability ``rate``."""
+    return (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+
+
+def deployed_with_spikes(
+    network: ir.Network, samples: int, rate: float, rng: np.random.Generator
+) -> tuple[ir.Network, np.ndarray]:
+    """What a netx file of ``network`` holds (written and read back: pooling lowered), and
+    :func:`input_spikes` for it."""
+    with tempfile.TemporaryDirectory() as folder:
+        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
+    return deployed, input_spikes(network, samples, rate, rng)
+
+
 def _minor_faults() -> int:
     """Minor page faults of this process so far (fresh memory paged in)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -107,7 +122,7 @@ def measure(
     with tempfile.TemporaryDirectory() as folder:
         path = write_netx(network, Path(folder) / f"{network.name}.net")
         deployed = read_netx(path)  # what the file holds (pooling lowered): both backends run this
-        x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+        x = input_spikes(network, samples, rate, rng)
         simulate(deployed, x[:, :2])  # loads the compiled kernels (start-up, not stepping)
         reference_rates, faults, lava_run_s, lava_total_s, lava_startup_s = [], [], [], 0.0, []
         mismatched, compared = 0, 0
@@ -180,9 +195,7 @@ def chunk_sizes(
     minor page faults per sample-step (the same spikes whatever the chunk)."""
     import toolchain.sim.reference as reference
 
-    with tempfile.TemporaryDirectory() as folder:
-        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
-    x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+    deployed, x = deployed_with_spikes(network, samples, rate, rng)
     shipped = reference.CHUNK_ELEMENTS
     best = {chunk: (0.0, 0.0) for chunk in chunks}
     try:
@@ -217,9 +230,7 @@ def neuron_loops(
     and spikes: the best sample-steps/s of each, and whether every spike is the same."""
     import toolchain.sim.reference as reference
 
-    with tempfile.TemporaryDirectory() as folder:
-        deployed = read_netx(write_netx(network, Path(folder) / f"{network.name}.net"))
-    x = (rng.random((network.time_steps, samples, *network.input_shape)) < rate).astype(np.uint8)
+    deployed, x = deployed_with_spikes(network, samples, rate, rng)
     compiled = reference.compiled_cuba_fixed_steps
     loops = {"compiled": compiled, "tensors": lambda: None}
     best = dict.fromkeys(loops, 0.0)
